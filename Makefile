@@ -1,0 +1,40 @@
+# transfer: `make demo` and `make test` do all set-up themselves on a fresh Debian 12 machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TRANSFER := $(VENV)/bin/transfer
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup deps venv test demo nets clean-venv
+help:
+	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
+	@echo "make test    set up everything, then run the tests"
+	@echo "make setup   Debian packages, Caffe (cached build), .venv with pycaffe and transfer"
+	@echo "make caffe   build Caffe (CAFFE_SRC=tree to build another tree, CAFFE_ROOT=dir to use a build, CAFFE_GPU=1 for CUDA)"
+	@echo "make nets    regenerate prototxt/, solvers/ and splits/ for the paper's plan"
+
+deps:
+	@scripts/install-deps.sh
+
+# The venv is rebuilt when the pins change; transfer itself is installed editable.
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt setup.py | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+setup: deps venv caffe
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean-venv:
+	rm -rf $(VENV)
+
+-include $(sort $(wildcard mk/*.mk))

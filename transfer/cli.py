@@ -1,0 +1,58 @@
+"""Thin command line: each stage module registers its own subcommands.
+
+A module in COMMAND_MODULES defines `register(subparsers)`, which adds parsers whose
+`func` default receives the parsed arguments and returns an exit code (or None for 0).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import TransferError
+
+COMMAND_MODULES = [
+    "doctor",      # transfer doctor
+    "splits",      # transfer splits ...
+    "plan",        # transfer plan show / simulate
+    "nets",        # transfer nets write
+    "datasets",    # transfer data build / verify / mean / derive
+    "synthetic",   # transfer synthetic make
+    "surgery",     # transfer surgery NET
+    "train",       # transfer train NET
+    "runner",      # transfer run / status
+    "slurm",       # transfer submit
+    "report",      # transfer report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"transfer.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"transfer.{name}":
+                continue  # stage not present in this checkout
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except TransferError as exc:
+        print(f"transfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"transfer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
