@@ -44,11 +44,17 @@ def caffe_binary() -> Path:
 @lru_cache(maxsize=1)
 def caffe_pb2() -> ModuleType:
     """caffe_pb2 loaded straight from pycaffe's file, without importing pycaffe (fast, no _caffe.so)."""
+    # Registered under pycaffe's own module name: the protobuf runtime refuses to load
+    # caffe.proto twice, so a later `import caffe` must find this very module.
+    name = "caffe.proto.caffe_pb2"
+    if name in sys.modules:
+        return sys.modules[name]
     path = caffe_root() / "python" / "caffe" / "proto" / "caffe_pb2.py"
     if not path.is_file():
         raise TransferError(f"{path} not found; {FIX}")
-    spec = importlib.util.spec_from_file_location("transfer_caffe_pb2", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
