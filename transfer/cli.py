@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except TransferError as exc:
         print(f"transfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `transfer plan show | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"transfer {args.command}: interrupted", file=sys.stderr)
         return 130
