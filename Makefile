@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TRANSFER := $(VENV)/bin/transfer
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup deps venv test demo nets clean-venv
+.PHONY: help setup deps venv test demo clean-venv
 help:
 	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
 	@echo "make test    set up everything, then run the tests"

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "plan",        # transfer plan show / simulate
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
+    "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files
     "synthetic",   # transfer synthetic make
     "surgery",     # transfer surgery NET
     "train",       # transfer train NET

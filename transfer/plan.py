@@ -34,7 +34,8 @@ MODEL_KEYS = ("image_size", "crop", "widths", "fc8_outputs", "train_batch", "tes
 
 @dataclass(frozen=True)
 class Net:
-    """One trained network of a plan. Paths are relative to the repository root."""
+    """One trained network of a plan. Paths are relative to the repository root (or absolute,
+    when the plan's YAML gives absolute directories)."""
 
     name: str
     treatment: str
@@ -117,6 +118,11 @@ class Plan:
         net = self.net(name)
         return net.max_iter + max((self.tail_work(d.name) for d in self.dependents(name)), default=0)
 
+    @staticmethod
+    def abspath(rel: str | Path) -> Path:
+        """A plan path (relative to the repository, or absolute) as an absolute path."""
+        return REPO / rel
+
     @property
     def data_dir(self) -> str:
         return self.config["data_dir"]
@@ -184,6 +190,10 @@ class _Builder:
         self.datasets: dict[str, int] = dict(_need(config, "datasets", "plan", path))
         self.data_dir = _need(config, "data_dir", "plan", path)
         self.runs_dir = _need(config, "runs_dir", "plan", path)
+        # Generated files go under prototxt/<plan>/ and solvers/<plan>/ unless the plan says
+        # otherwise (tests point these, like data_dir and runs_dir, at temporary directories).
+        self.nets_dir = config.get("nets_dir", f"prototxt/{self.plan_name}")
+        self.solvers_dir = config.get("solvers_dir", f"solvers/{self.plan_name}")
         self.nets: list[Net] = []
 
     def dataset_classes(self, dataset: str, net_name: str) -> int:
@@ -220,9 +230,9 @@ class _Builder:
             train_data=f"{dd}/{target}/train_lmdb",
             val_data=f"{dd}/{val_dataset or target}/val_lmdb",
             mean_file=f"{dd}/{mean_ds}/mean.binaryproto",
-            train_net=f"prototxt/{self.plan_name}/{name}.train.prototxt",
-            test_net=f"prototxt/{self.plan_name}/{name}.test.prototxt",
-            solver_file=f"solvers/{self.plan_name}/{name}.solver.prototxt",
+            train_net=f"{self.nets_dir}/{name}.train.prototxt",
+            test_net=f"{self.nets_dir}/{name}.test.prototxt",
+            solver_file=f"{self.solvers_dir}/{name}.solver.prototxt",
             run_dir=f"{self.runs_dir}/{name}",
             released_name=released_name))
 

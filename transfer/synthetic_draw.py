@@ -108,7 +108,8 @@ def draw_part(part: Part, a: np.ndarray, b: np.ndarray, px: np.ndarray,
     r = part.radius * _col(rng.uniform(0.85, 1.15, n))
     rho = np.hypot(a, b)
     ang = np.arctan2(b, a)
-    f = part.freq * _col(rng.uniform(0.9, 1.1, n)) * np.pi / r  # radians per unit
+    # radians per unit; periods do not shrink with small parts, which would alias at 64 px
+    f = part.freq * _col(rng.uniform(0.9, 1.1, n)) * np.pi / np.maximum(r, 0.4)
     k = part.kind
     if k == "block":
         return hard(np.maximum(np.abs(a) - r, np.abs(b) - r * part.aspect), px)
@@ -145,7 +146,7 @@ def draw_part(part: Part, a: np.ndarray, b: np.ndarray, px: np.ndarray,
         return envelope * soft(-field_, 0.35)
     if k == "spots":  # cellular texture: soft discs at random points inside the part
         count = 4 + 2 * part.sides
-        cr = r * np.sqrt(rng.uniform(0, 1, (n, count)))
+        cr = r[:, :, 0] * np.sqrt(rng.uniform(0, 1, (n, count)))
         ct = rng.uniform(0, 2 * np.pi, (n, count))
         cx = (cr * np.cos(ct))[:, :, None, None].astype(F)
         cy = (cr * np.sin(ct))[:, :, None, None].astype(F)

@@ -1,0 +1,63 @@
+# CUDA part of caffe/CMakeLists.txt (CAFFE_GPU=ON). Caffe's own arch lists stop at sm_61 and
+# CUDA 12/13 reject old archs, so the wanted list is filtered by what this nvcc accepts.
+find_program(CAFFE_NVCC nvcc HINTS "$ENV{CUDA_HOME}/bin" "$ENV{CUDA_PATH}/bin" /usr/local/cuda/bin)
+if(NOT CMAKE_CUDA_COMPILER AND CAFFE_NVCC)
+  set(CMAKE_CUDA_COMPILER "${CAFFE_NVCC}")
+endif()
+if(NOT CMAKE_CUDA_COMPILER)
+  message(FATAL_ERROR "CAFFE_GPU=1 but nvcc was not found (set CUDA_HOME or put nvcc on PATH)")
+endif()
+
+execute_process(COMMAND "${CMAKE_CUDA_COMPILER}" --list-gpu-arch
+                OUTPUT_VARIABLE _arch_out RESULT_VARIABLE _arch_rc ERROR_QUIET)
+set(_archs)
+foreach(a ${CAFFE_CUDA_ARCHS})
+  # Older nvcc has no --list-gpu-arch: keep the wanted list and let nvcc complain.
+  if(NOT _arch_rc EQUAL 0 OR _arch_out MATCHES "compute_${a}\n" OR _arch_out MATCHES "compute_${a}$")
+    list(APPEND _archs ${a})
+  endif()
+endforeach()
+if(NOT _archs)
+  message(FATAL_ERROR "none of CAFFE_CUDA_ARCHS=${CAFFE_CUDA_ARCHS} is accepted by ${CMAKE_CUDA_COMPILER}")
+endif()
+# Real code for every arch, plus PTX of the newest so newer GPUs can JIT it.
+list(GET _archs -1 _newest)
+list(TRANSFORM _archs APPEND "-real")
+list(APPEND _archs ${_newest}-virtual)
+set(CMAKE_CUDA_ARCHITECTURES ${_archs})
+set(CMAKE_CUDA_STANDARD 17)   # CUDA 13's thrust/cub need C++17
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+foreach(lib cudart cublas curand)
+  if(NOT TARGET CUDA::${lib})
+    message(FATAL_ERROR "CAFFE_GPU=1: ${lib} not found next to ${CMAKE_CUDA_COMPILER} "
+                        "(install the CUDA toolkit's lib${lib} development files)")
+  endif()
+endforeach()
+
+# cuDNN is optional; its version moved from cudnn.h to cudnn_version.h in cuDNN 8.
+find_path(CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} "$ENV{CUDNN_ROOT}/include")
+find_library(CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} "$ENV{CUDNN_ROOT}/lib" "$ENV{CUDNN_ROOT}/lib64")
+set(CUDNN_VERSION "")
+if(CUDNN_INCLUDE AND CUDNN_LIBRARY)
+  foreach(h cudnn_version.h cudnn.h)
+    if(EXISTS "${CUDNN_INCLUDE}/${h}" AND NOT CUDNN_VERSION)
+      file(STRINGS "${CUDNN_INCLUDE}/${h}" _major REGEX "^#define CUDNN_MAJOR +[0-9]+")
+      string(REGEX MATCH "[0-9]+" CUDNN_VERSION "${_major}")
+    endif()
+  endforeach()
+endif()
+
+function(caffe_cuda_setup target)
+  target_link_libraries(${target} PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
+  # Caffe's .cu files include Caffe headers that pull in glog/boost; keep host warnings quiet.
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fPIC -w>)
+  if(CUDNN_VERSION)
+    target_compile_definitions(${target} PUBLIC USE_CUDNN)
+    target_include_directories(${target} PUBLIC ${CUDNN_INCLUDE})
+    target_link_libraries(${target} PUBLIC ${CUDNN_LIBRARY})
+  endif()
+  message(STATUS "transfer caffe: CUDA ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES}, "
+                 "cuDNN ${CUDNN_VERSION}")
+endfunction()

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Build (or find) the Caffe this project uses and record it in the venv.  `make caffe` runs this.
+#
+#   (default)              fetch the PyPI sdist brocolli-caffe==9.0.2 (sha256-checked) and build it
+#   CAFFE_SRC=/tree        build that BVLC-layout tree instead (the tree itself is not modified)
+#   CAFFE_ROOT=/build      build nothing; use an existing build (build/tools/caffe, python/caffe)
+#   CAFFE_GPU=1            CUDA build (CPU_ONLY otherwise)
+#   TRANSFER_CACHE=/dir    cache directory (default ${XDG_CACHE_HOME:-~/.cache}/transfer)
+#   CAFFE_JOBS=N           parallel compile jobs (default 2)
+#
+# Builds land in <cache>/caffe/<key>, key = hash of source, options and our build files, so a
+# second run is a no-op. A build happens in <key>.partial and is renamed into place only when
+# complete, so an interrupted build never looks like a finished one.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$(cd "${VENV:-$repo/.venv}" 2>/dev/null && pwd) || { echo "caffe: error: no venv at ${VENV:-$repo/.venv}; run make venv" >&2; exit 1; }
+PY=${PY:-$VENV/bin/python}
+[[ $PY == /* ]] || PY=$repo/$PY
+CACHE=${TRANSFER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/transfer}
+JOBS=${CAFFE_JOBS:-2}
+GPU=${CAFFE_GPU:-0}
+SDIST_NAME=brocolli-caffe
+SDIST_VERSION=9.0.2
+SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
+
+say() { echo "caffe: $*"; }
+die() { echo "caffe: error: $*" >&2; exit 1; }
+
+[[ -x $PY ]] || die "no python at $PY; run make venv"
+case $GPU in 0|1) ;; *) die "CAFFE_GPU='$GPU' must be 0 or 1" ;; esac
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "CAFFE_JOBS='$JOBS' must be a positive integer"
+
+# Write "$2" into file "$1" atomically (temp + rename in the same directory).
+write_atomic() {
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX")
+  printf '%s\n' "$2" >"$tmp"
+  chmod 644 "$tmp"
+  mv -f "$tmp" "$1"
+}
+
+# Point the venv at a Caffe root: <venv>/caffe-root for transfer.caffe_env, caffe.pth for `import caffe`.
+record() {
+  local root=$1 site
+  site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  write_atomic "$VENV/caffe-root" "$root"
+  write_atomic "$site/caffe.pth" "$root/python"
+  say "recorded $root in $VENV/caffe-root and $site/caffe.pth"
+}
+
+# ---- an existing build: check its layout, record it, done ---------------------------------------
+if [[ -n ${CAFFE_ROOT:-} ]]; then
+  [[ -d $CAFFE_ROOT ]] || die "CAFFE_ROOT=$CAFFE_ROOT is not a directory"
+  root=$(cd "$CAFFE_ROOT" && pwd)
+  [[ -x $root/build/tools/caffe || -x $root/bin/caffe ]] ||
+    die "CAFFE_ROOT=$root has no build/tools/caffe (expected the layout of a BVLC Makefile build)"
+  [[ -f $root/python/caffe/__init__.py ]] || die "CAFFE_ROOT=$root has no python/caffe/__init__.py (pycaffe)"
+  say "using external Caffe at $root (nothing built)"
+  record "$root"
+  exit 0
+fi
+
+mkdir -p "$CACHE/caffe" "$CACHE/sources"
+
+# ---- the source: a tree given by CAFFE_SRC, or the checked sdist ---------------------------------
+if [[ -n ${CAFFE_SRC:-} ]]; then
+  [[ -f $CAFFE_SRC/src/caffe/proto/caffe.proto ]] ||
+    die "CAFFE_SRC=$CAFFE_SRC is not a Caffe source tree (no src/caffe/proto/caffe.proto)"
+  src=$(cd "$CAFFE_SRC" && pwd)
+  # Content hash of what gets compiled, so an edited tree gets a new cache entry.
+  src_sha=$(cd "$src" && find include src tools python -type f \
+              \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \
+                 -o -name '*.proto' -o -name '*.py' \) -not -path '*/test/*' -print0 |
+            LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+  src_desc="tree $src"
+else
+  tarball=$CACHE/sources/$SDIST_NAME-$SDIST_VERSION.tar.gz
+  if [[ ! -f $tarball ]] || [[ $(sha256sum "$tarball" | cut -c1-64) != "$SDIST_SHA256" ]]; then
+    say "downloading $SDIST_NAME==$SDIST_VERSION (sdist) from PyPI"
+    dl=$(mktemp -d "$CACHE/sources/dl.XXXXXX")
+    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$dl" "$SDIST_NAME==$SDIST_VERSION" 2>"$dl/pip.log" ||
+      { cat "$dl/pip.log" >&2; die "pip download $SDIST_NAME==$SDIST_VERSION failed"; }
+    got=$(sha256sum "$dl/$SDIST_NAME-$SDIST_VERSION.tar.gz" | cut -c1-64)
+    [[ $got == "$SDIST_SHA256" ]] ||
+      die "sha256 mismatch for $SDIST_NAME-$SDIST_VERSION.tar.gz: got $got, want $SDIST_SHA256 (left in $dl)"
+    mv -f "$dl/$SDIST_NAME-$SDIST_VERSION.tar.gz" "$tarball"
+    rm -rf "$dl"
+  fi
+  src_sha=$SDIST_SHA256
+  src_desc="pypi $SDIST_NAME==$SDIST_VERSION"
+fi
+
+# ---- cache key: source + options + our build files ------------------------------------------------
+pyver=$("$PY" -c 'import sys, numpy; print("%d.%d numpy%s" % (sys.version_info[:2] + (numpy.__version__.split(".")[0],)))') ||
+  die "$PY cannot import numpy (pycaffe is compiled against it); run make venv"
+options="gpu=$GPU python=$pyver"
+ours=$(find "$repo/caffe" -maxdepth 1 -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
+       xargs -0 cat "$0" | sha256sum | cut -c1-64)
+key=$(printf '%s\n' "$src_sha" "$options" "$ours" | sha256sum | cut -c1-16)
+root=$CACHE/caffe/$key
+
+# One build per key at a time: parallel `make test` runs wait for the first one.
+exec 9>"$root.lock"
+if ! flock -n 9; then
+  say "another build of $key is running; waiting for it"
+  flock 9
+fi
+
+if [[ -f $root/.complete ]]; then
+  say "cached build $root"
+  record "$root"
+  exit 0
+fi
+
+# ---- build -----------------------------------------------------------------------------------------
+tmp=$root.partial
+logf=$CACHE/caffe/$key.log
+rm -rf "$tmp" "$root"   # leftovers of an interrupted build
+mkdir -p "$tmp"
+: >"$logf"
+trap 'echo "caffe: error: build failed or was interrupted; log: $logf" >&2' ERR INT TERM
+say "building Caffe ($src_desc, $options) with $JOBS jobs; log: $logf"
+start=$SECONDS
+
+if [[ -n ${CAFFE_SRC:-} ]]; then
+  for d in include src tools python cmake LICENSE; do
+    if [[ -e $src/$d ]]; then cp -a "$src/$d" "$tmp/"; fi
+  done
+else
+  tar -xzf "$tarball" -C "$tmp" --strip-components=1
+fi
+find "$tmp/python" -name __pycache__ -type d -prune -exec rm -rf {} +
+rm -rf "$tmp/build"
+
+say "patching sources (caffe/patch_tree.py)"
+"$PY" "$repo/caffe/patch_tree.py" "$tmp" | tee -a "$logf"
+
+say "configuring (cmake)"
+cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" \
+      -DPython3_EXECUTABLE="$PY" >>"$logf" 2>&1 ||
+  { tail -n 20 "$logf" >&2; die "cmake configure failed; full log: $logf"; }
+
+say "compiling (a few minutes on 2 cores; progress every 10%)"
+cmake --build "$tmp/.cmake" -j "$JOBS" 2>&1 | tee -a "$logf" |
+  awk 'match($0, /^\[ *([0-9]+)%\]/) { p = substr($0, RSTART + 1, RLENGTH - 3) + 0;
+         if (p >= last + 10) { last = p - p % 10; printf "caffe:   %d%%\n", p; fflush() } }' ||
+  { grep -E -m 20 'error|Error' "$logf" >&2 || true; die "compile failed; full log: $logf"; }
+
+for f in build/lib/libcaffe.so build/tools/caffe build/tools/upgrade_net_proto_text \
+         build/tools/upgrade_solver_proto_text python/caffe/_caffe.so python/caffe/proto/caffe_pb2.py; do
+  [[ -e $tmp/$f ]] || die "build finished but $f is missing; log: $logf"
+done
+GLOG_minloglevel=2 "$tmp/build/tools/caffe" --version >>"$logf" 2>&1 ||
+  die "the new build/tools/caffe does not run; log: $logf"
+
+"$PY" - "$tmp/BUILD_INFO" "$src_desc" "$src_sha" "$GPU" "$pyver" "$key" <<'EOF'
+import datetime, json, os, sys
+path, source, sha, gpu, pyver, key = sys.argv[1:]
+info = {"source": source, "sha256": sha, "options": {"gpu": gpu == "1", "python": pyver},
+        "key": key, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+with open(path + ".tmp", "w") as f:
+    json.dump(info, f, indent=1)
+os.replace(path + ".tmp", path)
+EOF
+rm -rf "$tmp/.cmake"          # object files: not needed once linked
+cp "$logf" "$tmp/build/build.log"
+touch "$tmp/.complete"
+mv -T "$tmp" "$root"          # atomic: the entry appears complete or not at all
+trap - ERR INT TERM
+say "built in $((SECONDS - start)) s: $root"
+record "$root"

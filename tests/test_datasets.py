@@ -1,0 +1,291 @@
+"""transfer data build / derive / verify / mean on real JPEG files made here with Pillow."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transfer import datasets
+from transfer.caffe_env import caffe_pb2
+from transfer.errors import TransferError
+from transfer.lmdb_store import KILL_ENV, PROGRESS_KEY, iter_items, open_read
+
+cv2 = pytest.importorskip("cv2")
+SIZE = 24
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pb2():
+    try:
+        return caffe_pb2()
+    except TransferError as exc:
+        pytest.skip(f"Caffe not configured: {exc}")
+
+
+def _textured(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth colour gradients plus noise: JPEG-realistic, and warping changes it visibly."""
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w)], -1)
+    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _corpus(root: Path, n: int, labels: int = 4, seed: int = 0) -> list[str]:
+    """n JPEGs of varied sizes in two class directories; list lines 'dir/file.JPEG label'."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        d = root / f"n{i % 2:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        h, w = int(rng.integers(30, 60)), int(rng.integers(30, 60))
+        Image.fromarray(_textured(rng, h, w)).save(d / f"img_{i:03d}.JPEG", quality=90)
+        lines.append(f"n{i % 2:02d}/img_{i:03d}.JPEG {i % labels}")
+    return lines
+
+
+def _write_list(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _items(db: Path) -> list[tuple[bytes, bytes]]:
+    with open_read(db) as env:
+        return [(k, bytes(v)) for k, v in iter_items(env)]
+
+
+def _expected(path: Path, size: int = SIZE) -> np.ndarray:
+    """convert_imageset's pixels: cv::imread colour, cv::resize INTER_LINEAR, channel-major."""
+    return cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (size, size)).transpose(2, 0, 1)
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    root = tmp_path / "images"
+    lines = _corpus(root, 30)
+    return root, _write_list(tmp_path / "files.txt", lines), lines
+
+
+def test_build_stores_convert_imageset_datums(pb2, corpus, tmp_path):
+    root, lst, lines = corpus
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=7)
+    items = _items(db)
+    assert [k for k, _ in items] == [f"{i:08d}_{ln.split()[0]}".encode() for i, ln in enumerate(lines)]
+    for (key, value), line in zip(items, lines):
+        path, label = line.split()
+        want = _expected(root / path)
+        # byte-identical to what CVMatToDatum + SerializeToString produce, encoded=false included
+        ref = pb2.Datum(channels=3, height=SIZE, width=SIZE, data=want.tobytes(), label=int(label), encoded=False)
+        assert value == ref.SerializeToString()
+    assert not Path(str(db) + ".partial").exists()
+    assert datasets.verify(str(db)) == []
+
+
+def test_odd_images_decode_right(pb2, tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "odd"
+    root.mkdir()
+    rgb = _textured(rng, 40, 50)
+    Image.fromarray(rgb).convert("L").save(root / "gray.JPEG", quality=95)
+    Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.JPEG", quality=95)
+    Image.fromarray(rgb).save(root / "png.JPEG", format="PNG")  # as ILSVRC's n02105855_2933.JPEG
+    lst = _write_list(tmp_path / "odd.txt", ["gray.JPEG 0", "cmyk.JPEG 1", "png.JPEG 2"])
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    got = [np.frombuffer(pb2.Datum.FromString(v).data, np.uint8).reshape(3, SIZE, SIZE) for _, v in _items(db)]
+    gray, cmyk, png = got
+    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()  # grey replicated to BGR
+    with Image.open(root / "cmyk.JPEG") as im:
+        assert im.mode == "CMYK"
+        pil_bgr = np.asarray(im.convert("RGB"))[:, :, ::-1]
+    # OpenCV's CMYK conversion against Pillow's, then both warped the same way
+    pil = cv2.resize(np.ascontiguousarray(pil_bgr), (SIZE, SIZE)).transpose(2, 0, 1)
+    assert np.abs(cmyk.astype(int) - pil).max() <= 2
+    assert np.array_equal(png, cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (SIZE, SIZE)).transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("bad", ["truncated", "missing", "garbage"])
+def test_bad_image_stops_build_with_path_and_line(pb2, corpus, tmp_path, bad):
+    root, _, lines = corpus
+    target = root / lines[17].split()[0]
+    if bad == "truncated":
+        data = target.read_bytes()
+        target.write_bytes(data[: len(data) // 2])
+    elif bad == "missing":
+        target.unlink()
+    else:
+        target.write_bytes(b"not an image at all" * 10)
+    lst = _write_list(tmp_path / "files.txt", lines)
+    with pytest.raises(TransferError) as err:
+        datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=5)
+    msg = str(err.value)
+    assert f"{lst}:18:" in msg and str(target) in msg
+    assert {"truncated": "truncated", "missing": "not found", "garbage": "not a decodable"}[bad] in msg
+    assert not (tmp_path / "db").exists()  # nothing that looks finished
+
+
+def test_skip_bad_writes_report(pb2, corpus, tmp_path):
+    root, _, lines = corpus
+    (root / lines[3].split()[0]).unlink()
+    t = root / lines[20].split()[0]
+    t.write_bytes(t.read_bytes()[:300])
+    lst = _write_list(tmp_path / "files.txt", lines + ["n00/nowhere.JPEG 1"])
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=4, skip_bad=True)
+    report = (tmp_path / "db.skipped.tsv").read_text().splitlines()
+    assert report[0] == "line\tpath\treason"
+    assert [r.split("\t")[:2] for r in report[1:]] == [
+        ["4", lines[3].split()[0]], ["21", lines[20].split()[0]], ["31", "n00/nowhere.JPEG"]]
+    m = datasets.read_manifest(db)
+    assert m["count"] == 28 and m["skipped"] == 3 and m["skipped_report"] == "db.skipped.tsv"
+    keys = [k for k, _ in _items(db)]
+    assert keys[3].startswith(b"00000004_")  # skipped positions leave gaps, as convert_imageset
+    assert datasets.verify(str(db)) == []
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "transfer", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=120)
+
+
+def test_resume_after_kill_equals_uninterrupted(pb2, corpus, tmp_path):
+    root, lst, _ = corpus
+    args = ["data", "build", "--list", str(lst), "--root", str(root), "--size", str(SIZE),
+            "--shuffle", "--seed", "3", "--commit-every", "4", "--jobs", "2"]
+    out = tmp_path / "db"
+    killed = _cli(*args, "--out", str(out), env_extra={KILL_ENV: "14"})  # SIGKILL mid-transaction
+    assert killed.returncode == -signal.SIGKILL
+    partial = tmp_path / "db.partial"
+    assert partial.is_dir() and not out.exists()
+    with open_read(partial) as env:
+        keys = [k for k, _ in iter_items(env, keys_only=True)]
+    assert keys[0] == PROGRESS_KEY and len(keys) - 1 == 12  # three commits of 4 survived, the 4th did not
+
+    other = _cli(*[a if a != "3" else "4" for a in args], "--out", str(out))  # another seed: refused
+    assert other.returncode == 2 and "unfinished build of something else" in other.stderr and "seed" in other.stderr
+
+    resumed = _cli(*args, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and not partial.exists()
+    whole = _cli(*args, "--out", str(tmp_path / "ref"))
+    assert whole.returncode == 0, whole.stderr
+    assert _items(out) == _items(tmp_path / "ref")
+    assert _cli("data", "verify", str(out)).returncode == 0
+
+
+def test_shuffle_is_seeded_permutation(pb2, corpus, tmp_path):
+    root, lst, lines = corpus
+    a = datasets.build(str(lst), str(root), str(tmp_path / "a"), size=SIZE, shuffle=True, seed=7, jobs=2)
+    b = datasets.build(str(lst), str(root), str(tmp_path / "b"), size=SIZE, shuffle=True, seed=7, jobs=1)
+    assert _items(a) == _items(b)
+    paths = [k[9:].decode() for k, _ in _items(a)]
+    assert sorted(paths) == sorted(ln.split()[0] for ln in lines) and paths != [ln.split()[0] for ln in lines]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_derive_equals_direct_build(pb2, corpus, tmp_path, shuffle):
+    root, lst, lines = corpus
+    whole = datasets.build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, shuffle=True, seed=1, jobs=2)
+    # a derived list as the split module writes it: input order kept, kept labels renumbered
+    keep = {1: 0, 3: 1}
+    sub = [f"{p} {keep[int(lb)]}" for p, lb in (ln.split() for ln in lines) if int(lb) in keep]
+    sub_list = _write_list(tmp_path / "sub.txt", sub)
+    derived = datasets.derive(str(whole), str(sub_list), str(tmp_path / "derived"), shuffle=shuffle, seed=5, block=4)
+    direct = datasets.build(str(sub_list), str(root), str(tmp_path / "direct"), size=SIZE, shuffle=shuffle,
+                            seed=5, jobs=2)
+    assert _items(derived) == _items(direct) and len(_items(derived)) == len(sub)
+    assert datasets.read_manifest(derived)["labels"] == {"0": 8, "1": 7}
+    assert datasets.verify(str(derived)) == []
+
+
+def test_derive_refuses_unknown_path(pb2, corpus, tmp_path):
+    root, lst, _ = corpus
+    whole = datasets.build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, jobs=1)
+    sub_list = _write_list(tmp_path / "sub.txt", ["n00/img_000.JPEG 0", "n01/elsewhere.JPEG 1"])
+    with pytest.raises(TransferError, match=r"sub.txt:2: n01/elsewhere.JPEG"):
+        datasets.derive(str(whole), str(sub_list), str(tmp_path / "derived"))
+
+
+def test_mean_is_numpy_mean_of_warped_images(pb2, corpus, tmp_path):
+    root, lst, lines = corpus
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
+    out = tmp_path / "mean.binaryproto"
+    datasets.compute_mean(str(db), str(out))
+    want = np.mean([_expected(root / ln.split()[0]).astype(np.float64) for ln in lines], axis=0)
+    blob = pb2.BlobProto.FromString(out.read_bytes())
+    assert (blob.num, blob.channels, blob.height, blob.width) == (1, 3, SIZE, SIZE)
+    assert not blob.HasField("shape")  # compute_image_mean writes the legacy dims only
+    np.testing.assert_allclose(datasets.read_mean(str(out)), want, rtol=0, atol=1e-4)
+
+
+def test_verify_catches_tampering(pb2, corpus, tmp_path):
+    import lmdb
+
+    root, lst, _ = corpus
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    assert _cli("data", "verify", str(db)).returncode == 0
+    env = lmdb.open(str(db), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        key = next(iter(txn.cursor()))[0]
+        d = pb2.Datum.FromString(txn.get(key))
+        d.label = 3 if d.label != 3 else 2
+        d.height = SIZE - 1
+        txn.put(key, d.SerializeToString())
+        last = list(txn.cursor().iternext(values=False))[-1]
+        txn.delete(last)
+    env.close()
+    problems = datasets.verify(str(db))
+    text = "\n".join(problems)
+    assert "count: manifest 30, database 29" in text and "label histogram differs" in text and "Datum (3, 23, 24)" in text
+    res = _cli("data", "verify", str(db))
+    assert res.returncode == 1 and "does not match its manifest" in res.stderr
+
+
+def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path):
+    root, lst, _ = corpus
+    res = _cli("data", "build", "--list", str(lst), "--root", str(root), "--out", str(tmp_path / "db"),
+               "--size", str(SIZE), "--commit-every", "5", env_extra={KILL_ENV: "8"})
+    assert res.returncode == -signal.SIGKILL
+    res = _cli("data", "mean", str(tmp_path / "db"), "--out", str(tmp_path / "m.binaryproto"))
+    assert res.returncode == 2 and "db.partial" in res.stderr or "not an LMDB" in res.stderr
+    res = _cli("data", "verify", str(tmp_path / "db"))
+    assert res.returncode == 2 and "has not finished" in res.stderr
+
+
+def _caffe():
+    from transfer.caffe_env import import_caffe
+
+    try:
+        caffe = import_caffe()
+    except TransferError as exc:
+        pytest.skip(f"Caffe not configured: {exc}")
+    if not hasattr(caffe, "Net"):  # a root holding only caffe_pb2 (no pycaffe build)
+        pytest.skip(f"no pycaffe under {caffe.__path__}")
+    return caffe
+
+
+def test_caffe_data_layer_reads_database(pb2, corpus, tmp_path):
+    caffe = _caffe()
+    root, lst, lines = corpus
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
+    mean_file = tmp_path / "mean.binaryproto"
+    mean = datasets.compute_mean(str(db), str(mean_file))
+    crop, batch = 17, 10
+    proto = tmp_path / "data.prototxt"
+    proto.write_text(f"""name: "data_only"
+layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TEST }}
+  transform_param {{ crop_size: {crop} mean_file: "{mean_file}" }}
+  data_param {{ source: "{db}" batch_size: {batch} backend: LMDB }} }}
+""")
+    net = caffe.Net(str(proto), caffe.TEST)
+    net.forward()
+    off = (SIZE - crop) // 2  # TEST phase: centre crop; the mean is taken at the same offsets
+    for i, line in enumerate(lines[:batch]):
+        path, label = line.split()
+        want = (_expected(root / path).astype(np.float32) - mean)[:, off:off + crop, off:off + crop]
+        np.testing.assert_allclose(net.blobs["data"].data[i], want, rtol=0, atol=1e-4)
+        assert net.blobs["label"].data[i] == int(label)

@@ -1,0 +1,109 @@
+"""Generated nets: faithful numbers, treatments' multipliers, committed files current."""
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+
+from transfer.caffe_env import caffe_pb2
+from transfer.errors import TransferError
+from transfer.nets import net_files, net_param, write_plan
+from transfer.plan import LAYERS, load_plan
+
+PAPER = load_plan("paper")
+
+
+def parse(path) -> object:
+    return text_format.Parse(path.read_text(), caffe_pb2().NetParameter())
+
+
+def weight_layers(proto) -> dict:
+    return {l.name: l for l in proto.layer if l.name in LAYERS}
+
+
+def test_committed_paper_files_are_current():
+    assert write_plan(PAPER, check=True) == [], "run `make nets` and commit the result"
+
+
+def test_paper_plan_has_170_nets_with_released_names():
+    names = {n.released_name for n in PAPER.nets}
+    assert len(PAPER.nets) == 170 and len(names) == 170
+    for released in ("half0A", "transfer0A0B_1_3", "transfer-ft1B1A_1_7", "transfernatmanAB_1_2",
+                     "nolearn_1_4", "reduced-0100", "netbase", "halfnatmanA"):
+        assert released in names
+
+
+@pytest.mark.parametrize("treatment", sorted({n.treatment for n in PAPER.nets}))
+def test_multipliers_of_every_n(treatment):
+    for net in [n for n in PAPER.nets if n.treatment == treatment]:
+        layers = weight_layers(net_param(net, PAPER.config["model"], train=True))
+        assert list(layers) == LAYERS
+        frozen = net.n if treatment in ("selffer", "transfer", "random_weights") else 0
+        assert net.frozen == frozen
+        for i, name in enumerate(LAYERS, start=1):
+            mults = [(p.lr_mult, p.decay_mult) for p in layers[name].param]
+            expected = [(0, 0), (0, 0)] if i <= frozen else [(1, 1), (2, 0)]
+            assert mults == expected, (net.name, name)
+
+
+def test_caffenet_numbers():
+    net = PAPER.net("half0A-3-half0B")
+    train = net_param(net, PAPER.config["model"], train=True)
+    test = net_param(net, PAPER.config["model"], train=False)
+    order = [l.name for l in train.layer]
+    assert order == ["data", "conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2",
+                     "conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6",
+                     "drop6", "fc7", "relu7", "drop7", "fc8", "loss"]
+    w = weight_layers(train)
+    conv = {k: w[k].convolution_param for k in LAYERS[:5]}
+    assert [c.num_output for c in conv.values()] == [96, 256, 384, 384, 256]
+    assert [list(c.kernel_size) for c in conv.values()] == [[11], [5], [3], [3], [3]]
+    assert [c.group for c in conv.values()] == [1, 2, 1, 2, 2]
+    assert [c.bias_filler.value for c in conv.values()] == [0, 1, 0, 1, 1]
+    assert w["fc6"].inner_product_param.weight_filler.std == pytest.approx(0.005)
+    assert w["fc8"].inner_product_param.num_output == 1000  # as released, though the data has 500 classes
+    lrn = {l.name: l.lrn_param for l in train.layer if l.type == "LRN"}
+    assert [(p.local_size, round(p.alpha, 6), p.beta) for p in lrn.values()] == [(5, 0.0001, 0.75)] * 2
+    drops = [l.dropout_param.dropout_ratio for l in train.layer if l.type == "Dropout"]
+    assert drops == [0.5, 0.5]
+    tdata, vdata = train.layer[0], test.layer[0]
+    assert (tdata.data_param.batch_size, tdata.transform_param.crop_size, tdata.transform_param.mirror) == (256, 227, True)
+    assert (vdata.data_param.batch_size, vdata.transform_param.crop_size, vdata.transform_param.mirror) == (50, 227, False)
+    assert tdata.data_param.source.endswith("half0B/train_lmdb")
+    assert tdata.transform_param.mean_file.endswith("half0A/mean.binaryproto")  # the base's mean
+    assert [l.type for l in test.layer][-2:] == ["Accuracy", "SoftmaxWithLoss"]
+
+
+def test_solver_numbers():
+    normal = PAPER.net("base-half0A").solver
+    assert (normal["base_lr"], normal["stepsize"], normal["max_iter"], normal["test_iter"]) == (0.01, 100000, 450000, 1000)
+    reduced = PAPER.net("reduced-0100").solver
+    assert (reduced["base_lr"], reduced["stepsize"], reduced["max_iter"]) == (0.0125, 64000, 200000)
+    text = net_files(PAPER, PAPER.net("reduced-0100"))
+    solver = next(t for p, t in text.items() if p.name.endswith(".solver.prototxt"))
+    parsed = text_format.Parse(solver, caffe_pb2().SolverParameter())
+    assert (parsed.lr_policy, parsed.gamma, parsed.momentum, parsed.snapshot) == ("step", pytest.approx(0.1), pytest.approx(0.9), 10000)
+
+
+def test_class_count_option(tmp_path):
+    text = (PAPER.path.read_text().replace("fc8_outputs: 1000", "fc8_outputs: classes"))
+    (tmp_path / "p.yaml").write_text(text)
+    plan = load_plan(str(tmp_path / "p.yaml"))
+    assert plan.net("half0A-1-half0B").fc8_outputs == 500 and plan.net("base-all").fc8_outputs == 1000
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("n: [1, 2, 3, 4, 5, 6, 7]\n    frozen: {splits", "n: [1, 2, 8]\n    frozen: {splits"), "n must be an integer in 1..7"),
+    (("fc8_outputs: 1000", "fc8_outputs: 100"), "cannot hold the 500 classes"),
+    (("  half0A: 500\n", ""), "dataset 'half0A' is not declared"),
+])
+def test_bad_plans_name_net_and_field(tmp_path, edit, message):
+    (tmp_path / "bad.yaml").write_text(PAPER.path.read_text().replace(*edit, 1))
+    with pytest.raises(TransferError, match=message):
+        load_plan(str(tmp_path / "bad.yaml"))
+
+
+def test_transfer_without_base_is_refused(tmp_path):
+    text = PAPER.path.read_text().replace("    splits: [0, 1, 2, 3]\n    n:", "    splits: [0, 1]\n    n:", 1)
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(TransferError, match=r"net 'half2A-1-half2A': field 'base' names 'base-half2A'"):
+        load_plan(str(tmp_path / "bad.yaml"))

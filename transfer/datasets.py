@@ -1,0 +1,466 @@
+"""Datasets: LMDBs of raw Datums and their mean files, as Caffe's convert_imageset / compute_image_mean.
+
+    transfer data build   --list FILES --root DIR --out DB    decode + warp in parallel, resumable
+    transfer data derive  --from WHOLE_DB --list SUBSET --out DB   relabel Datums, no JPEG decoding
+    transfer data verify  DB                                  re-read and check against manifest.json
+    transfer data mean    DB --out mean.binaryproto           per-pixel mean, one streaming pass
+
+Pixels come from transfer/images.py, the resumable, atomic database from transfer/lmdb_store.py.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from collections import Counter, deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .caffe_env import caffe_pb2
+from .errors import TransferError
+from .images import Entry, ImageError, datum_array, datum_bytes, load_warped, read_list
+from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, atomic_write, datum_key, iter_items, key_path,
+                         open_read, read_manifest)
+
+FORMAT = "transfer-lmdb/1"
+DEFAULT_BLOCK = 500  # images a commit (~100 MB at 256x256); also the unit of work handed to the pool
+
+Result = tuple[bytes | None, str | None]  # (serialized Datum, None) or (None, reason)
+
+
+# ---------------------------------------------------------------------------- progress line
+
+class Progress:
+    """done/total, images/s and time left on stderr: redrawn in place on a TTY, a line every few s otherwise."""
+
+    def __init__(self, what: str, total: int, done: int = 0, every: float | None = None) -> None:
+        self.what, self.total, self.first = what, total, done
+        self.t0 = self.last = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.every = every if every is not None else (0.25 if self.tty else 5.0)
+        self.done = done
+
+    def update(self, done: int, force: bool = False) -> None:
+        self.done = done
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        rate = (done - self.first) / max(now - self.t0, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        pct = 100.0 * done / max(self.total, 1)
+        line = f"{self.what}: {done}/{self.total} ({pct:.1f}%), {rate:.0f} images/s, {_duration(left)} left"
+        sys.stderr.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        self.update(self.done, force=True)
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _duration(s: float) -> str:
+    if s == float("inf"):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------- decoding workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(root: str, width: int, height: int) -> None:
+    import cv2  # noqa: PLC0415
+
+    cv2.setNumThreads(1)  # one process a core already; OpenCV's own threads would only contend
+    _WORKER.update(root=root, width=width, height=height, pb2=caffe_pb2())
+
+
+def _convert(task: tuple[str, int]) -> Result:
+    path, label = task
+    w = _WORKER
+    try:
+        img = load_warped(os.path.join(w["root"], path), w["width"], w["height"])
+        return datum_bytes(w["pb2"], img, label), None
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 (a decoder crash on one file is that file's problem)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int,
+                    init: tuple[str, int, int]) -> Iterator[list[Result]]:
+    """Results block by block, in order. Two blocks are queued ahead so workers never wait for the
+    writer, and no more than that, so memory stays bounded however slow the disk is."""
+    starts = iter(range(0, len(tasks), block))
+    if jobs <= 1:
+        _init_worker(*init)
+        for s in starts:
+            yield [_convert(t) for t in tasks[s:s + block]]
+        return
+    import multiprocessing as mp  # noqa: PLC0415
+
+    with mp.get_context("fork").Pool(jobs, initializer=_init_worker, initargs=init) as pool:
+        chunk = max(1, block // (jobs * 4))
+        queued: deque = deque()
+
+        def submit() -> None:
+            s = next(starts, None)
+            if s is not None:
+                queued.append(pool.map_async(_convert, tasks[s:s + block], chunk))
+
+        submit()
+        submit()
+        while queued:
+            results = queued.popleft().get()
+            submit()
+            yield results
+
+
+# ---------------------------------------------------------------------------- shared writer loop
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _order(entries: list[Entry], shuffle: bool, seed: int) -> list[Entry]:
+    """List order, or a permutation fixed by the seed (convert_imageset --shuffle, made reproducible)."""
+    if not shuffle:
+        return entries
+    perm = np.random.RandomState(seed).permutation(len(entries))
+    return [entries[i] for i in perm]
+
+
+def _estimate_bytes(n: int, channels: int, height: int, width: int) -> int:
+    page = 4096  # a Datum bigger than a page goes to its own overflow pages
+    return n * (-(-(channels * height * width + 64) // page) + 1) * page
+
+
+def _up_to_date(out: Path, identity: dict[str, Any]) -> bool:
+    if not out.exists():
+        return False
+    if (out / MANIFEST).is_file() and read_manifest(out).get("identity") == identity:
+        return True
+    raise TransferError(f"{out} already exists and was not built from this list with these options; "
+                        f"delete it to rebuild")
+
+
+def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Result]], block: int,
+               list_path: str, describe: Callable[[Entry], str], skip_bad: bool, what: str) -> dict[str, Any]:
+    """Write results (in `order`, from position writer.state['next']) one commit per block."""
+    state = writer.state
+    labels = Counter({int(k): v for k, v in state["labels"].items()})
+    skipped = list(state["skipped"])
+    count, pos = state["count"], state["next"]
+    if writer.resumed:
+        print(f"{what}: resuming {writer.path} at {pos}/{len(order)}", file=sys.stderr)
+    progress = Progress(what, len(order), pos)
+
+    def snapshot(next_pos: int) -> dict[str, Any]:
+        return {"next": next_pos, "count": count, "skipped": skipped,
+                "labels": {str(k): v for k, v in sorted(labels.items())}}
+
+    try:
+        for block_results in results:
+            items = []
+            for result in block_results:
+                entry = order[pos]
+                value, reason = result
+                if value is None:
+                    if not skip_bad:
+                        writer.commit(items, snapshot(pos))  # keep the good images before it
+                        raise TransferError(
+                            f"{list_path}:{entry.line}: {describe(entry)}: {reason} (the {pos} images before "
+                            f"it are kept in {writer.path}; fix it and rerun to continue, or pass --skip-bad)")
+                    skipped.append([entry.line, entry.path, reason])
+                else:
+                    items.append((datum_key(pos, entry.path), value))
+                    labels[entry.label] += 1
+                    count += 1
+                pos += 1
+            writer.commit(items, snapshot(pos))
+            progress.update(pos)
+    finally:
+        progress.close()
+    return snapshot(pos)
+
+
+def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], skip_bad: bool) -> None:
+    out = writer.final
+    report = None
+    if skip_bad:
+        report = out.with_name(out.name + ".skipped.tsv")
+        lines = ["line\tpath\treason"] + [f"{ln}\t{p}\t{r}" for ln, p, r in state["skipped"]]
+        atomic_write(report, "\n".join(lines) + "\n")
+    if state["count"] == 0:
+        raise TransferError(f"no image of {manifest['list']['path']} could be used; nothing to write")
+    manifest.update(format=FORMAT, count=state["count"], labels=state["labels"],
+                    num_labels=len(state["labels"]), skipped=len(state["skipped"]),
+                    skipped_report=report.name if report else None, key_format="%08d_%s",
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    writer.finish(manifest)
+    if state["skipped"]:
+        print(f"skipped {len(state['skipped'])} images, listed in {report}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- build / derive
+
+def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
+          jobs: int = 0, skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
+    """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable)."""
+    pb2 = caffe_pb2()  # fail before any work if Caffe is not configured
+    del pb2
+    if size < 1:
+        raise TransferError(f"--size must be positive, got {size}")
+    if not Path(root).is_dir():
+        raise TransferError(f"image root {root} is not a directory")
+    entries = read_list(list_path)
+    identity = {"kind": "build", "list_sha256": _file_sha256(list_path), "size": [size, size],
+                "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    out_p = Path(out)
+    if _up_to_date(out_p, identity):
+        print(f"{out} is up to date", file=sys.stderr)
+        return out_p
+    out_p.parent.mkdir(parents=True, exist_ok=True)
+    order = _order(entries, shuffle, seed)
+    writer = PartialDB(out_p, identity, _estimate_bytes(len(order), 3, size, size))
+    try:
+        todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
+        jobs = jobs or os.cpu_count() or 1
+        results = _decoded_blocks(todo, block, jobs, (root, size, size))
+        state = _write_all(writer, order, results, block, list_path,
+                           lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
+    except BaseException:
+        writer.close()
+        raise
+    manifest = {"identity": identity, "tool": "transfer data build",
+                "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
+                "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
+                "options": {"root": str(root), "size": size, "shuffle": bool(shuffle), "seed": seed,
+                            "skip_bad": bool(skip_bad), "jobs": jobs}}
+    _finish(writer, state, manifest, skip_bad)
+    return out_p
+
+
+def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: int = 0,
+           skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
+    """A subset database from a finished whole one: same Datums, new labels, keys in the subset's order.
+    Byte-identical to building the subset list directly (nothing is decoded again)."""
+    pb2 = caffe_pb2()
+    whole = read_manifest(source)
+    entries = read_list(list_path)
+    identity = {"kind": "derive", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
+                "list_sha256": _file_sha256(list_path), "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    out_p = Path(out)
+    if _up_to_date(out_p, identity):
+        print(f"{out} is up to date", file=sys.stderr)
+        return out_p
+    out_p.parent.mkdir(parents=True, exist_ok=True)
+    env = open_read(source)
+    index: dict[str, bytes] = {}
+    for key, _ in iter_items(env, keys_only=True):
+        if key != PROGRESS_KEY:
+            index.setdefault(key_path(key), key)
+    order = _order(entries, shuffle, seed)
+    if not skip_bad:
+        missing = [e for e in entries if e.path not in index]
+        if missing:
+            shown = "; ".join(f"{list_path}:{e.line}: {e.path}" for e in missing[:5])
+            raise TransferError(f"{len(missing)} images of the list are not in {source}: {shown}"
+                                + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
+    d = whole["datum"]
+    writer = PartialDB(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]))
+
+    def relabelled() -> Iterator[list[Result]]:
+        todo = order[writer.state["next"]:]
+        with env.begin(buffers=True) as txn:
+            for s in range(0, len(todo), block):
+                results: list[Result] = []
+                for e in todo[s:s + block]:
+                    key = index.get(e.path)
+                    if key is None:
+                        results.append((None, f"not in {source} (skipped when it was built?)"))
+                        continue
+                    datum = pb2.Datum.FromString(txn.get(key))
+                    datum.label = e.label
+                    results.append((datum.SerializeToString(), None))
+                yield results
+
+    try:
+        state = _write_all(writer, order, relabelled(), block, list_path, lambda e: e.path, skip_bad,
+                           f"derive {out_p.name}")
+    except BaseException:
+        writer.close()
+        raise
+    finally:
+        env.close()
+    manifest = {"identity": identity, "tool": "transfer data derive", "datum": dict(d),
+                "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
+                "derived_from": {"path": str(source), "list_sha256": whole["list"]["sha256"]},
+                "options": {"shuffle": bool(shuffle), "seed": seed, "skip_bad": bool(skip_bad)}}
+    _finish(writer, state, manifest, skip_bad)
+    return out_p
+
+
+# ---------------------------------------------------------------------------- verify / mean
+
+def verify(db: str) -> list[str]:
+    """Re-read every Datum and compare with the manifest; the differences (empty: all good)."""
+    pb2 = caffe_pb2()
+    m = read_manifest(db)
+    want = m["datum"]
+    shape = (want["channels"], want["height"], want["width"])
+    problems: list[str] = []
+    labels: Counter = Counter()
+    count, last_index = 0, -1
+    with open_read(db) as env:
+        for key, value in iter_items(env):
+            if key == PROGRESS_KEY:
+                problems.append("holds an unfinished build's progress record")
+                continue
+            try:
+                index = int(key[:8])
+                ok_key = key[8:9] == b"_" and index > last_index
+            except ValueError:
+                index, ok_key = last_index, False
+            if not ok_key and len(problems) < 20:
+                problems.append(f"key {key[:60]!r} is not '%08d_path' in increasing order")
+            last_index = index
+            datum = pb2.Datum.FromString(value)
+            got = (datum.channels, datum.height, datum.width)
+            if (got != shape or datum.encoded or len(datum.data) != int(np.prod(shape))) and len(problems) < 20:
+                problems.append(f"{key.decode(errors='replace')}: Datum {got} with {len(datum.data)} bytes"
+                                f"{' (encoded)' if datum.encoded else ''}, manifest says {shape} raw")
+            labels[datum.label] += 1
+            count += 1
+    if count != m["count"]:
+        problems.append(f"count: manifest {m['count']}, database {count}")
+    got_labels = {str(k): v for k, v in sorted(labels.items())}
+    if got_labels != m["labels"]:
+        diff = [f"label {k}: manifest {m['labels'].get(k, 0)}, database {got_labels.get(k, 0)}"
+                for k in sorted(set(got_labels) | set(m["labels"]), key=int)
+                if m["labels"].get(k, 0) != got_labels.get(k, 0)]
+        problems.append("label histogram differs: " + "; ".join(diff[:10]) + (" ..." if len(diff) > 10 else ""))
+    return problems
+
+
+def compute_mean(db: str, out: str) -> np.ndarray:
+    """Per-pixel mean as compute_image_mean (BlobProto num=1, channels, height, width; float data).
+    Sums are exact (uint64); compute_image_mean accumulates in float32, which rounds on big sets."""
+    pb2 = caffe_pb2()
+    total: np.ndarray | None = None
+    count = 0
+    with open_read(db) as env:
+        progress = Progress(f"mean {Path(db).name}", env.stat()["entries"], every=None)
+        for key, value in iter_items(env):
+            if key == PROGRESS_KEY:
+                raise TransferError(f"{db} holds an unfinished build; finish it first")
+            arr, _ = datum_array(pb2, value)
+            if total is None:
+                total = np.zeros(arr.shape, np.uint64)
+            elif arr.shape != total.shape:
+                raise TransferError(f"{db}: {key.decode(errors='replace')} is {arr.shape}, "
+                                    f"the first Datum {total.shape}")
+            total += arr
+            count += 1
+            if count % 1000 == 0:
+                progress.update(count)
+        progress.update(count)
+        progress.close()
+    if total is None:
+        raise TransferError(f"{db} is empty")
+    mean = (total / count).astype(np.float32)
+    c, h, w = mean.shape
+    blob = pb2.BlobProto(num=1, channels=c, height=h, width=w)  # legacy dims only, as compute_image_mean
+    blob.data.extend(mean.ravel().tolist())
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, blob.SerializeToString())
+    return mean
+
+
+def read_mean(path: str) -> np.ndarray:
+    """A mean.binaryproto as a CxHxW float32 array."""
+    blob = caffe_pb2().BlobProto.FromString(Path(path).read_bytes())
+    return np.asarray(blob.data, np.float32).reshape(blob.channels, blob.height, blob.width)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _cmd_build(a: argparse.Namespace) -> int:
+    build(a.list, a.root, a.out, size=a.size, shuffle=a.shuffle, seed=a.seed, jobs=a.jobs,
+          skip_bad=a.skip_bad, block=a.commit_every)
+    return 0
+
+
+def _cmd_derive(a: argparse.Namespace) -> int:
+    derive(a.source, a.list, a.out, shuffle=a.shuffle, seed=a.seed, skip_bad=a.skip_bad, block=a.commit_every)
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    problems = verify(a.db)
+    if problems:
+        print(f"{a.db}: does not match its manifest:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    m = read_manifest(a.db)
+    d = m["datum"]
+    print(f"{a.db}: OK, {m['count']} Datums {d['channels']}x{d['height']}x{d['width']}, {m['num_labels']} labels")
+    return 0
+
+
+def _cmd_mean(a: argparse.Namespace) -> int:
+    mean = compute_mean(a.db, a.out)
+    print(f"{a.out}: mean per channel (BGR) " + " ".join(f"{v:.3f}" for v in mean.mean(axis=(1, 2))))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="LMDB datasets and mean files")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--shuffle", action="store_true", help="store in a seeded random order")
+        p.add_argument("--seed", type=int, default=0, help="seed of --shuffle (default 0)")
+        p.add_argument("--skip-bad", action="store_true",
+                       help="leave out unusable images, listed in DB.skipped.tsv, instead of stopping")
+        p.add_argument("--commit-every", type=int, default=DEFAULT_BLOCK, metavar="N",
+                       help=f"images a transaction (default {DEFAULT_BLOCK})")
+
+    b = sub.add_parser("build", help="decode and warp a Caffe list into an LMDB (as convert_imageset)")
+    b.add_argument("--list", required=True, help="Caffe list: 'relative/path label' per line")
+    b.add_argument("--root", required=True, help="directory the list's paths are relative to")
+    b.add_argument("--out", required=True, help="database directory to create")
+    b.add_argument("--size", type=int, default=256, help="warp to SIZE x SIZE (default 256)")
+    b.add_argument("--jobs", type=int, default=0, help="decoding processes (default: all cores)")
+    common(b)
+    b.set_defaults(func=_cmd_build)
+
+    d = sub.add_parser("derive", help="subset database from a whole one, relabelled, without decoding")
+    d.add_argument("--from", dest="source", required=True, help="finished whole database")
+    d.add_argument("--list", required=True, help="subset list (paths of the whole list, new labels)")
+    d.add_argument("--out", required=True, help="database directory to create")
+    common(d)
+    d.set_defaults(func=_cmd_derive)
+
+    v = sub.add_parser("verify", help="re-read a database and check it against its manifest")
+    v.add_argument("db")
+    v.set_defaults(func=_cmd_verify)
+
+    m = sub.add_parser("mean", help="per-pixel mean as compute_image_mean")
+    m.add_argument("db")
+    m.add_argument("--out", required=True, help="mean.binaryproto to write")
+    m.set_defaults(func=_cmd_mean)

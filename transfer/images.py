@@ -1,0 +1,114 @@
+"""Image lists and the one image -> Datum conversion, pixel for pixel as Caffe's convert_imageset.
+
+convert_imageset decodes with OpenCV (`cv::imread`, colour: BGR, grayscale replicated, CMYK converted,
+format sniffed from the bytes so a PNG named .JPEG works) and warps with `cv::resize` at INTER_LINEAR.
+`CVMatToDatum` stores the pixels channel-major and sets `encoded = false` explicitly, so the serialized
+Datum carries that field; we do the same, which makes our Datums byte-identical to convert_imageset's.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TransferError
+
+# A JPEG ends with the EOI marker; a file cut short does not. libjpeg only warns on truncation and
+# returns the missing rows grey, so a truncated file must be caught here, not by cv2's result.
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_TAIL = 1024  # some encoders pad after EOI; look at the last KiB
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a Caffe list file: `relative/path label`."""
+
+    line: int   # 1-based line number in the list file
+    path: str
+    label: int
+
+
+class ImageError(Exception):
+    """An image that cannot be used; the message is the reason (missing, not an image, truncated)."""
+
+
+def read_list(list_path: str | os.PathLike) -> list[Entry]:
+    """Parse a Caffe list (`path label`, split at the last space like convert_imageset; blank lines skipped)."""
+    p = Path(list_path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise TransferError(f"cannot read list {p}: {exc.strerror}") from exc
+    entries = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        path, sep, label = line.rpartition(" ")
+        if not sep or not path or not label.lstrip("-").isdigit():
+            raise TransferError(f"{p}:{n}: expected 'relative/path label', got {line!r}")
+        entries.append(Entry(n, path, int(label)))
+    if not entries:
+        raise TransferError(f"list {p} holds no images")
+    return entries
+
+
+def _looks_truncated(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(2)
+        if head != _JPEG_SOI:
+            return False  # other formats: OpenCV's decoders fail loudly on truncation (PNG's CRC etc.)
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - _TAIL))
+        return _JPEG_EOI not in f.read()
+
+
+def _pillow_confirms_truncated(path: str) -> str | None:
+    """Decode fully with Pillow (which raises on a truncated stream); the reason, or None if it decodes."""
+    from PIL import Image, ImageFile  # noqa: PLC0415 (rare path)
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # noqa: BLE001 (any decoder failure is the reason we report)
+        return f"corrupt JPEG ({exc})"
+    return None
+
+
+def load_warped(path: str, width: int, height: int) -> np.ndarray:
+    """The image at `path` as convert_imageset sees it: HxWx3 uint8 BGR, warped to (width, height)."""
+    import cv2  # noqa: PLC0415 (keeps `transfer --help` fast)
+
+    if not os.path.isfile(path):
+        raise ImageError("file not found")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageError("not a decodable image")
+    if _looks_truncated(path):
+        reason = _pillow_confirms_truncated(path)
+        if reason:
+            raise ImageError(reason)
+    if img.shape[0] != height or img.shape[1] != width:
+        img = cv2.resize(img, (width, height))  # INTER_LINEAR, as cv::resize's default
+    return img
+
+
+def datum_bytes(pb2, img: np.ndarray, label: int) -> bytes:
+    """Serialized Datum of an HxWxC uint8 image, channel-major, as Caffe's CVMatToDatum."""
+    h, w, c = img.shape
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1))
+    d = pb2.Datum(channels=c, height=h, width=w, data=chw.tobytes(), label=label, encoded=False)
+    return d.SerializeToString()
+
+
+def datum_array(pb2, value: bytes) -> tuple[np.ndarray, int]:
+    """(CxHxW uint8 array, label) of a serialized raw Datum."""
+    d = pb2.Datum.FromString(value)
+    if d.encoded:
+        raise TransferError("encoded Datums are not supported (this project stores raw pixels)")
+    return np.frombuffer(d.data, np.uint8).reshape(d.channels, d.height, d.width), d.label

@@ -1,0 +1,100 @@
+"""Everything a plan's nets read before training: split lists, LMDBs, means, net files.
+
+The stages run in the order of DESIGN.md, each skipping what is already done:
+images (the synthetic set, for plans that declare one; ImageNet is the user's) -> class splits
+-> per-dataset file lists -> the whole-set LMDBs -> derived LMDBs (no second decode) -> means
+-> prototxt and solver files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import datasets, nets, splits, synthetic
+from .errors import TransferError
+from .plan import Plan, load_plan
+
+WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
+SHUFFLE_SEED = 0  # training databases are shuffled, as the released convert_imageset runs were
+
+
+def _say(msg: str) -> None:
+    print(f"[prepare] {msg}", file=sys.stderr, flush=True)
+
+
+def image_source(plan: Plan, images: str | None, train_list: str | None,
+                 val_list: str | None) -> tuple[Path, Path, Path]:
+    """(image root, whole train list, whole val list): the plan's synthetic set or the user's images."""
+    split_dir = plan.abspath(plan.split_dir)
+    params = plan.config.get("synthetic")
+    if params:
+        _say(f"synthetic dataset -> {split_dir}")
+        synthetic.make_synthetic(split_dir, num_classes=params["classes"],
+                                 train_per_class=params["train_per_class"],
+                                 val_per_class=params["val_per_class"], size=params["size"],
+                                 seed=params["seed"])
+        return split_dir, split_dir / "train.txt", split_dir / "val.txt"
+    if not (images and train_list and val_list):
+        raise TransferError(f"plan '{plan.name}' has no synthetic dataset: give --images DIR "
+                            "--train-list FILE --val-list FILE (Caffe lists of the whole dataset)")
+    for p in (images, train_list, val_list):
+        if not Path(p).exists():
+            raise TransferError(f"{p}: no such file or directory")
+    return Path(images), Path(train_list), Path(val_list)
+
+
+def prepare_plan_data(plan: Plan, images: str | None = None, train_list: str | None = None,
+                      val_list: str | None = None, jobs: int = 0) -> None:
+    """Make every dataset the plan's nets train or validate on, then their net files."""
+    root, train_whole, val_whole = image_source(plan, images, train_list, val_list)
+    split_dir = plan.abspath(plan.split_dir)
+    data_dir = plan.abspath(plan.data_dir)
+    if plan.config.get("synthetic"):
+        splits.make_splits(out=split_dir, num_classes=plan.config["synthetic"]["classes"])
+    size = int(plan.config["model"]["image_size"])
+    used = sorted({n.target for n in plan.nets} | {n.val_data.split("/")[-2] for n in plan.nets})
+    derived = [d for d in used if d != WHOLE]
+    train_only = [d for d in derived if d.startswith("reduced")]  # validated on the whole val set
+
+    lists = data_dir / "lists"
+    _say(f"file lists of {', '.join(derived)} -> {lists}")
+    splits.write_lists(train_whole, lists / "train", derived, split_dir)
+    splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
+
+    whole = data_dir / WHOLE
+    _say(f"whole-set LMDBs ({size}x{size}) -> {whole}")
+    datasets.build(str(train_whole), str(root), str(whole / "train_lmdb"), size=size, shuffle=True,
+                   seed=SHUFFLE_SEED, jobs=jobs)
+    datasets.build(str(val_whole), str(root), str(whole / "val_lmdb"), size=size, jobs=jobs)
+    for name in derived:
+        _say(f"dataset {name}")
+        out = data_dir / name
+        datasets.derive(str(whole / "train_lmdb"), str(lists / "train" / name / "files.txt"),
+                        str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED)
+        if name not in train_only:
+            datasets.derive(str(whole / "val_lmdb"), str(lists / "val" / name / "files.txt"),
+                            str(out / "val_lmdb"))
+    for name in used:
+        mean = data_dir / name / "mean.binaryproto"
+        manifest = data_dir / name / "train_lmdb" / "manifest.json"
+        if not mean.is_file() or mean.stat().st_mtime < manifest.stat().st_mtime:
+            datasets.compute_mean(str(data_dir / name / "train_lmdb"), str(mean))
+    changed = nets.write_plan(plan)
+    _say(f"net files: {len(changed)} written for {len(plan.nets)} nets")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    prepare_plan_data(load_plan(args.plan), args.images, args.train_list, args.val_list, args.jobs)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="make a plan's datasets (lists, LMDBs, means) and net files")
+    p.add_argument("--plan", default="small")
+    p.add_argument("--images", help="image root of the whole dataset (plans without a synthetic set)")
+    p.add_argument("--train-list", help="Caffe list of every training image (path label)")
+    p.add_argument("--val-list", help="Caffe list of every validation image")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="decoding processes")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,45 @@
+"""The numbers Yosinski et al. 2014 published, as data, for side-by-side reports.
+
+Sources: the paper (section 4.1 item 1, Table 1, section 4.3) and its supplementary
+(Table S1). Accuracies and differences are fractions (0.016 = 1.6 percentage points).
+"""
+from __future__ import annotations
+
+# Section 4.1, interpretation 1: baseB attains top-1 accuracy 0.625 (37.5% error).
+BASE_B_TOP1 = 0.625
+# Section 4.1, interpretation 1: the 1000-class network's top-1 error is 42.5%.
+WHOLE_TOP1_ERROR = 0.425
+WHOLE_TOP1 = round(1.0 - WHOLE_TOP1_ERROR, 6)
+
+# Table 1: mean boost of AnB+ over baseB and over BnB+, pooled over the nets in a layer range.
+TABLE1 = {
+    "1-7": {"vs_base": 0.016, "vs_selffer_ft": 0.014},
+    "3-7": {"vs_base": 0.018, "vs_selffer_ft": 0.014},
+    "5-7": {"vs_base": 0.021, "vs_selffer_ft": 0.017},
+}
+
+# Section 4.3: frozen-transfer drop below the base at n=7 (positive = worse than base);
+# the paper says "only 8% vs. 25%", read off Figure 3 (approximate).
+DROP_N7 = {"random_split": 0.08, "natman": 0.25}
+
+# Table S1: top-1 validation accuracy by images per class (reduced-data schedule).
+TABLE_S1 = {
+    1300: 0.55176, 1000: 0.54094, 750: 0.51470, 500: 0.47568, 250: 0.38428, 100: 0.00110,
+    50: 0.00111, 25: 0.00107, 10: 0.00106, 5: 0.00108, 2: 0.00444, 1: 0.00379,
+}
+
+
+def entries() -> dict[str, tuple[float, str]]:
+    """Every published number under the report.json path of the quantity we compute for it."""
+    out: dict[str, tuple[float, str]] = {
+        "random_split.baseB.mean": (BASE_B_TOP1, "paper 4.1 (1): baseB top-1 0.625"),
+        "random_weights.base.mean": (WHOLE_TOP1, "paper 4.1 (1): 1000-class top-1 error 42.5%"),
+        "drops_n7.random_split": (DROP_N7["random_split"], "paper 4.3: drop at n=7, similar tasks, about 8%"),
+        "drops_n7.natman": (DROP_N7["natman"], "paper 4.3: drop at n=7, dissimilar tasks, about 25%"),
+    }
+    for rng, row in TABLE1.items():
+        for col, v in row.items():
+            out[f"table1.{rng}.{col}"] = (v, f"paper Table 1, layers {rng}")
+    for count, v in TABLE_S1.items():
+        out[f"reduced.{count:04d}.mean"] = (v, f"supplementary Table S1, {count} per class")
+    return out
