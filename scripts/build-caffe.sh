@@ -95,8 +95,9 @@ fi
 pyver=$("$PY" -c 'import sys, numpy; print("%d.%d numpy%s" % (sys.version_info[:2] + (numpy.__version__.split(".")[0],)))') ||
   die "$PY cannot import numpy (pycaffe is compiled against it); run make venv"
 options="gpu=$GPU python=$pyver"
+# Our CMake files, patches and compat header decide the result; this driver script does not.
 ours=$(find "$repo/caffe" -maxdepth 1 -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
-       xargs -0 cat "$0" | sha256sum | cut -c1-64)
+       xargs -0 cat | sha256sum | cut -c1-64)
 key=$(printf '%s\n' "$src_sha" "$options" "$ours" | sha256sum | cut -c1-16)
 root=$CACHE/caffe/$key
 
@@ -119,7 +120,8 @@ logf=$CACHE/caffe/$key.log
 rm -rf "$tmp" "$root"   # leftovers of an interrupted build
 mkdir -p "$tmp"
 : >"$logf"
-trap 'echo "caffe: error: build failed or was interrupted; log: $logf" >&2' ERR INT TERM
+trap 'echo "caffe: error: build step failed; log: $logf" >&2' ERR
+trap 'echo "caffe: interrupted; $tmp is removed by the next run" >&2; exit 130' INT TERM
 say "building Caffe ($src_desc, $options) with $JOBS jobs; log: $logf"
 start=$SECONDS
 

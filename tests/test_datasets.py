@@ -146,18 +146,28 @@ def test_skip_bad_writes_report(pb2, corpus, tmp_path):
     assert datasets.verify(str(db)) == []
 
 
-def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "transfer", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=120)
+def _killed_build(lst: Path, root: Path, out: Path, kill_after: int, **opts) -> subprocess.CompletedProcess:
+    """datasets.build in a child process that SIGKILLs itself after `kill_after` puts (mid-transaction)."""
+    code = (f"from transfer.datasets import build; build({str(lst)!r}, {str(root)!r}, {str(out)!r}, "
+            f"size={SIZE}, **{opts!r})")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, KILL_ENV: str(kill_after)})
 
 
-def test_resume_after_kill_equals_uninterrupted(pb2, corpus, tmp_path):
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """The real command line, in process (exit code, stderr)."""
+    from transfer import cli
+
+    capsys.readouterr()
+    code = cli.main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_resume_after_kill_equals_uninterrupted(pb2, corpus, tmp_path, capsys):
     root, lst, _ = corpus
-    args = ["data", "build", "--list", str(lst), "--root", str(root), "--size", str(SIZE),
-            "--shuffle", "--seed", "3", "--commit-every", "4", "--jobs", "2"]
     out = tmp_path / "db"
-    killed = _cli(*args, "--out", str(out), env_extra={KILL_ENV: "14"})  # SIGKILL mid-transaction
+    opts = {"shuffle": True, "seed": 3, "block": 4, "jobs": 2}
+    killed = _killed_build(lst, root, out, 14, **opts)  # SIGKILL in the middle of the 4th commit
     assert killed.returncode == -signal.SIGKILL
     partial = tmp_path / "db.partial"
     assert partial.is_dir() and not out.exists()
@@ -165,16 +175,18 @@ def test_resume_after_kill_equals_uninterrupted(pb2, corpus, tmp_path):
         keys = [k for k, _ in iter_items(env, keys_only=True)]
     assert keys[0] == PROGRESS_KEY and len(keys) - 1 == 12  # three commits of 4 survived, the 4th did not
 
-    other = _cli(*[a if a != "3" else "4" for a in args], "--out", str(out))  # another seed: refused
-    assert other.returncode == 2 and "unfinished build of something else" in other.stderr and "seed" in other.stderr
+    args = ["data", "build", "--list", str(lst), "--root", str(root), "--size", str(SIZE), "--out", str(out),
+            "--shuffle", "--commit-every", "4", "--jobs", "2"]
+    code, err = _cli(capsys, *args, "--seed", "4")  # another seed: refused, partial kept
+    assert code == 2 and "unfinished build of something else" in err and "seed: was 3, now 4" in err
+    code, err = _cli(capsys, *args, "--seed", "3")
+    assert code == 0 and "resuming" in err and "at 12/30" in err and not partial.exists()
 
-    resumed = _cli(*args, "--out", str(out))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr and not partial.exists()
-    whole = _cli(*args, "--out", str(tmp_path / "ref"))
-    assert whole.returncode == 0, whole.stderr
-    assert _items(out) == _items(tmp_path / "ref")
-    assert _cli("data", "verify", str(out)).returncode == 0
+    ref = datasets.build(str(lst), str(root), str(tmp_path / "ref"), size=SIZE, **opts)
+    assert _items(out) == _items(ref)
+    assert datasets.read_manifest(out)["labels"] == datasets.read_manifest(ref)["labels"]
+    assert _cli(capsys, "data", "verify", str(out))[0] == 0
+    assert (out / "data.mdb").stat().st_size == (ref / "data.mdb").stat().st_size  # sparse map tail trimmed
 
 
 def test_shuffle_is_seeded_permutation(pb2, corpus, tmp_path):
@@ -222,12 +234,12 @@ def test_mean_is_numpy_mean_of_warped_images(pb2, corpus, tmp_path):
     np.testing.assert_allclose(datasets.read_mean(str(out)), want, rtol=0, atol=1e-4)
 
 
-def test_verify_catches_tampering(pb2, corpus, tmp_path):
+def test_verify_catches_tampering(pb2, corpus, tmp_path, capsys):
     import lmdb
 
     root, lst, _ = corpus
     db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
-    assert _cli("data", "verify", str(db)).returncode == 0
+    assert _cli(capsys, "data", "verify", str(db))[0] == 0
     env = lmdb.open(str(db), map_size=1 << 26)
     with env.begin(write=True) as txn:
         key = next(iter(txn.cursor()))[0]
@@ -240,20 +252,21 @@ def test_verify_catches_tampering(pb2, corpus, tmp_path):
     env.close()
     problems = datasets.verify(str(db))
     text = "\n".join(problems)
-    assert "count: manifest 30, database 29" in text and "label histogram differs" in text and "Datum (3, 23, 24)" in text
-    res = _cli("data", "verify", str(db))
-    assert res.returncode == 1 and "does not match its manifest" in res.stderr
+    assert "count: manifest 30, database 29" in text and "label histogram differs" in text
+    assert "Datum (3, 23, 24)" in text
+    code, err = _cli(capsys, "data", "verify", str(db))
+    assert code == 1 and "does not match its manifest" in err
 
 
-def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path):
+def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
     root, lst, _ = corpus
-    res = _cli("data", "build", "--list", str(lst), "--root", str(root), "--out", str(tmp_path / "db"),
-               "--size", str(SIZE), "--commit-every", "5", env_extra={KILL_ENV: "8"})
+    res = _killed_build(lst, root, tmp_path / "db", 8, block=5, jobs=1)
     assert res.returncode == -signal.SIGKILL
-    res = _cli("data", "mean", str(tmp_path / "db"), "--out", str(tmp_path / "m.binaryproto"))
-    assert res.returncode == 2 and "db.partial" in res.stderr or "not an LMDB" in res.stderr
-    res = _cli("data", "verify", str(tmp_path / "db"))
-    assert res.returncode == 2 and "has not finished" in res.stderr
+    for cmd in (["mean", str(tmp_path / "db"), "--out", str(tmp_path / "m.binaryproto")],
+                ["verify", str(tmp_path / "db")]):
+        code, err = _cli(capsys, "data", *cmd)
+        assert code == 2 and "db.partial" in err and "has not finished" in err
+    assert not (tmp_path / "m.binaryproto").exists()
 
 
 def _caffe():
@@ -289,3 +302,19 @@ layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TE
         want = (_expected(root / path).astype(np.float32) - mean)[:, off:off + crop, off:off + crop]
         np.testing.assert_allclose(net.blobs["data"].data[i], want, rtol=0, atol=1e-4)
         assert net.blobs["label"].data[i] == int(label)
+
+
+def test_rebuild_is_up_to_date_and_other_options_refused(pb2, corpus, tmp_path, capsys):
+    root, lst, _ = corpus
+    args = ["data", "build", "--list", str(lst), "--root", str(root), "--out", str(tmp_path / "db"), "--jobs", "1"]
+    assert _cli(capsys, *args, "--size", str(SIZE))[0] == 0
+    code, err = _cli(capsys, *args, "--size", str(SIZE))
+    assert code == 0 and "up to date" in err
+    code, err = _cli(capsys, *args, "--size", "20")
+    assert code == 2 and "not built from this list with these options" in err
+
+
+def test_malformed_list_line_is_named(pb2, tmp_path):
+    lst = _write_list(tmp_path / "files.txt", ["a.JPEG 0", "", "b.JPEG x"])
+    with pytest.raises(TransferError, match=r"files.txt:3: expected 'relative/path label'"):
+        datasets.build(str(lst), str(tmp_path), str(tmp_path / "db"), size=SIZE)

@@ -23,8 +23,8 @@ def test_chain_and_independent_net_by_hand():
     plan = toy(("a", None, 10), ("b", "a", 5), ("c", None, 8))
     one = simulate(plan, 1, 1.0)
     assert one["makespan"] == 23 and one["lower_bound"] == 23 and one["ratio"] == 1
-    # a has the longest tail (15) so it goes first; b follows a at once.
-    assert one["start"] == {"a": 0, "b": 10, "c": 15}
+    # a has the longest tail (15) so it goes first; then c (tail 8) before b (tail 5).
+    assert one["start"] == {"a": 0, "c": 10, "b": 18}
     two = simulate(plan, 2, 1.0)
     assert two["start"] == {"a": 0, "c": 0, "b": 10}
     assert two["makespan"] == 15 and two["critical_path"] == 15 and two["total_work"] == 23
@@ -66,11 +66,11 @@ def test_bases_come_before_their_dependents_in_order():
 
 def test_multi_gpu_nets():
     assert speedup(1) == 1 and 1 < speedup(2) < 2
-    plan = toy(("w", None, 10), ("n", None, 10), gpus={"w": 2})
+    plan = toy(("w", None, 30), ("n", None, 10), gpus={"w": 2})
     res = simulate(plan, 2, 1.0)
-    # The wide net occupies both GPUs; the narrow one runs after it.
-    assert res["start"] == {"w": 0, "n": 10 / speedup(2)}
-    assert res["total_work"] == pytest.approx(10 + 2 * 10 / speedup(2))
+    # The wide net (30 / 1.82 = 16.4 s, the longer tail) occupies both GPUs; the narrow one follows.
+    assert res["start"] == {"w": 0, "n": 30 / speedup(2)}
+    assert res["total_work"] == pytest.approx(10 + 2 * 30 / speedup(2))
     with pytest.raises(TransferError, match="needs 2 GPUs; only 1"):
         simulate(plan, 1, 1.0)
     over = simulate(toy(("a", None, 10)), 4, 1.0, net_gpus={"a": 4})

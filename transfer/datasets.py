@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import mmap
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, atomic_write, datum_
 FORMAT = "transfer-lmdb/1"
 DEFAULT_BLOCK = 500  # images a commit (~100 MB at 256x256); also the unit of work handed to the pool
 
-Result = tuple[bytes | None, str | None]  # (serialized Datum, None) or (None, reason)
+Result = tuple[bytes | memoryview | int | None, str | None]  # (serialized Datum, None) or (None, reason)
 
 
 # ---------------------------------------------------------------------------- progress line
@@ -76,52 +77,79 @@ def _duration(s: float) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(root: str, width: int, height: int) -> None:
+def _init_worker(root: str, width: int, height: int, shm: mmap.mmap | None = None, slot: int = 0) -> None:
     import cv2  # noqa: PLC0415
 
     cv2.setNumThreads(1)  # one process a core already; OpenCV's own threads would only contend
-    _WORKER.update(root=root, width=width, height=height, pb2=caffe_pb2())
+    _WORKER.update(root=root, width=width, height=height, pb2=caffe_pb2(), shm=shm, slot=slot)
 
 
-def _convert(task: tuple[str, int]) -> Result:
-    path, label = task
+def _convert(task: tuple[int, str, int]) -> Result:
+    """(Datum, None) or (None, reason). With shared memory the Datum goes into the task's slot and
+    only its length comes back: no pickling of ~200 KB through a pipe for every image."""
+    index, path, label = task
     w = _WORKER
     try:
         img = load_warped(os.path.join(w["root"], path), w["width"], w["height"])
-        return datum_bytes(w["pb2"], img, label), None
+        value = datum_bytes(w["pb2"], img, label)
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 (a decoder crash on one file is that file's problem)
         return None, f"{type(exc).__name__}: {exc}"
+    shm, slot = w["shm"], w["slot"]
+    if shm is None or len(value) > slot:
+        return value, None
+    shm[index * slot:index * slot + len(value)] = value
+    return len(value), None
 
 
-def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int,
-                    init: tuple[str, int, int]) -> Iterator[list[Result]]:
+def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
+                    width: int, height: int) -> Iterator[list[Result]]:
     """Results block by block, in order. Two blocks are queued ahead so workers never wait for the
-    writer, and no more than that, so memory stays bounded however slow the disk is."""
+    writer, and no more than that, so memory stays bounded however slow the disk is. A block's
+    Datums are valid until the next block is asked for (their shared-memory slots are then reused)."""
     starts = iter(range(0, len(tasks), block))
     if jobs <= 1:
-        _init_worker(*init)
+        _init_worker(root, width, height)
         for s in starts:
-            yield [_convert(t) for t in tasks[s:s + block]]
+            yield [_convert((0, *t)) for t in tasks[s:s + block]]
         return
     import multiprocessing as mp  # noqa: PLC0415
 
-    with mp.get_context("fork").Pool(jobs, initializer=_init_worker, initargs=init) as pool:
+    slot = 3 * width * height + 64  # a raw Datum: the pixels and a few header bytes
+    ring = 3 * block                # slots of the block being written and of the two queued
+    shm = mmap.mmap(-1, ring * slot)  # anonymous, shared with the forked workers
+    view = memoryview(shm)
+    with mp.get_context("fork").Pool(jobs, initializer=_init_worker,
+                                     initargs=(root, width, height, shm, slot)) as pool:
         chunk = max(1, block // (jobs * 4))
         queued: deque = deque()
 
         def submit() -> None:
             s = next(starts, None)
             if s is not None:
-                queued.append(pool.map_async(_convert, tasks[s:s + block], chunk))
+                work = [((s + i) % ring, path, label) for i, (path, label) in enumerate(tasks[s:s + block])]
+                queued.append((s, pool.map_async(_convert, work, chunk)))
 
         submit()
         submit()
         while queued:
-            results = queued.popleft().get()
+            s, pending = queued.popleft()
+            results = pending.get()
             submit()
-            yield results
+            out: list[Result] = []
+            for i, (value, reason) in enumerate(results):
+                if isinstance(value, int):
+                    at = (s + i) % ring * slot
+                    value = view[at:at + value]
+                out.append((value, reason))
+            yield out
+            del out, results
+    try:
+        view.release()
+        shm.close()
+    except BufferError:
+        pass  # a caller still holds a Datum view; the map goes with the last reference
 
 
 # ---------------------------------------------------------------------------- shared writer loop
@@ -150,14 +178,16 @@ def _estimate_bytes(n: int, channels: int, height: int, width: int) -> int:
 def _up_to_date(out: Path, identity: dict[str, Any]) -> bool:
     if not out.exists():
         return False
-    if (out / MANIFEST).is_file() and read_manifest(out).get("identity") == identity:
+    if not (out / MANIFEST).is_file():
+        raise TransferError(f"{out} already exists but has no {MANIFEST} (not made by transfer); delete it")
+    if read_manifest(out).get("identity") == identity:
         return True
     raise TransferError(f"{out} already exists and was not built from this list with these options; "
                         f"delete it to rebuild")
 
 
-def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Result]], block: int,
-               list_path: str, describe: Callable[[Entry], str], skip_bad: bool, what: str) -> dict[str, Any]:
+def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Result]], list_path: str,
+               describe: Callable[[Entry], str], skip_bad: bool, what: str) -> dict[str, Any]:
     """Write results (in `order`, from position writer.state['next']) one commit per block."""
     state = writer.state
     labels = Counter({int(k): v for k, v in state["labels"].items()})
@@ -181,7 +211,7 @@ def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Res
                     if not skip_bad:
                         writer.commit(items, snapshot(pos))  # keep the good images before it
                         raise TransferError(
-                            f"{list_path}:{entry.line}: {describe(entry)}: {reason} (the {pos} images before "
+                            f"{list_path}:{entry.line}: {describe(entry)}: {reason} (the images before "
                             f"it are kept in {writer.path}; fix it and rerun to continue, or pass --skip-bad)")
                     skipped.append([entry.line, entry.path, reason])
                 else:
@@ -219,8 +249,7 @@ def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], 
 def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
           jobs: int = 0, skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
     """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable)."""
-    pb2 = caffe_pb2()  # fail before any work if Caffe is not configured
-    del pb2
+    caffe_pb2()  # fail before any work if Caffe is not configured
     if size < 1:
         raise TransferError(f"--size must be positive, got {size}")
     if not Path(root).is_dir():
@@ -237,9 +266,9 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     writer = PartialDB(out_p, identity, _estimate_bytes(len(order), 3, size, size))
     try:
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
-        jobs = jobs or os.cpu_count() or 1
-        results = _decoded_blocks(todo, block, jobs, (root, size, size))
-        state = _write_all(writer, order, results, block, list_path,
+        jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
+        results = _decoded_blocks(todo, block, jobs, root, size, size)
+        state = _write_all(writer, order, results, list_path,
                            lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
     except BaseException:
         writer.close()
@@ -298,7 +327,7 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
                 yield results
 
     try:
-        state = _write_all(writer, order, relabelled(), block, list_path, lambda e: e.path, skip_bad,
+        state = _write_all(writer, order, relabelled(), list_path, lambda e: e.path, skip_bad,
                            f"derive {out_p.name}")
     except BaseException:
         writer.close()

@@ -64,6 +64,9 @@ def read_manifest(db: str | os.PathLike) -> dict[str, Any]:
 def open_read(db: str | os.PathLike) -> lmdb.Environment:
     db = Path(db)
     if not (db / "data.mdb").is_file():
+        partial = Path(str(db) + PARTIAL_SUFFIX)
+        if partial.exists():
+            raise TransferError(f"{db} does not exist yet: the build in {partial} has not finished; rerun it")
         raise TransferError(f"{db} is not an LMDB directory (no data.mdb)")
     return lmdb.open(str(db), readonly=True, lock=False, readahead=True, max_readers=8)
 
@@ -103,9 +106,11 @@ class PartialDB:
         if not self.resumed:
             self.path.mkdir(parents=True)
             atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
-        # Address space only (the file grows as written); doubled on demand if the estimate is short.
+        # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
+        # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
+        # it. A killed writer only leaves garbage in pages no committed meta page points to.
         self.env = lmdb.open(str(self.path), map_size=max(int(expected_bytes * 1.25), 1 << 26) + (1 << 26),
-                             subdir=True, max_dbs=0)
+                             subdir=True, max_dbs=0, writemap=True)
         if self.resumed:
             with self.env.begin() as txn:
                 raw = txn.get(PROGRESS_KEY)
@@ -136,7 +141,12 @@ class PartialDB:
         with self.env.begin(write=True) as txn:
             txn.delete(PROGRESS_KEY)
         self.env.sync(True)
+        used = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
         self.env.close()
+        # Give back the unused, sparse tail of the map: readers never look past the last page.
+        data = self.path / "data.mdb"
+        if data.stat().st_size > used:
+            os.truncate(data, used)
         atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         (self.path / BUILD_INFO).unlink()
         if self.final.exists():

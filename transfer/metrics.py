@@ -232,4 +232,5 @@ def qualitative(rs: dict[str, Any], t1: dict[str, Any], drops: dict[str, Any]) -
 
 
 def metric_dict(m: NetMetric) -> dict[str, Any]:
-    return asdict(m)
+    """JSON-safe: a diverged run's NaN final accuracy becomes null."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(m).items()}

@@ -1,0 +1,140 @@
+"""Images/s of `transfer data build` against a one-process convert_imageset-style loop.
+
+    python benchmarks/bench_datasets.py [--images 2000] [--jobs 0] [--work DIR]
+
+The corpus: ImageNet-like JPEGs (500x375, quality 90, ~80 KB of textured content), generated once and
+cached under --work (default: $TMPDIR/transfer-bench-datasets). The baseline does what convert_imageset
+does, in one process: cv::imread, cv::resize to 256x256, Datum, LMDB put, commit every 1000. Anchor: the
+real convert_imageset wrote 2,000 such images in 6.4 s (312 images/s) on one core of the project's machine.
+Needs caffe_pb2 (Caffe configured, or CAFFE_ROOT pointing at a root with python/caffe/proto/caffe_pb2.py).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import lmdb
+import numpy as np
+from PIL import Image
+
+from transfer import datasets
+from transfer.caffe_env import caffe_pb2
+from transfer.images import datum_bytes, read_list
+from transfer.lmdb_store import datum_key
+
+W, H, SIZE = 500, 375, 256
+CORPUS_VERSION = 1
+
+
+def _image(i: int) -> bytes:
+    """Sinusoidal colour fields + coarse and fine noise: JPEG sizes like ILSVRC photos (~80 KB)."""
+    rng = np.random.default_rng(i)
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = np.empty((H, W, 3), np.float32)
+    for c in range(3):
+        fx, fy, ph = rng.uniform(0.005, 0.05), rng.uniform(0.005, 0.05), rng.uniform(0, 6)
+        out[..., c] = 127 + 80 * np.sin(x * fx + y * fy + ph)
+    coarse = rng.standard_normal((H // 4, W // 4, 3), np.float32)
+    out += 40 * cv2.resize(coarse, (W, H), interpolation=cv2.INTER_CUBIC)
+    out += rng.standard_normal((H, W, 3), np.float32) * 9
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _write(args: tuple[Path, int]) -> int:
+    root, i = args
+    data = _image(i)
+    (root / f"n{i % 10:08d}" / f"img_{i:06d}.JPEG").write_bytes(data)
+    return len(data)
+
+
+def corpus(work: Path, n: int) -> tuple[Path, Path]:
+    root = work / f"corpus-v{CORPUS_VERSION}-{n}"
+    lst = root / "files.txt"
+    if not lst.is_file():
+        t = time.time()
+        for d in range(10):
+            (root / f"n{d:08d}").mkdir(parents=True, exist_ok=True)
+        with mp.Pool() as pool:
+            sizes = pool.map(_write, [(root, i) for i in range(n)], chunksize=16)
+        lines = [f"n{i % 10:08d}/img_{i:06d}.JPEG {i % 10}" for i in range(n)]
+        lst.write_text("\n".join(lines) + "\n")
+        print(f"corpus: {n} JPEGs {W}x{H}, mean {np.mean(sizes) / 1e3:.0f} KB, made in {time.time() - t:.0f} s")
+    return root, lst
+
+
+def baseline(root: Path, lst: Path, out: Path) -> int:
+    """convert_imageset's loop in one process (same OpenCV calls, same Datums, same commits)."""
+    pb2 = caffe_pb2()
+    cv2.setNumThreads(1)
+    env = lmdb.open(str(out), map_size=1 << 34)
+    txn = env.begin(write=True)
+    count = 0
+    for pos, e in enumerate(read_list(lst)):
+        img = cv2.resize(cv2.imread(str(root / e.path), cv2.IMREAD_COLOR), (SIZE, SIZE))
+        txn.put(datum_key(pos, e.path), datum_bytes(pb2, img, e.label))
+        count += 1
+        if count % 1000 == 0:
+            txn.commit()
+            txn = env.begin(write=True)
+    txn.commit()
+    env.close()
+    return count
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the pool's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=0, help="decoding processes for our builder (0: all cores)")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "transfer-bench-datasets")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each; the best is reported")
+    a = ap.parse_args()
+    root, lst = corpus(a.work, a.images)
+    # Warm the page cache so both sides read the same way (the first run would otherwise pay the disk).
+    for p in root.rglob("*.JPEG"):
+        p.read_bytes()
+    cores = len(os.sched_getaffinity(0))
+    runs: dict[str, list[float]] = {"baseline (1 process)": [], f"transfer data build (jobs={a.jobs or cores})": []}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    load0 = os.getloadavg()[0]
+    for _ in range(a.repeat):
+        for name in runs:
+            out = a.work / "db"
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(str(out) + ".partial", ignore_errors=True)
+            t, c = time.perf_counter(), _cpu()
+            if name.startswith("baseline"):
+                baseline(root, lst, out)
+            else:
+                datasets.build(str(lst), str(root), str(out), size=SIZE, jobs=a.jobs)
+            runs[name].append(time.perf_counter() - t)
+            cpu[name].append(_cpu() - c)
+    shutil.rmtree(a.work / "db", ignore_errors=True)
+    rates = {}
+    print(f"{a.images} images {W}x{H} -> {SIZE}x{SIZE} Datums, {cores} cores, best of {a.repeat}, "
+          f"load average {load0:.1f} before / {os.getloadavg()[0]:.1f} after:")
+    for name, times in runs.items():
+        rates[name] = a.images / min(times)
+        per = min(cpu[name]) / a.images * 1e3
+        print(f"  {name:40s} {min(times):6.2f} s  {rates[name]:7.0f} images/s  {per:5.2f} CPU-ms/image")
+    base, ours = rates.values()
+    print(f"  ratio ours/baseline {ours / base:.2f}x; vs convert_imageset's 312 images/s anchor {ours / 312:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Train (or resume) one net of a plan on a GPU node: the CLI's `transfer train`, with its exit status.
+#   scripts/train-net.sh NET [PLAN] [GPU]      e.g. scripts/train-net.sh half0A-3-half0B paper 0
+# Environment: TRANSFER (default: .venv/bin/transfer), MAX_SECONDS (snapshot and exit 75 after that
+# many seconds: set it a few minutes under a batch job's time limit, then resubmit to resume).
+# Exit status: 0 done, 1 caffe failed, 2 usage/plan error, 73 another process trains it,
+# 75 stopped with a snapshot (run again to resume).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NET=${1:?usage: $0 NET [PLAN] [GPU]}
+PLAN=${2:-paper}
+GPU=${3:-${CUDA_DEVICE:-0}}
+TRANSFER=${TRANSFER:-.venv/bin/transfer}
+args=(train "$NET" --plan "$PLAN" --gpu "$GPU")
+[[ -n "${MAX_SECONDS:-}" ]] && args+=(--max-seconds "$MAX_SECONDS")
+# exec: SIGTERM from the batch system reaches transfer itself, which makes caffe snapshot.
+exec "$TRANSFER" "${args[@]}"

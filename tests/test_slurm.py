@@ -1,0 +1,240 @@
+"""`transfer submit` against a real one-node SLURM (tests/slurm_cluster.py), and its parts without one.
+
+The end-to-end test trains the tiny plan with the real `transfer train` on CPU inside SLURM jobs:
+bases before the nets that copy from them, one base interrupted as preemption would (TERM to
+the batch shell) and continued by its follow-up with its dependents re-pointed, and a net longer
+than its one-minute time limit continued until done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tinyrun  # noqa: E402
+from slurm_cluster import Cluster, missing_binaries  # noqa: E402
+
+from transfer import REPO  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
+from transfer.plan import load_plan  # noqa: E402
+from transfer.slurm import nice_values, queued_jobs, read_records, run_dir, script_path  # noqa: E402
+
+
+def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "transfer", "submit", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=env or os.environ.copy())
+    if check and proc.returncode:
+        raise AssertionError(f"transfer submit {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def plan_copy(root: Path, name: str = "slurmtest") -> Path:
+    """The tiny plan with its runs under `root`; enough for submitting (nothing is trained)."""
+    config = yaml.safe_load((REPO / "transfer" / "plans" / "tiny.yaml").read_text())
+    config.update(name=name, runs_dir=str(root / "runs"))
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def job_starts(net_dir: Path) -> list[int]:
+    """Start times (epoch s) of every SLURM job of a net, from the lines its job script prints."""
+    starts = []
+    for out in (net_dir / "slurm").glob("*.out"):
+        starts += [int(m) for m in re.findall(r"^transfer-job: start (\d+)", out.read_text(), re.M)]
+    return sorted(starts)
+
+
+def wait_until(pred, timeout: float, what: str, cluster: Cluster | None = None, every: float = 1.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(every)
+    queue = cluster.squeue() if cluster else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\nsqueue:\n{queue}")
+
+
+# ---------------------------------------------------------------------------- without a cluster
+
+def test_dry_run_writes_readable_job_scripts(tmp_path):
+    path = plan_copy(tmp_path)
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such.conf")}  # no cluster: queue reads empty
+    out = submit("--plan", str(path), "--only", "half0A-2-half0B", "--dry-run", "--partition", "gpu",
+                 "--account", "lab", "--time", "2-00:00:00", env=env).stdout
+    # The base it copies from is added, and comes first.
+    assert re.search(r"would submit.*base-half0A\n.*would submit.*half0A-2-half0B\s+after <base-half0A>", out)
+    plan = load_plan(str(path))
+    script = script_path(plan.net("half0A-2-half0B"))
+    text = script.read_text()
+    for line in ("#SBATCH --job-name=transfer:slurmtest:half0A-2-half0B", "#SBATCH --partition=gpu",
+                 "#SBATCH --account=lab", "#SBATCH --time=2-00:00:00", "#SBATCH --signal=B:TERM@120",
+                 "#SBATCH --gres=gpu:1", 'train "$NET" --plan "$PLAN" --gpu 0 &', f"PLAN={path}"):
+        assert line in text, line
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert not (tmp_path / "runs" / "slurm" / "submissions.jsonl").exists()  # a dry run records nothing
+    cpu = submit("--plan", str(path), "--only", "base-half0B", "--dry-run", "--cpu", env=env)
+    text = script_path(plan.net("base-half0B")).read_text()
+    assert "--cpu &" in text and "#SBATCH --cpus-per-task=1" in text and "gres" not in text, cpu.stdout
+
+
+def test_bad_time_is_named(tmp_path):
+    proc = submit("--plan", str(plan_copy(tmp_path)), "--time", "two days", "--dry-run", check=False)
+    assert proc.returncode == 2 and "--time 'two days'" in proc.stderr
+
+
+def test_nice_follows_tail_work():
+    plan = load_plan("paper")
+    nice = nice_values(plan, plan.nets, 100)
+    assert nice["base-half0A"] == 0 and nice["half0A-3-half0B"] == 50 and nice["random-1"] == 50
+    assert nice["reduced-0001"] == round(100 * (1 - 200_000 / 900_000))
+
+
+def test_queued_jobs_without_slurm(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue: `transfer status` just shows no column
+    plan = load_plan("tiny")
+    assert queued_jobs(plan) == {}
+    with pytest.raises(TransferError, match="squeue"):
+        queued_jobs(plan, strict=True)
+
+
+# ---------------------------------------------------------------------------- a real cluster
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"SLURM is not installed here (missing {', '.join(missing)}; Debian: slurm-wlm munge)")
+    if os.geteuid() != 0:
+        pytest.skip("starting munged and slurmd for a test cluster needs root")
+    c = Cluster(tmp_path_factory.mktemp("slurm"))
+    old = os.environ.get("SLURM_CONF")
+    try:
+        c.start()
+        os.environ["SLURM_CONF"] = str(c.conf)  # for queued_jobs() in this process and every subprocess
+        yield c
+    finally:
+        c.stop()
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+
+
+def _reason(cluster: Cluster, job: str) -> str:
+    for line in cluster.squeue().splitlines():
+        parts = line.split(" ", 3)
+        if parts[0] == job:
+            return parts[3] if len(parts) > 3 else ""
+    return ""
+
+
+def test_submit_again_skips_queued_and_replaces_stale(cluster, tmp_path):
+    path = plan_copy(tmp_path, "slurmstale")
+    plan = load_plan(str(path))
+    later = "--sbatch-arg=--begin=now+1hour"  # nothing starts: this test is about the queue only
+    first = submit("--plan", str(path), "--only", "half0B-*", "--cpu", later).stdout
+    jobs = queued_jobs(plan)
+    assert set(jobs) == {"base-half0B", "half0B-2-half0B", "half0B-6-half0B"}, first
+    assert all(j.state == "PENDING" for j in jobs.values()) and str(jobs["base-half0B"]).endswith(" PENDING")
+    base = jobs["base-half0B"].id
+    dep = subprocess.run(["squeue", "--noheader", "--format=%E", "--jobs", jobs["half0B-2-half0B"].id],
+                         capture_output=True, text=True).stdout
+    assert f"afterok:{base}" in dep
+
+    again = submit("--plan", str(path), "--only", "half0B-*", "--cpu", later).stdout
+    assert "submitted" not in again and "3 queued" in again
+    assert queued_jobs(plan) == jobs
+
+    # The base's job goes away without finishing: its dependents can never start.
+    subprocess.run(["scancel", base], check=True)
+    stale = jobs["half0B-2-half0B"].id
+    wait_until(lambda: _reason(cluster, stale) == "DependencyNeverSatisfied", 60, "a stale dependency", cluster)
+    third = submit("--plan", str(path), "--only", "half0B-*", "--cpu", later).stdout
+    assert "cancelled" in third and "submitted" in third, third
+    new = queued_jobs(plan)
+    assert set(new) == set(jobs) and not set(j.id for j in new.values()) & set(j.id for j in jobs.values())
+    dep = subprocess.run(["squeue", "--noheader", "--format=%E", "--jobs", new["half0B-6-half0B"].id],
+                         capture_output=True, text=True).stdout
+    assert f"afterok:{new['base-half0B'].id}" in dep
+    actions = [(r["action"], r["net"]) for r in read_records(plan)]
+    assert actions.count(("submit", "base-half0B")) == 2 and ("cancel", "half0B-2-half0B") in actions
+    subprocess.run(["scancel", *[j.id for j in new.values()]], check=True)
+
+
+def _iterations_logged(plan, net) -> bool:
+    return any("Iteration" in f.read_text(errors="replace") for f in (run_dir(net) / "logs").glob("*.log"))
+
+
+def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
+    if not (REPO / "transfer" / "train.py").is_file() or not tinyrun.caffe_available():
+        pytest.skip("needs transfer train and a built Caffe (make caffe)")
+    from transfer.train import is_done  # noqa: PLC0415
+
+    data = tinyrun.shared_data(tmp_path_factory)
+    # How fast this machine trains the tiny net now: 12 s of one base, outside SLURM.
+    probe = tinyrun.write_plan_copy(tmp_path_factory.mktemp("probe"), data, solver={"max_iter": 100000})
+    t0 = time.monotonic()
+    res = tinyrun.run_cli("train", "base-half0A", "--plan", str(probe.path), "--cpu", "--max-seconds", "12")
+    assert res.returncode == 75, res.stderr[-2000:]
+    done_iters = max(int(m) for m in re.findall(r"Iteration (\d+)", "".join(
+        f.read_text() for f in (run_dir(probe.net("base-half0A")) / "logs").glob("*.log"))))
+    rate = done_iters / 12.0
+    # A net of about 80 s of training under a 1-minute time limit: it needs follow-ups.
+    long_iters = max(100, int(rate * 80) // 10 * 10)
+    long = tinyrun.write_plan_copy(tmp_path_factory.mktemp("long"), data,
+                                   solver={"max_iter": long_iters, "snapshot": 10})
+    tiny = tinyrun.write_plan_copy(tmp_path_factory.mktemp("tiny"), data)
+    print(f"probe: {done_iters} iterations in 12 s ({time.monotonic() - t0:.0f} s with start-up); "
+          f"long net {long_iters} iterations")
+
+    # The long net first, and the tiny plan at a lower priority, so the follow-ups get the CPU they free.
+    submit("--plan", str(long.path), "--only", "base-half0A", "--cpu", "--time", "1", "--signal-lead", "30")
+    out = submit("--plan", str(tiny.path), "--cpu", "--time", "10", "--sbatch-arg=--nice=1000").stdout
+    assert out.count("submitted") == len(tiny.nets), out
+
+    # Preempt base-half0B once it is training: TERM to the batch shell, as slurm does.
+    b = tiny.net("base-half0B")
+    first_job = queued_jobs(tiny)["base-half0B"].id
+    wait_until(lambda: _iterations_logged(tiny, b) or is_done(tiny, b), 240, "base-half0B to train", cluster,
+               every=0.3)
+    assert not is_done(tiny, b), "base-half0B finished before it could be interrupted"
+    subprocess.run(["scancel", "--signal=TERM", "--batch", first_job], check=True)
+
+    everything = [(tiny, n) for n in tiny.nets] + [(long, long.net("base-half0A"))]
+    wait_until(lambda: all(is_done(p, n) for p, n in everything), 420, "every net to be done", cluster, every=2)
+    wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 60, "the queue to empty", cluster)
+
+    # Bases before the nets that copy from them: no job of a copy started before its base was done.
+    for net in tiny.nets:
+        assert job_starts(run_dir(net)), net.name
+        if net.base:
+            base_done = (run_dir(tiny.net(net.base)) / "DONE").stat().st_mtime
+            assert job_starts(run_dir(net))[0] >= int(base_done), (net.name, net.base)
+        assert _iterations_logged(tiny, net), net.name
+
+    # The interrupted base continued in a follow-up that took over its dependents.
+    recs = read_records(tiny)
+    follow = [r for r in recs if r["action"] == "follow-up" and r["net"] == "base-half0B"]
+    assert follow and follow[0]["replaces"] == first_job, recs
+    repointed = {r["net"] for r in recs if r["action"] == "re-point" and r["after"] == follow[0]["job"]}
+    assert repointed == {d.name for d in tiny.dependents("base-half0B")}, recs
+    assert len(job_starts(run_dir(b))) == 2
+
+    # The long net outlived its time limit, was told in time, and finished in follow-ups.
+    ln = long.net("base-half0A")
+    outs = "".join(f.read_text() for f in (run_dir(ln) / "slurm").glob("*.out"))
+    assert "SIGTERM" in outs and len(job_starts(run_dir(ln))) >= 2, outs
+    assert [r for r in read_records(long) if r["action"] == "follow-up"]
+    attempts = [json.loads(x) for x in (run_dir(ln) / "attempts.jsonl").read_text().splitlines() if x.strip()]
+    assert len(attempts) >= 2

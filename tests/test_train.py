@@ -1,0 +1,286 @@
+"""Training with the real caffe binary on the tiny plan (CPU): the whole plan, resume after kill -9,
+two runners at once, signals and time limits, failures, locks."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from transfer import REPO, locks
+from transfer.plan import LAYERS
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tinyrun  # noqa: E402
+
+needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+
+
+def _logs(plan, net) -> list[Path]:
+    return sorted((plan.abspath(net.run_dir) / "logs").glob("attempt-*.log"))
+
+
+def _wait_for(pred, timeout: float, what: str) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------------- locks (no Caffe)
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    path = tmp_path / "lock"
+    with locks.acquire(path) as lock:
+        info = json.loads(path.read_text())
+        assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
+        with pytest.raises(locks.LockHeld, match=f"pid {os.getpid()}"):
+            locks.acquire(path)
+        assert lock.took_over is None
+    assert not path.exists()
+
+
+def test_stale_lock_of_dead_pid_is_taken_over(tmp_path):
+    path = tmp_path / "lock"
+    dead = _dead_pid()
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "token": "x"}))
+    lock = locks.acquire(path)
+    assert lock.took_over and f"pid {dead}" in lock.took_over and "gone" in lock.took_over
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+
+
+def test_other_host_lock_live_until_heartbeat_stops(tmp_path):
+    path = tmp_path / "lock"
+    path.write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "token": "x"}))
+    with pytest.raises(locks.LockHeld, match="elsewhere.example"):
+        locks.acquire(path, stale_after=60)
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    lock = locks.acquire(path, stale_after=60)
+    assert "no heartbeat from elsewhere.example" in lock.took_over
+    lock.release()
+
+
+def test_release_never_removes_a_lock_taken_over(tmp_path):
+    path = tmp_path / "lock"
+    lock = locks.acquire(path)
+    path.unlink()
+    path.write_text(json.dumps({"host": "other", "pid": 2, "token": "theirs"}))
+    lock.release()
+    assert path.exists()
+
+
+# ---------------------------------------------------------------------------- the whole plan
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    if not tinyrun.caffe_available():
+        pytest.skip("Caffe is not built (make caffe)")
+    return tinyrun.trained_plan(tmp_path_factory)
+
+
+@needs_caffe
+def test_run_trains_every_net_in_dependency_order(trained):
+    from transfer.surgery import final_weights
+    from transfer.train import is_done
+    plan, res = trained
+    assert res.returncode == 0, res.stdout + res.stderr
+    for net in plan.nets:
+        assert is_done(plan, net), net.name
+        assert final_weights(plan, net).name == f"{net.name}_iter_{net.max_iter}.caffemodel"
+        assert len(_logs(plan, net)) == 1
+        done = json.loads((plan.abspath(net.run_dir) / "DONE").read_text())
+        assert done["final_iter"] == net.max_iter and done["frozen_check"]["identical"] is True
+        assert done["frozen_check"]["layers"] == LAYERS[:net.frozen]
+    # a net starts only after its base finished
+    starts = {l.split("start ")[1].split()[0]: i for i, l in enumerate(res.stdout.splitlines()) if "] start " in l}
+    dones = {l.split("done  ")[1].split()[0]: i for i, l in enumerate(res.stdout.splitlines()) if "] done  " in l}
+    for net in plan.nets:
+        if net.base:
+            assert dones[net.base] < starts[net.name], (net.name, res.stdout)
+
+
+@needs_caffe
+def test_run_dir_layout_and_absolute_paths(trained):
+    plan, _ = trained
+    net = plan.net("half0A-2-half0B")
+    out = plan.abspath(net.run_dir)
+    for name in ("init.caffemodel", "surgery.json", "train.prototxt", "test.prototxt", "solver.prototxt",
+                 "DONE", "logs/attempt-001.log"):
+        assert (out / name).is_file(), name
+    solver = (out / "solver.prototxt").read_text()
+    assert f'snapshot_prefix: "{out}/snapshots/half0A-2-half0B"' in solver
+    assert "solver_mode: CPU" in solver
+    train = (out / "train.prototxt").read_text()
+    # a transfer net reads its target's images and subtracts its base's mean
+    assert f'source: "{plan.abspath(plan.data_dir)}/half0B/train_lmdb"' in train
+    assert f'mean_file: "{plan.abspath(plan.data_dir)}/half0A/mean.binaryproto"' in train
+    assert not (out / "lock").exists()
+
+
+@needs_caffe
+def test_frozen_layers_unchanged_finetuned_layers_changed(trained):
+    from transfer.surgery import final_weights, identical_layers
+    plan, _ = trained
+    for name in ("half0B-2-half0B", "half0A-6-half0B", "half0A-2-half0B-ft", "half0A-6-half0B-ft"):
+        net = plan.net(name)
+        same = identical_layers(plan.abspath(net.run_dir) / "init.caffemodel", final_weights(plan, net))
+        assert [l for l in LAYERS if same[l]] == LAYERS[:net.frozen], name
+    # fine-tuned: copied layers start equal to the base's final weights and then move
+    ft = plan.net("half0A-6-half0B-ft")
+    base_final = final_weights(plan, plan.net("base-half0A"))
+    assert not any(identical_layers(base_final, final_weights(plan, ft), LAYERS[:6]).values())
+
+
+@needs_caffe
+def test_status_after_training(trained):
+    plan, _ = trained
+    res = tinyrun.run_cli("status", "--plan", str(plan.path))
+    assert res.returncode == 0, res.stderr
+    rows = [l.split() for l in res.stdout.splitlines()[1:1 + len(plan.nets)]]
+    assert {r[0] for r in rows} == {n.name for n in plan.nets}
+    assert all(r[1] == "done" and r[2] == "60/60" for r in rows), res.stdout
+    assert all(0.0 <= float(r[3]) <= 1.0 for r in rows)
+    assert res.stdout.strip().splitlines()[-1] == f"{len(plan.nets)} done"
+
+
+@needs_caffe
+def test_rerun_of_finished_plan_trains_nothing(trained):
+    plan, _ = trained
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu")
+    assert res.returncode == 0 and "] start " not in res.stdout, res.stdout
+    res = tinyrun.run_cli("train", "base-half0A", "--plan", str(plan.path), "--cpu")
+    assert res.returncode == 0 and "already done" in res.stderr
+    assert all(len(_logs(plan, n)) == 1 for n in plan.nets)
+
+
+# ---------------------------------------------------------------------------- interruptions
+
+@pytest.fixture
+def scratch(tmp_path, tmp_path_factory):
+    if not tinyrun.caffe_available():
+        pytest.skip("Caffe is not built (make caffe)")
+    return lambda **solver: tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
+                                                    solver=solver or None)
+
+
+@needs_caffe
+def test_kill9_then_rerun_resumes_from_snapshot(scratch):
+    from transfer.train import is_done
+    plan = scratch(max_iter=80, snapshot=20)
+    net = plan.net("base-half0B")
+    snaps = plan.abspath(net.run_dir) / "snapshots"
+    proc = subprocess.Popen(tinyrun.transfer_cmd("run", "--plan", str(plan.path), "--only", net.name, "--cpu"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_for(lambda: (snaps / f"{net.name}_iter_20.solverstate").is_file(), 120, "the first snapshot")
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # runner, `transfer train` and caffe, no chance to clean up
+    proc.wait()
+    time.sleep(0.5)
+    assert not is_done(plan, net)
+    assert (plan.abspath(net.run_dir) / "lock").exists()  # left behind by the dead process
+
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", net.name, "--cpu")
+    assert res.returncode == 0, res.stdout
+    assert "took over the lock" in res.stdout and "gone" in res.stdout
+    assert is_done(plan, net)
+    logs = _logs(plan, net)
+    assert [p.name for p in logs] == ["attempt-001.log", "attempt-002.log"]
+    second = logs[1].read_text()
+    assert "-snapshot=" in second and "_iter_" in second
+    resumed = json.loads((plan.abspath(net.run_dir) / "attempts.jsonl").read_text().splitlines()[-1])
+    assert resumed["resumed_from"] >= 20 and resumed["exit"] == 0
+    assert (snaps / f"{net.name}_iter_80.caffemodel").is_file()
+
+
+@needs_caffe
+def test_sigterm_and_time_limit_snapshot_and_exit_75(scratch):
+    from transfer.train import EXIT_INTERRUPTED, is_done, resume_point
+    plan = scratch(max_iter=400, snapshot=1000, test_interval=1000)
+    net = plan.net("base-half0A")
+    cmd = tinyrun.transfer_cmd("train", net.name, "--plan", str(plan.path), "--cpu")
+    log_dir = plan.abspath(net.run_dir) / "logs"
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: any("Iteration 20" in p.read_text() for p in log_dir.glob("*.log")), 120, "training")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, out
+    first = resume_point(plan, net)
+    assert first and 20 <= first[0] < 400, out   # a snapshot caffe took on request, not by schedule
+
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu", "--max-seconds", "4")
+    assert res.returncode == EXIT_INTERRUPTED, res.stderr
+    assert "time limit" in res.stderr
+    second = resume_point(plan, net)
+    assert second[0] > first[0] and not is_done(plan, net)
+
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == 0, res.stderr
+    assert is_done(plan, net) and len(_logs(plan, net)) == 3
+
+
+@needs_caffe
+def test_two_runners_train_each_net_once(scratch):
+    plan = scratch(max_iter=40, snapshot=20)
+    only = "half0B-*"   # two selffer nets; their base comes along
+    cmd = tinyrun.transfer_cmd("run", "--plan", str(plan.path), "--only", only, "--cpu")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    nets = [plan.net(n) for n in ("base-half0B", "half0B-2-half0B", "half0B-6-half0B")]
+    for net in nets:
+        assert len(_logs(plan, net)) == 1, net.name   # one caffe attempt in all
+    attempts = sum(len(re.findall(r"\] attempt \d+ \(", o)) for o in outs)
+    assert attempts == len(nets), outs
+
+
+@needs_caffe
+def test_failure_skips_dependents_not_independent_nets(tmp_path, tmp_path_factory):
+    if not tinyrun.caffe_available():
+        pytest.skip("Caffe is not built (make caffe)")
+    good = tinyrun.shared_data(tmp_path_factory)
+    data = tmp_path / "data"
+    (data / "half0A" / "train_lmdb").mkdir(parents=True)   # an empty database: caffe aborts
+    (data / "half0A" / "val_lmdb").symlink_to(good / "half0A" / "val_lmdb")
+    (data / "half0A" / "mean.binaryproto").symlink_to(good / "half0A" / "mean.binaryproto")
+    (data / "half0B").symlink_to(good / "half0B")
+    plan = tinyrun.write_plan_copy(tmp_path / "plan", data, solver={"max_iter": 20, "snapshot": 20})
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", "half0A-2-half0B,half0B-2-half0B",
+                          "--cpu", "--jobs", "2")
+    assert res.returncode == 1, res.stdout
+    assert "FAILED base-half0A" in res.stdout and "skip  half0A-2-half0B" in res.stdout
+    from transfer.train import is_done, net_state
+    assert is_done(plan, plan.net("half0B-2-half0B"))
+    assert net_state(plan, plan.net("base-half0A")).state == "failed"
+    assert net_state(plan, plan.net("half0A-2-half0B")).state == "blocked"
+    status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
+    assert "base-half0A failed: caffe exit" in status
+
+
+@needs_caffe
+def test_live_lock_refuses_second_trainer(scratch):
+    from transfer.train import EXIT_LOCKED
+    plan = scratch()
+    net = plan.net("base-half0A")
+    with locks.acquire(plan.abspath(net.run_dir) / "lock"):
+        res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == EXIT_LOCKED and f"held by pid {os.getpid()}" in res.stderr
+    assert not _logs(plan, net)

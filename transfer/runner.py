@@ -1,0 +1,341 @@
+"""Train every selected net of a plan on this machine (`transfer run`), and show where each stands
+(`transfer status`).
+
+Each net is a `transfer train` subprocess, so one net's crash, lock or signal is that process's
+business; the runner only schedules: base nets before the nets copying from them, ready nets with
+the longest remaining chain first, one net per GPU (or per CPU job). A net locked by another
+process (a second runner, a SLURM job) is waited for, not trained twice.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import REPO, locks
+from .errors import TransferError
+from .plan import Net, Plan, load_plan
+from .surgery import shown
+from .train import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, is_done, lock_path, net_state)
+
+PROGRESS_EVERY_S = 60.0
+POLL_S = 0.5
+
+
+def _say(msg: str) -> None:
+    print(f"[run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def with_bases(plan: Plan, nets: list[Net]) -> list[Net]:
+    """The selection plus every unfinished ancestor its nets copy from."""
+    chosen = {n.name: n for n in nets}
+    todo = list(nets)
+    while todo:
+        net = todo.pop()
+        if net.base and net.copied and net.base not in chosen:
+            base = plan.net(net.base)
+            if not is_done(plan, base):
+                chosen[base.name] = base
+                todo.append(base)
+    return plan.ordered(list(chosen.values()))
+
+
+def ensure_net_files(plan: Plan, nets: list[Net]) -> None:
+    missing = [p for n in nets for p in (n.train_net, n.test_net, n.solver_file)
+               if not plan.abspath(p).is_file()]
+    if missing:
+        from .nets import write_plan  # noqa: PLC0415
+        _say(f"writing net files ({len(missing)} missing, e.g. {missing[0]})")
+        write_plan(plan)
+
+
+@dataclass
+class _Job:
+    net: Net
+    proc: subprocess.Popen
+    slot: str
+    started: float
+
+
+def _pump(proc: subprocess.Popen, tag: str) -> None:
+    # A child's lines, prefixed with its net, so several jobs stay readable.
+    for line in proc.stdout:
+        print(f"  [{tag}] {line.rstrip()}", flush=True)
+
+
+class Runner:
+    def __init__(self, plan: Plan, nets: list[Net], slots: list[str], cpu: bool,
+                 max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S):
+        self.plan, self.nets, self.slots, self.cpu = plan, nets, slots, cpu
+        self.max_seconds = max_seconds
+        self.progress_every = progress_every
+        self.done: set[str] = {n.name for n in nets if is_done(plan, n)}
+        self.failed: dict[str, str] = {}      # name -> why
+        self.skipped: dict[str, str] = {}     # name -> failed ancestor
+        self.interrupted: set[str] = set()
+        self.elsewhere: set[str] = set()      # locked by another process: wait for it
+        self.jobs: dict[str, _Job] = {}
+        self.stopping: str | None = None
+
+    # -- scheduling
+    def ready(self) -> list[Net]:
+        out = []
+        for net in self.nets:  # already in plan.ordered() order: critical path first
+            name = net.name
+            if name in self.done or name in self.failed or name in self.skipped or name in self.jobs \
+                    or name in self.interrupted:
+                continue
+            if net.copied and net.base and (net.base in self.jobs
+                                            or not is_done(self.plan, self.plan.net(net.base))):
+                continue  # (a base still in self.jobs is reaped, and reported, first)
+            if locks.is_live(lock_path(self.plan, net)):
+                if name not in self.elsewhere:
+                    info = locks.read(lock_path(self.plan, net)) or {}
+                    _say(f"{name}: trained by another process ({info.get('host')}:{info.get('pid')}); waiting")
+                self.elsewhere.add(name)
+                continue
+            out.append(net)
+        return out
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.cpu:
+            # Jobs share the cores: one BLAS thread each unless there are cores to spare.
+            threads = max(1, (os.cpu_count() or 1) // max(1, len(self.slots)))
+            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[var] = str(threads)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self, net: Net, slot: str) -> None:
+        cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
+        cmd += ["--cpu"] if self.cpu else ["--gpu", slot]
+        if self.max_seconds:
+            cmd += ["--max-seconds", str(self.max_seconds)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=REPO, env=self._env())
+        threading.Thread(target=_pump, args=(proc, net.name), daemon=True).start()
+        self.jobs[net.name] = _Job(net, proc, slot, time.time())
+        self.elsewhere.discard(net.name)
+        where = "CPU" if self.cpu else f"GPU {slot}"
+        _say(f"start {net.name} on {where} ({len(self.done)}/{len(self.nets)} done)")
+
+    def reap(self) -> None:
+        for name, job in list(self.jobs.items()):
+            rc = job.proc.poll()
+            if rc is None:
+                continue
+            del self.jobs[name]
+            took = time.time() - job.started
+            if rc == EXIT_OK and is_done(self.plan, job.net):
+                self.done.add(name)
+                _say(f"done  {name} ({took:.0f} s; {len(self.done)}/{len(self.nets)} done)")
+            elif rc == EXIT_LOCKED:
+                self.elsewhere.add(name)  # lost a race with another process: wait for it
+            elif rc == EXIT_INTERRUPTED:
+                self.interrupted.add(name)
+                _say(f"stopped {name} with a snapshot (resume: run again)")
+            else:
+                why = f"exit {rc}" + ("" if rc != EXIT_FAILED else " (caffe failed)")
+                self.failed[name] = why
+                _say(f"FAILED {name}: {why}; see {shown(self.plan.abspath(job.net.run_dir))}/logs")
+                self._skip_dependents(name)
+
+    def _skip_dependents(self, name: str) -> None:
+        for dep in self.plan.dependents(name):
+            if dep.name in {n.name for n in self.nets} and dep.name not in self.skipped:
+                self.skipped[dep.name] = name
+                _say(f"skip  {dep.name}: its base {name} failed")
+                self._skip_dependents(dep.name)
+
+    def watch_elsewhere(self) -> None:
+        for name in list(self.elsewhere):
+            net = self.plan.net(name)
+            if is_done(self.plan, net):
+                self.elsewhere.discard(name)
+                self.done.add(name)
+                _say(f"done  {name} (by another process; {len(self.done)}/{len(self.nets)} done)")
+            elif not locks.is_live(lock_path(self.plan, net)):
+                self.elsewhere.discard(name)  # the other process stopped or died: ready again
+
+    def progress(self) -> None:
+        for name, job in self.jobs.items():
+            st = net_state(self.plan, job.net)
+            acc = f", val acc {st.val_accuracy:.3f}" if st.val_accuracy is not None else ""
+            eta = f", {_duration(st.seconds_left)} left" if st.seconds_left is not None else ""
+            speed = f", {st.iter_per_s:.2f} it/s" if st.iter_per_s else ""
+            _say(f"  {name}: iteration {st.iteration}/{st.max_iter}{speed}{acc}{eta}")
+
+    # -- main loop
+    def _on_signal(self, signum: int, _frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.stopping:
+            self.stopping = name
+            # Children in our process group got a terminal's Ctrl-C already; a kill/SIGTERM did not.
+            for job in self.jobs.values():
+                try:
+                    job.proc.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    def run(self) -> int:
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        last_progress = time.time()
+        try:
+            _say(f"plan {self.plan.name}: {len(self.nets)} nets, {len(self.done)} done already; "
+                 f"{len(self.slots)} at a time on {'CPU' if self.cpu else 'GPUs ' + ','.join(self.slots)}")
+            while True:
+                self.reap()
+                self.watch_elsewhere()
+                if self.stopping:
+                    if not self.jobs:
+                        break
+                    if self.stopping != "announced":
+                        _say(f"{self.stopping}: waiting for {len(self.jobs)} net(s) to snapshot")
+                        self.stopping = "announced"
+                else:
+                    free = [s for s in self.slots if s not in {j.slot for j in self.jobs.values()}]
+                    for net, slot in zip(self.ready(), free):
+                        self.start(net, slot)
+                    if not self.jobs and not self.elsewhere:
+                        break  # nothing running, nothing startable
+                if time.time() - last_progress >= self.progress_every and self.jobs:
+                    self.progress()
+                    last_progress = time.time()
+                time.sleep(POLL_S)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return self.summary()
+
+    def summary(self) -> int:
+        names = [n.name for n in self.nets]
+        left = [n for n in names if n not in self.done]
+        _say(f"{len(self.done)}/{len(names)} done"
+             + (f"; failed: {', '.join(self.failed)}" if self.failed else "")
+             + (f"; skipped (base failed): {', '.join(self.skipped)}" if self.skipped else "")
+             + (f"; stopped with a snapshot: {', '.join(sorted(self.interrupted))}" if self.interrupted else ""))
+        if self.failed:
+            return EXIT_FAILED
+        if left:
+            blocked = [n for n in left if n not in self.interrupted]
+            if blocked and not self.stopping and not self.interrupted:
+                _say(f"not trained: {', '.join(blocked)}")
+            return EXIT_INTERRUPTED
+        return EXIT_OK
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
+             jobs: int = 1, max_seconds: float | None = None,
+             progress_every: float = PROGRESS_EVERY_S) -> int:
+    """Train the selected nets (and their unfinished bases); returns an exit status."""
+    nets = with_bases(plan, plan.select(only))
+    ensure_net_files(plan, nets)
+    if cpu or not gpus:
+        cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]
+    else:
+        slots = list(gpus)
+    return Runner(plan, nets, slots, cpu, max_seconds, progress_every).run()
+
+
+# ---------------------------------------------------------------------------- status
+
+def _slurm_jobs(plan: Plan) -> dict[str, str] | None:
+    """net name -> SLURM job (id and state), when the SLURM module is there and answers."""
+    try:
+        from .slurm import queued_jobs  # noqa: PLC0415
+    except ImportError:
+        return None
+    try:
+        jobs = queued_jobs(plan)
+    except Exception:  # noqa: BLE001 - no scheduler here: the column is simply left out
+        return None
+    out = {}
+    for name, job in (jobs or {}).items():
+        if isinstance(job, dict):
+            out[name] = " ".join(str(job.get(k)) for k in ("id", "state") if job.get(k) is not None)
+        else:
+            out[name] = str(job)
+    return out
+
+
+def status_table(plan: Plan, only: str | None = None) -> str:
+    nets = plan.ordered(plan.select(only))
+    states = [net_state(plan, n) for n in nets]
+    slurm = _slurm_jobs(plan)
+    head = f"{'net':28} {'state':8} {'iteration':>15} {'val acc':>7} {'it/s':>6} {'left':>8}"
+    head += f"  {'slurm':14}" if slurm is not None else ""
+    lines = [head]
+    for st in states:
+        acc = f"{st.val_accuracy:.3f}" if st.val_accuracy is not None else "-"
+        speed = f"{st.iter_per_s:.2f}" if st.iter_per_s else "-"
+        row = (f"{st.name:28} {st.state:8} {f'{st.iteration}/{st.max_iter}':>15} {acc:>7} {speed:>6} "
+               f"{_duration(st.seconds_left):>8}")
+        if slurm is not None:
+            row += f"  {slurm.get(st.name, '-'):14}"
+        if st.state == "running" and st.holder:
+            row += f"  {st.holder}"
+        if st.state == "blocked":
+            row += f"  ({st.detail[0]})"
+        lines.append(row)
+    counts = {s: sum(x.state == s for x in states) for s in ("done", "running", "pending", "blocked", "failed")}
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    for st in states:
+        if st.state == "failed":
+            lines.append(f"\n{st.name} failed: {st.detail[0] if st.detail else ''}")
+            lines.extend(f"    {line}" for line in st.detail[1:][-10:])
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _run_cmd(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    if args.cpu and args.gpus:
+        raise TransferError("give --gpus LIST or --cpu, not both")
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if not args.cpu and not gpus:
+        if plan.config.get("solver_mode", "GPU") == "GPU":
+            raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
+    return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
+                    max_seconds=args.max_seconds, progress_every=args.progress_every)
+
+
+def _status_cmd(args: argparse.Namespace) -> int:
+    print(status_table(load_plan(args.plan), args.only))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train every selected net of a plan on this machine")
+    p.add_argument("--plan", default="paper")
+    p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
+    p.add_argument("--gpus", help="GPU ids to use, one net per GPU, e.g. 0,1,2,3")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU")
+    p.add_argument("--jobs", type=int, default=1, help="nets at once on the CPU (default 1)")
+    p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")
+    p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
+                   help="seconds between progress lines (default %(default)s)")
+    p.set_defaults(func=_run_cmd)
+
+    s = sub.add_parser("status", help="where every net of a plan stands")
+    s.add_argument("--plan", default="paper")
+    s.add_argument("--only", help="comma-separated name patterns")
+    s.set_defaults(func=_status_cmd)

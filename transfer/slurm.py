@@ -1,0 +1,386 @@
+"""`transfer submit`: the nets of a plan as SLURM batch jobs, one job a net.
+
+How a net's chain of jobs works (tested against slurm 22.05, tests/test_slurm.py):
+  - Job name `transfer:<plan>:<net>`; that is how queued jobs are found again (squeue --me).
+  - A net that copies from a base waits on the base's job with `--dependency=afterok:<job>`.
+  - The job script runs `transfer train NET` in the background and forwards SIGTERM to it:
+    `--signal=B:TERM@<lead>` asks slurm to send TERM to the batch shell <lead> seconds before the
+    time limit; preemption sends TERM too. Training snapshots and exits 75 ("resume later").
+  - On 75 the job submits a follow-up running the same script (`--dependency=singleton`, so it
+    never overlaps a job of the same net), re-points the pending jobs of the nets that copy from
+    this one to `afterok:<follow-up>` (`scontrol update JobId=.. Dependency=..`), and exits 75.
+    A job exits 0 only when its net is DONE, so a dependent never starts on a half-trained base:
+    if re-pointing failed, the dependent sits in DependencyNeverSatisfied, which the next
+    `transfer submit` cancels and submits again. (`scontrol requeue` keeps the job id, but a
+    requeued job's held/begin-time behaviour and its append-only log differ between sites; the
+    follow-up is an ordinary job everywhere.)
+  - Priority: jobs are submitted in the project's order (most remaining critical-path work
+    first, schedule.order), which the default FIFO and the age factor of priority/multifactor
+    both honour; `--nice-span` additionally lowers (only users may only lower) the priority of
+    nets off the critical path, by up to that many points.
+Every sbatch, re-pointing and cancel is appended to <runs_dir>/slurm/submissions.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import REPO
+from .errors import TransferError
+
+EX_TEMPFAIL = 75
+STALE_REASON = "DependencyNeverSatisfied"
+MAX_FOLLOW_UPS = 100   # a net that never reaches a snapshot must not resubmit itself forever
+
+
+# ---------------------------------------------------------------------------- names and files
+
+def job_name(plan: Any, net_name: str) -> str:
+    return f"transfer:{plan.name}:{net_name}"
+
+
+def _abspath(rel: str) -> Path:
+    return REPO / rel  # plan paths are relative to the repository, or absolute (Plan.abspath)
+
+
+def runs_dir(plan: Any) -> Path:
+    return _abspath(plan.config["runs_dir"])
+
+
+def run_dir(net: Any) -> Path:
+    return _abspath(net.run_dir)
+
+
+def script_path(net: Any) -> Path:
+    return run_dir(net) / "slurm" / "job.sh"
+
+
+def state_file(plan: Any) -> Path:
+    return runs_dir(plan) / "slurm" / "submissions.jsonl"
+
+
+def is_done(plan: Any, net: Any) -> bool:
+    try:
+        from .train import is_done as train_done  # noqa: PLC0415 (the training stage owns "done")
+    except ImportError:
+        return (run_dir(net) / "DONE").exists()
+    return bool(train_done(plan, net))
+
+
+def record(plan: Any, **entry: Any) -> None:
+    path = state_file(plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # one short line per write: appends from several jobs do not interleave
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry}) + "\n")
+
+
+def read_records(plan: Any) -> list[dict[str, Any]]:
+    path = state_file(plan)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------- slurm commands
+
+def _slurm(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        raise TransferError(f"`{cmd[0]}` not found on PATH: run `transfer submit` on a SLURM login node "
+                            f"(or use --dry-run)")
+    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode:
+        raise TransferError(f"`{shlex.join(cmd)}` failed ({proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def _queue(plan: Any, strict: bool) -> list[dict[str, str]]:
+    """This user's jobs of this plan, oldest first."""
+    if shutil.which("squeue") is None:
+        if strict:
+            raise TransferError("`squeue` not found on PATH: is this a SLURM login node?")
+        return []
+    proc = _slurm(["squeue", "--me", "--noheader", "--format=%i|%j|%T|%r|%E"], check=strict)
+    if proc.returncode:
+        return []
+    prefix = job_name(plan, "")
+    jobs = []
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|", 4)
+        if len(parts) == 5 and parts[1].startswith(prefix):
+            jobs.append(dict(id=parts[0], net=parts[1][len(prefix):], state=parts[2], reason=parts[3],
+                             dependency=parts[4]))
+    return sorted(jobs, key=lambda j: int(re.sub(r"\D.*", "", j["id"]) or 0))
+
+
+class SlurmJob(NamedTuple):
+    id: str
+    state: str
+
+    def __str__(self) -> str:  # how `transfer status` shows it
+        return f"{self.id} {self.state}"
+
+
+def queued_jobs(plan: Any, strict: bool = False) -> dict[str, SlurmJob]:
+    """net name -> (job id, state) of the newest queued or running SLURM job of each net.
+
+    The newest, because after a time limit the follow-up is the job that will finish the net.
+    Without squeue (not a cluster) the answer is empty unless strict.
+    """
+    out: dict[str, SlurmJob] = {}
+    for job in _queue(plan, strict):
+        out[job["net"]] = SlurmJob(job["id"], job["state"])
+    return out
+
+
+def sbatch(script: Path, args: list[str]) -> str:
+    proc = _slurm(["sbatch", "--parsable", *args, str(script)])
+    return proc.stdout.strip().split(";")[0]
+
+
+# ---------------------------------------------------------------------------- the job script
+
+JOB_SCRIPT = """\
+#!/bin/bash
+# Generated by `transfer submit` for net {net} of plan {plan}; rewritten on every submit.
+# Trains the net (resuming from its newest snapshot); on a time limit or preemption the training
+# snapshots and exits 75, and this job submits a follow-up of itself (see transfer/slurm.py).
+#SBATCH --job-name={job_name}
+#SBATCH --output={log_dir}/%j.out
+#SBATCH --time={time}
+#SBATCH --signal=B:TERM@{signal_lead}
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+{resources}
+set -u
+cd {repo}
+NET={net_q}
+PLAN={plan_q}
+TRANSFER=({transfer})
+follow_ups=${{TRANSFER_FOLLOW_UPS:-0}}
+echo "transfer-job: start $(date +%s) job=${{SLURM_JOB_ID:-}} net=$NET host=$(hostname) follow_ups=$follow_ups"
+if [ -e {done_q} ]; then echo "transfer-job: $NET is already done"; exit 0; fi
+
+# slurm signals this shell only (B:TERM): pass it on to the training, which snapshots and exits 75.
+child=
+trap 'echo "transfer-job: SIGTERM at $(date +%s), stopping the training"; [ -n "$child" ] && kill -TERM "$child"' TERM
+"${{TRANSFER[@]}}" train "$NET" --plan "$PLAN" {device} &
+child=$!
+while kill -0 "$child" 2>/dev/null; do wait "$child"; done
+wait "$child"; rc=$?
+echo "transfer-job: end $(date +%s) rc=$rc"
+
+if [ "$rc" -eq {tempfail} ]; then
+    if [ "$follow_ups" -ge {max_follow_ups} ]; then
+        echo "transfer-job: $NET interrupted {max_follow_ups} times; not resubmitting (run transfer submit)"
+    else
+        "${{TRANSFER[@]}}" submit --plan "$PLAN" --follow-up "$NET" --replaces "${{SLURM_JOB_ID:-0}}" \\
+            --follow-ups "$((follow_ups + 1))" || echo "transfer-job: follow-up submission failed"
+    fi
+fi
+# 0 only when the net is done: jobs waiting on afterok must not start on a half-trained base.
+exit "$rc"
+"""
+
+
+def plan_arg(plan: Any, given: str) -> str:
+    """The --plan value a job passes on: a YAML file by absolute path (jobs cd to the repo)."""
+    return str(plan.path.resolve()) if given.endswith((".yaml", ".yml")) else given
+
+
+def write_script(plan: Any, net: Any, opts: argparse.Namespace) -> Path:
+    path = script_path(net)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    res = []
+    if opts.partition:
+        res.append(f"#SBATCH --partition={opts.partition}")
+    if opts.account:
+        res.append(f"#SBATCH --account={opts.account}")
+    if opts.cpu:
+        device = "--cpu"
+    else:
+        # With --gres, slurm sets CUDA_VISIBLE_DEVICES to the allocated GPUs, so they count from 0.
+        # (`transfer train --gpu` takes one device; more GPUs a net waits for multi-GPU training.)
+        res.append(f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
+        device = "--gpu 0"
+    if opts.cpus_per_job:
+        res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job}")
+    res += [f"#SBATCH {a}" for a in opts.sbatch_arg or []]
+    transfer = opts.transfer_cmd or shlex.join([sys.executable, "-m", "transfer"])
+    text = JOB_SCRIPT.format(
+        net=net.name, plan=plan.name, job_name=job_name(plan, net.name), log_dir=path.parent,
+        time=opts.time, signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(REPO)),
+        net_q=shlex.quote(net.name), plan_q=shlex.quote(plan_arg(plan, opts.plan)), transfer=transfer, device=device,
+        done_q=shlex.quote(str(run_dir(net) / "DONE")), tempfail=EX_TEMPFAIL, max_follow_ups=MAX_FOLLOW_UPS)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    tmp.replace(path)  # a follow-up may be reading the old one right now
+    return path
+
+
+# ---------------------------------------------------------------------------- submit
+
+def nice_values(plan: Any, nets: list, span: int) -> dict[str, int]:
+    """0 on the critical path, up to `span` for the net with the least tail work."""
+    from .schedule import jobs_of, tails  # noqa: PLC0415
+    t = tails(jobs_of(plan))
+    top = max(t.values())
+    return {n.name: round(span * (1 - t[n.name] / top)) for n in nets}
+
+
+def with_bases(plan: Any, nets: list) -> list:
+    """The selection plus every base it needs that is not done (a copy needs its base trained)."""
+    chosen = {n.name: n for n in nets}
+    for net in list(nets):
+        b = net.base
+        while b is not None and b not in chosen and not is_done(plan, plan.net(b)):
+            chosen[b] = plan.net(b)
+            b = chosen[b].base
+    return list(chosen.values())
+
+
+def submit(plan: Any, opts: argparse.Namespace) -> list[dict[str, Any]]:
+    """Submit every selected net that is neither done nor queued; returns what was (or would be) done."""
+    from .schedule import order  # noqa: PLC0415
+    nets = order(plan, with_bases(plan, plan.select(opts.only)))
+    # A dry run also works away from the cluster (no squeue, or no controller): the queue reads empty.
+    queue = _queue(plan, strict=not opts.dry_run)
+    live: dict[str, str] = {}
+    actions: list[dict[str, Any]] = []
+    for job in queue:
+        if job["state"] == "PENDING" and job["reason"] == STALE_REASON:
+            # Its base's job failed or was replaced without re-pointing it: it would wait forever.
+            actions.append(dict(action="cancel", net=job["net"], job=job["id"], why=STALE_REASON))
+            if not opts.dry_run:
+                _slurm(["scancel", job["id"]])
+                record(plan, action="cancel", net=job["net"], job=job["id"], why=STALE_REASON)
+        else:
+            live[job["net"]] = job["id"]
+    nice = nice_values(plan, nets, opts.nice_span) if opts.nice_span else {}
+    for net in nets:
+        if is_done(plan, net):
+            actions.append(dict(action="done", net=net.name))
+            continue
+        if net.name in live:
+            actions.append(dict(action="queued", net=net.name, job=live[net.name]))
+            continue
+        args = []
+        dep = None
+        if net.base is not None and not is_done(plan, plan.net(net.base)):
+            dep = live.get(net.base)
+            if dep is None:
+                raise TransferError(f"net '{net.name}' copies from '{net.base}', which is neither done "
+                                    f"nor queued")
+            args.append(f"--dependency=afterok:{dep}")
+        if nice.get(net.name):
+            args.append(f"--nice={nice[net.name]}")
+        script = write_script(plan, net, opts)
+        if opts.dry_run:
+            job = f"<{net.name}>"
+        else:
+            job = sbatch(script, args)
+            record(plan, action="submit", net=net.name, job=job, after=dep, args=args, script=str(script))
+        live[net.name] = job
+        actions.append(dict(action="submit", net=net.name, job=job, after=dep, args=args, script=str(script)))
+    return actions
+
+
+def follow_up(plan: Any, net_name: str, replaces: str, follow_ups: int) -> str | None:
+    """Called by a job whose training was interrupted: submit the same script again and move the
+    dependents' afterok over to the new job. Returns the new job id (None if the net is done)."""
+    net = plan.net(net_name)
+    if is_done(plan, net):
+        return None
+    script = script_path(net)
+    if not script.is_file():
+        raise TransferError(f"{script} does not exist: submit net '{net_name}' with `transfer submit`")
+    new = sbatch(script, ["--dependency=singleton", f"--export=ALL,TRANSFER_FOLLOW_UPS={follow_ups}"])
+    record(plan, action="follow-up", net=net_name, job=new, replaces=replaces, follow_ups=follow_ups)
+    dependents = {d.name for d in plan.dependents(net_name)}
+    for job in _queue(plan, strict=True):
+        if job["net"] in dependents and job["state"] == "PENDING":
+            _slurm(["scontrol", "update", f"JobId={job['id']}", f"Dependency=afterok:{new}"])
+            record(plan, action="re-point", net=job["net"], job=job["id"], after=new, was=job["dependency"])
+    return new
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _time_ok(value: str) -> str:
+    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", value):
+        raise argparse.ArgumentTypeError(f"--time {value!r}: expected minutes, HH:MM:SS or D-HH:MM:SS")
+    return value
+
+
+def _submit_cmd(args: argparse.Namespace) -> int:
+    from .plan import load_plan  # noqa: PLC0415
+    plan = load_plan(args.plan)
+    if args.follow_up:
+        new = follow_up(plan, args.follow_up, args.replaces or "?", args.follow_ups)
+        print(f"transfer submit: {args.follow_up} is done" if new is None else
+              f"transfer submit: {args.follow_up} continues in job {new} (replacing {args.replaces})")
+        return 0
+    _defaults(args)
+    if args.gpus_per_job < 1:
+        raise TransferError(f"--gpus-per-job must be at least 1, not {args.gpus_per_job}")
+    actions = submit(plan, args)
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a["action"]] = counts.get(a["action"], 0) + 1
+        if a["action"] == "submit":
+            after = f"  after {a['after']}" if a["after"] else ""
+            print(f"{'would submit' if args.dry_run else 'submitted'} {a['job']:>10}  {a['net']}{after}")
+        elif a["action"] == "cancel":
+            print(f"{'would cancel' if args.dry_run else 'cancelled'} {a['job']:>10}  {a['net']} ({a['why']})")
+        elif args.verbose:
+            print(f"{a['action']:>20}  {a['net']} {a.get('job', '')}")
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing selected"
+    print(f"plan {plan.name}: {summary}" + (" (dry run: job scripts written, nothing submitted)"
+                                            if args.dry_run else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="submit the plan's nets as SLURM jobs (one a net, resumed until done)")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
+    p.add_argument("--only", help="comma-separated name patterns; bases they need are added")
+    p.add_argument("--slurm", action="store_true", default=True, help="submit to SLURM (the only backend)")
+    p.add_argument("--partition", help="sbatch --partition")
+    p.add_argument("--account", help="sbatch --account")
+    p.add_argument("--time", type=_time_ok, default="48:00:00", help="time limit a job (default 48:00:00); "
+                   "a net longer than that continues in follow-up jobs")
+    p.add_argument("--gpus-per-job", type=int, default=1, metavar="N", help="GPUs a job (--gres=gpu:N)")
+    p.add_argument("--cpu", action="store_true", help="train on CPU (no GPU requested)")
+    p.add_argument("--cpus-per-job", type=int, metavar="N", help="sbatch --cpus-per-task (default 1 with --cpu)")
+    p.add_argument("--signal-lead", type=int, default=120, metavar="S",
+                   help="seconds before the time limit at which training is told to snapshot (default 120)")
+    p.add_argument("--nice-span", type=int, default=0, metavar="N",
+                   help="lower the priority of nets off the critical path by up to N (sbatch --nice)")
+    p.add_argument("--sbatch-arg", action="append", metavar="ARG",
+                   help="extra '#SBATCH ARG' line, e.g. --sbatch-arg=--constraint=k20 (repeatable)")
+    p.add_argument("--transfer-cmd", metavar="CMD",
+                   help="how jobs run transfer (default: this Python with -m transfer)")
+    p.add_argument("--dry-run", action="store_true", help="write the job scripts, print, submit nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list nets done or already queued")
+    # Used by the job scripts themselves, not by hand.
+    p.add_argument("--follow-up", metavar="NET", help=argparse.SUPPRESS)
+    p.add_argument("--replaces", metavar="JOBID", help=argparse.SUPPRESS)
+    p.add_argument("--follow-ups", type=int, default=1, help=argparse.SUPPRESS)
+    p.set_defaults(func=_submit_cmd)
+
+
+def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    if args.cpu and args.cpus_per_job is None:
+        args.cpus_per_job = 1
+    return args

@@ -1,0 +1,284 @@
+"""Weight surgery: a net's starting weights, `<run_dir>/init.caffemodel`, made with pycaffe.
+
+Layers 1..copied are copied bit-exactly (protobuf blobs, never through floats) from the base
+net's final snapshot; every other layer is drawn from the net's own fillers by pycaffe after
+`caffe.set_random_seed(seed)`, so a net's start is reproducible from the seed in surgery.json.
+This is what the released code did with renamed layers and `caffe train -weights base.caffemodel`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf import text_format
+
+from . import REPO
+from .caffe_env import caffe_pb2, import_caffe
+from .errors import TransferError
+from .plan import LAYERS, Net, Plan, load_plan
+
+INIT = "init.caffemodel"
+RECORD = "surgery.json"
+
+
+# ---------------------------------------------------------------------------- paths
+
+def run_dir(plan: Plan, net: Net) -> Path:
+    return plan.abspath(net.run_dir)
+
+
+def snapshot_path(plan: Plan, net: Net, iteration: int, ext: str = "caffemodel") -> Path:
+    return run_dir(plan, net) / "snapshots" / f"{net.name}_iter_{iteration}.{ext}"
+
+
+def final_weights(plan: Plan, net: Net) -> Path:
+    """The weights a finished net leaves: its snapshot at max_iter."""
+    return snapshot_path(plan, net, net.max_iter)
+
+
+def default_seed(net: Net) -> int:
+    # Stable per net name, different across nets: independent draws, reproducible anywhere.
+    return zlib.crc32(net.name.encode()) & 0x7FFFFFFF
+
+
+def shown(path: Path) -> str:
+    """A path as written into records: repository-relative where possible."""
+    path = Path(path)
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- caffemodels
+
+def read_model(path: Path) -> Any:
+    """A .caffemodel as a NetParameter."""
+    proto = caffe_pb2().NetParameter()
+    try:
+        proto.ParseFromString(Path(path).read_bytes())
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise TransferError(f"{path}: not a readable caffemodel ({exc})") from None
+    return proto
+
+
+def blob_shape(blob: Any) -> tuple[int, ...]:
+    if blob.HasField("shape"):
+        return tuple(int(d) for d in blob.shape.dim)
+    legacy = (blob.num, blob.channels, blob.height, blob.width)  # pre-2015 BlobProto
+    return tuple(int(d) for d in legacy)
+
+
+def learned_layers(proto: Any) -> dict[str, Any]:
+    """Layers that hold weights, by name (both the current `layer` and the V1 `layers` field)."""
+    out = {l.name: l for l in proto.layers if len(l.blobs)}
+    out.update({l.name: l for l in proto.layer if len(l.blobs)})
+    return out
+
+
+def layer_arrays(path_or_proto: Path | Any) -> dict[str, list[np.ndarray]]:
+    """name -> [weights, bias] as float32 arrays of their shapes."""
+    proto = read_model(path_or_proto) if isinstance(path_or_proto, (str, Path)) else path_or_proto
+    return {name: [np.asarray(b.data, dtype=np.float32).reshape(blob_shape(b)) for b in layer.blobs]
+            for name, layer in learned_layers(proto).items()}
+
+
+def identical_layers(a: Path | Any, b: Path | Any, layers: list[str] | None = None) -> dict[str, bool]:
+    """Per layer: are all its blobs bit-identical in the two models? (compares serialized bytes)"""
+    la = learned_layers(read_model(a) if isinstance(a, (str, Path)) else a)
+    lb = learned_layers(read_model(b) if isinstance(b, (str, Path)) else b)
+    names = layers if layers is not None else [n for n in la if n in lb]
+    out = {}
+    for name in names:
+        if name not in la or name not in lb:
+            raise TransferError(f"layer {name} is missing from one of the models compared")
+        ba, bb = la[name].blobs, lb[name].blobs
+        out[name] = len(ba) == len(bb) and all(
+            blob_shape(x) == blob_shape(y) and x.SerializeToString(deterministic=True)
+            == y.SerializeToString(deterministic=True) for x, y in zip(ba, bb))
+    return out
+
+
+# ---------------------------------------------------------------------------- surgery
+
+def input_net_text(plan: Plan, net: Net) -> str:
+    """The train net with its data layers replaced by an Input layer of batch 1.
+
+    Parameter shapes and fillers are the train net's; no LMDB is opened and no batch-256
+    activations are allocated just to draw weights.
+    """
+    pb = caffe_pb2()
+    src = plan.abspath(net.train_net)
+    if not src.is_file():
+        raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.name}`")
+    proto = pb.NetParameter()
+    text_format.Merge(src.read_text(), proto)
+    out = pb.NetParameter(name=proto.name)
+    size = int(plan.config["model"].get("crop") or plan.config["model"]["image_size"])
+    for layer in proto.layer:
+        if layer.type in ("Data", "ImageData"):
+            phases = [r.phase for r in layer.include if r.HasField("phase")]
+            if phases and pb.TRAIN not in phases:
+                continue
+            crop = layer.transform_param.crop_size or size
+            inp = out.layer.add(name=layer.name, type="Input", top=list(layer.top))
+            inp.input_param.shape.add(dim=[1, 3, crop, crop])
+            for _ in layer.top[1:]:
+                inp.input_param.shape.add(dim=[1])
+        else:
+            out.layer.add().CopyFrom(layer)
+    return text_format.MessageToString(out)
+
+
+def draw_fresh(plan: Plan, net: Net, seed: int) -> Any:
+    """Every layer of the net drawn from its fillers with pycaffe; returns the NetParameter."""
+    caffe = import_caffe()
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="transfer-surgery-") as tmp:
+        proto_path = Path(tmp) / "net.prototxt"
+        proto_path.write_text(input_net_text(plan, net))
+        cnet = caffe.Net(str(proto_path), caffe.TRAIN)
+        model_path = Path(tmp) / "fresh.caffemodel"
+        cnet.save(str(model_path))
+        del cnet
+        return read_model(model_path)
+
+
+def base_weights(plan: Plan, net: Net) -> Path | None:
+    """The finished base weights a net copies from; refuses when the base is not finished."""
+    if net.copied == 0:
+        return None
+    if net.base is None:
+        raise TransferError(f"net '{net.name}' copies {net.copied} layers but names no base net")
+    base = plan.net(net.base)
+    path = final_weights(plan, base)
+    if not path.is_file():
+        raise TransferError(
+            f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', which is not finished: "
+            f"{shown(path)} does not exist (train it first: transfer train {base.name} --plan {plan.name})")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False) -> Path:
+    """Write `<run_dir>/init.caffemodel` and `surgery.json`; returns the model's path.
+
+    Does nothing when both exist (unless force): the start of a net never changes once drawn.
+    """
+    out_dir = run_dir(plan, net)
+    init, record = out_dir / INIT, out_dir / RECORD
+    if init.is_file() and record.is_file() and not force:
+        return init
+    if force and any((out_dir / "snapshots").glob("*.caffemodel")):
+        raise TransferError(f"net '{net.name}' has snapshots trained from its {INIT}: remove "
+                            f"{shown(out_dir)} to start it over")
+    seed = default_seed(net) if seed is None else int(seed)
+    base_path = base_weights(plan, net)
+    fresh = draw_fresh(plan, net, seed)
+    mine = learned_layers(fresh)
+    missing = [name for name in LAYERS if name not in mine]
+    if missing:
+        raise TransferError(f"net '{net.name}': {shown(plan.abspath(net.train_net))} has no layer(s) "
+                            f"{missing}; expected {LAYERS}")
+
+    copied = LAYERS[:net.copied]
+    if base_path is not None:
+        theirs = learned_layers(read_model(base_path))
+        for name in copied:  # check every layer before changing any
+            if name not in theirs:
+                raise TransferError(f"net '{net.name}': layer {name} cannot be copied: "
+                                    f"{shown(base_path)} has no layer {name}")
+            want = [blob_shape(b) for b in mine[name].blobs]
+            have = [blob_shape(b) for b in theirs[name].blobs]
+            if want != have:
+                raise TransferError(
+                    f"net '{net.name}': layer {name} cannot be copied from '{net.base}': shapes {have} "
+                    f"in {shown(base_path)} but {want} in {net.train_net}")
+        for name in copied:
+            del mine[name].blobs[:]
+            mine[name].blobs.extend(theirs[name].blobs)
+
+    # Keep only the weight layers: all `caffe train --weights` reads.
+    pb = caffe_pb2()
+    model = pb.NetParameter(name=fresh.name)
+    for layer in fresh.layer:
+        if len(layer.blobs):
+            model.layer.add().CopyFrom(layer)
+    write_atomic(init, model.SerializeToString())
+
+    arrays = layer_arrays(model)
+    layers = []
+    for i, name in enumerate(LAYERS, start=1):
+        ws = arrays[name]
+        layers.append({
+            "layer": name,
+            "init": f"copied from {net.base}" if name in copied else "random (filler)",
+            "frozen": i <= net.frozen,
+            "shapes": [list(a.shape) for a in ws],
+            "norms": [float(np.linalg.norm(a.astype(np.float64))) for a in ws],
+        })
+    rec = {
+        "net": net.name, "treatment": net.treatment, "seed": seed,
+        "base": net.base if base_path else None,
+        "base_weights": shown(base_path) if base_path else None,
+        "base_sha256": _sha256(base_path) if base_path else None,
+        "copied": copied, "frozen": LAYERS[:net.frozen],
+        "init_sha256": _sha256(init), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "layers": layers,
+    }
+    write_atomic(record, json.dumps(rec, indent=1) + "\n")
+    return init
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _cmd(args: argparse.Namespace) -> int:
+    from . import locks  # noqa: PLC0415
+
+    plan = load_plan(args.plan)
+    net = plan.net(args.net)
+    lock_path = run_dir(plan, net) / "lock"
+    try:
+        with locks.acquire(lock_path):
+            path = make_init(plan, net, seed=args.seed, force=args.force)
+    except locks.LockHeld as exc:
+        raise TransferError(f"net '{net.name}' is being trained: {exc}") from None
+    rec = json.loads((path.parent / RECORD).read_text())
+    print(f"{shown(path)}: seed {rec['seed']}")
+    for layer in rec["layers"]:
+        flag = "frozen" if layer["frozen"] else "learns"
+        print(f"  {layer['layer']:6} {layer['init']:28} {flag:7} {'x'.join(map(str, layer['shapes'][0])):>16}"
+              f"  |W| {layer['norms'][0]:.4g}  |b| {layer['norms'][1]:.4g}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("surgery", help="write a net's init.caffemodel (copied + freshly drawn layers)")
+    p.add_argument("net", help="net name (see `transfer plan show`)")
+    p.add_argument("--plan", default="paper")
+    p.add_argument("--seed", type=int, help="seed for the fresh layers (default: from the net's name)")
+    p.add_argument("--force", action="store_true", help="redraw even if init.caffemodel exists")
+    p.set_defaults(func=_cmd)
