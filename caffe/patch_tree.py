@@ -21,6 +21,14 @@ FIXES: list[tuple[str, str, str, str]] = [
      "numpy 2.3 removed ndarray.tostring()"),
     ("python/caffe/io.py", r"\bas_grey=", "as_gray=",
      "scikit-image renamed as_grey to as_gray"),
+    # pycaffe is Python 3 only here; drop its one use of `six` rather than add a dependency.
+    ("python/caffe/*.py", r"\bsix\.iteritems\(([\w.]+)\)", r"\1.items()",
+     "Python 3 dict.items() instead of six.iteritems"),
+    ("python/caffe/*.py", r"\bsix\.itervalues\(([\w.]+)\)", r"iter(\1.values())",
+     "Python 3 iter(dict.values()) instead of six.itervalues"),
+    ("python/caffe/*.py", r"\bsix\.next\(", "next(", "builtin next instead of six.next"),
+    ("python/caffe/*.py", r"^import six\n(?![\s\S]*\bsix\.)", "",
+     "six no longer used"),
     # CUDA 13 removed these cudaDeviceProp fields; only Caffe::DeviceQuery reads them.
     ("src/caffe/common.cpp",
      r"(?<!13000)\n([ \t]*LOG\(INFO\) << \"(?:Clock rate|Concurrent copy and execution|Kernel execution timeout):"
@@ -48,7 +56,7 @@ def patch_tree(tree: Path) -> list[str]:
     for pattern_files, pattern, repl, why in FIXES:
         for path in sorted(tree.glob(pattern_files)):
             text = path.read_text()
-            new, n = re.subn(pattern, repl, text)
+            new, n = re.subn(pattern, repl, text, flags=re.MULTILINE)
             if n and new != text:
                 path.write_text(new)
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")

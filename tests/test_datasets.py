@@ -267,6 +267,17 @@ def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
         code, err = _cli(capsys, "data", *cmd)
         assert code == 2 and "db.partial" in err and "has not finished" in err
     assert not (tmp_path / "m.binaryproto").exists()
+    import fcntl
+
+    fd = os.open(tmp_path / "db.partial", os.O_RDONLY)  # as a second writer would hold it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(TransferError, match="another process is writing"):
+            datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
+    finally:
+        os.close(fd)
+    datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
+    assert datasets.verify(str(tmp_path / "db")) == []
 
 
 def _caffe():

@@ -172,6 +172,11 @@ def test_submit_again_skips_queued_and_replaces_stale(cluster, tmp_path):
     subprocess.run(["scancel", *[j.id for j in new.values()]], check=True)
 
 
+def _job_tail(net, lines: int = 6) -> str:
+    outs = sorted((run_dir(net) / "slurm").glob("*.out"), key=lambda f: f.stat().st_mtime)
+    return "\n".join(outs[-1].read_text(errors="replace").splitlines()[-lines:]) if outs else "(no job output)"
+
+
 def _iterations_logged(plan, net) -> bool:
     return any("Iteration" in f.read_text(errors="replace") for f in (run_dir(net) / "logs").glob("*.log"))
 
@@ -190,8 +195,9 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     done_iters = max(int(m) for m in re.findall(r"Iteration (\d+)", "".join(
         f.read_text() for f in (run_dir(probe.net("base-half0A")) / "logs").glob("*.log"))))
     rate = done_iters / 12.0
-    # A net of about 80 s of training under a 1-minute time limit: it needs follow-ups.
-    long_iters = max(100, int(rate * 80) // 10 * 10)
+    # A net of about 45 s of training alone (more beside the other jobs) under a 1-minute time limit,
+    # told to stop 30 s (slurm: up to 60 s) before it: it needs follow-ups.
+    long_iters = max(100, int(rate * 45) // 10 * 10)
     long = tinyrun.write_plan_copy(tmp_path_factory.mktemp("long"), data,
                                    solver={"max_iter": long_iters, "snapshot": 10})
     tiny = tinyrun.write_plan_copy(tmp_path_factory.mktemp("tiny"), data)
@@ -212,8 +218,11 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     subprocess.run(["scancel", "--signal=TERM", "--batch", first_job], check=True)
 
     everything = [(tiny, n) for n in tiny.nets] + [(long, long.net("base-half0A"))]
-    wait_until(lambda: all(is_done(p, n) for p, n in everything), 420, "every net to be done", cluster, every=2)
-    wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 60, "the queue to empty", cluster)
+    # A follow-up is queued before the job it replaces ends: an empty queue means nothing more will run.
+    wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 420, "the queue to empty", cluster,
+               every=2)
+    left = {n.name: _job_tail(n) for p, n in everything if not is_done(p, n)}
+    assert not left, "nets not done:\n" + "\n".join(f"{k}:\n{v}" for k, v in left.items())
 
     # Bases before the nets that copy from them: no job of a copy started before its base was done.
     for net in tiny.nets:

@@ -1,16 +1,13 @@
 """Shared by the training tests: throwaway copies of the tiny plan, their data, and one trained run.
 
-A copy of transfer/plans/tiny.yaml gets a unique name and absolute data/run directories in a
-temporary directory; its net files go to prototxt/<name>/ and solvers/<name>/ in the repository
-(where the plan says) and are removed at the end of the session.
+A copy of transfer/plans/tiny.yaml gets absolute data/run directories in a temporary directory,
+and a name that puts its net files there too (nothing is written into the checkout).
 The data: small raw-Datum LMDBs (3x64x64, class-dependent colour blobs plus noise, so a net can
 learn) and their mean, written here directly so the tests need nothing but Caffe.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -25,7 +22,6 @@ from transfer.caffe_env import caffe_pb2
 from transfer.plan import Plan, load_plan
 
 TINY = REPO / "transfer" / "plans" / "tiny.yaml"
-_made_names: list[str] = []
 _cache: dict[str, object] = {}
 
 
@@ -44,29 +40,23 @@ def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
     """A copy of the tiny plan under `root` (runs), reading `data_dir`; net files written."""
     from transfer.nets import write_plan
     config = yaml.safe_load(TINY.read_text())
-    name = f"pytest-{uuid.uuid4().hex[:8]}"
-    _made_names.append(name)
     root.mkdir(parents=True, exist_ok=True)
+    # Net files go to prototxt/<name>/ and solvers/<name>/ under the repository: a name that climbs
+    # out of it (../../..) puts them in `root` instead, so tests never write into the checkout.
+    name = "../" * len(REPO.parts) + str(root.resolve()).lstrip("/") + f"/nets-{uuid.uuid4().hex[:8]}"
     config.update(name=name, data_dir=str(data_dir), runs_dir=str(root / "runs"),
                   split_dir=str(root / "synthetic"))
     if solver:
         config["solver"] = {**config["solver"], **solver}
     if experiments is not None:
         config["experiments"] = experiments
-    path = root / f"{name}.yaml"
+    path = root / "plan.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = load_plan(str(path))
     write_plan(plan)
     return plan
 
 
-def cleanup_net_files() -> None:
-    for name in _made_names:
-        for top in ("prototxt", "solvers"):
-            shutil.rmtree(REPO / top / name, ignore_errors=True)
-
-
-atexit.register(cleanup_net_files)
 
 
 # ---------------------------------------------------------------------------- data

@@ -7,6 +7,7 @@ pointed at `DB` sees either nothing or the whole database.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; these are shared data files
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
@@ -106,6 +108,13 @@ class PartialDB:
         if not self.resumed:
             self.path.mkdir(parents=True)
             atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+        # One writer at a time (two `make -j` jobs, two terminals): the lock dies with the process.
+        self._lock = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise TransferError(f"another process is writing {self.path}") from None
         # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
         # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
         # it. A killed writer only leaves garbage in pages no committed meta page points to.
@@ -152,6 +161,7 @@ class PartialDB:
         if self.final.exists():
             raise TransferError(f"{self.final} appeared while building; the finished build is in {self.path}")
         os.rename(self.path, self.final)
+        os.close(self._lock)
         fd = os.open(self.final.parent, os.O_RDONLY)
         try:
             os.fsync(fd)  # make the rename itself durable
@@ -162,4 +172,8 @@ class PartialDB:
         try:
             self.env.close()
         except lmdb.Error:
+            pass
+        try:
+            os.close(self._lock)
+        except OSError:
             pass

@@ -360,3 +360,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--only", help="comma-separated name patterns, e.g. 'half0*,base-*'")
     show.add_argument("--json", action="store_true", help="print a JSON list of nets")
     show.set_defaults(func=_show)
+    from .schedule import register_simulate  # noqa: PLC0415 (schedule imports plan)
+    register_simulate(psub)

@@ -92,12 +92,17 @@ def read_records(plan: Any) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- slurm commands
 
-def _slurm(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def _slurm(cmd: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     exe = shutil.which(cmd[0])
     if exe is None:
         raise TransferError(f"`{cmd[0]}` not found on PATH: run `transfer submit` on a SLURM login node "
                             f"(or use --dry-run)")
-    proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=120)
+    try:
+        proc = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if check:
+            raise TransferError(f"`{shlex.join(cmd)}` did not answer in {timeout:.0f} s: is slurmctld up?") from None
+        return subprocess.CompletedProcess(cmd, 124, "", "timed out")
     if check and proc.returncode:
         raise TransferError(f"`{shlex.join(cmd)}` failed ({proc.returncode}): "
                             f"{(proc.stderr or proc.stdout).strip()}")
@@ -106,11 +111,15 @@ def _slurm(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
 
 def _queue(plan: Any, strict: bool) -> list[dict[str, str]]:
     """This user's jobs of this plan, oldest first."""
-    if shutil.which("squeue") is None:
+    conf = os.environ.get("SLURM_CONF")
+    if shutil.which("squeue") is None or (conf and not Path(conf).is_file()):
         if strict:
-            raise TransferError("`squeue` not found on PATH: is this a SLURM login node?")
+            raise TransferError("`squeue` not found on PATH: is this a SLURM login node?" if not conf or
+                                Path(conf).is_file() else f"SLURM_CONF={conf}: no such file")
         return []
-    proc = _slurm(["squeue", "--me", "--noheader", "--format=%i|%j|%T|%r|%E"], check=strict)
+    # Not strict (`transfer status`, dry runs): a missing controller must not hang the caller long.
+    proc = _slurm(["squeue", "--me", "--noheader", "--format=%i|%j|%T|%r|%E"], check=strict,
+                  timeout=120 if strict else 15)
     if proc.returncode:
         return []
     prefix = job_name(plan, "")

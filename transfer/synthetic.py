@@ -60,16 +60,16 @@ def recipes(num_classes: int, seed: int) -> list[Recipe]:
 def check_params(num_classes: int, train_per_class: int, val_per_class: int, size: int,
                  quality: int) -> None:
     if num_classes < 4 or num_classes % 2:
-        raise TransferError(f"synthetic: --classes must be an even number >= 4, got {num_classes}")
+        raise TransferError(f"--classes must be an even number >= 4, got {num_classes}")
     if num_classes > 9999:
-        raise TransferError(f"synthetic: --classes must be at most 9999, got {num_classes}")
+        raise TransferError(f"--classes must be at most 9999, got {num_classes}")
     if train_per_class < 1 or val_per_class < 1:
-        raise TransferError(f"synthetic: images per class must be >= 1, got train "
+        raise TransferError(f"images per class must be >= 1, got train "
                             f"{train_per_class}, val {val_per_class}")
     if not 16 <= size <= 512:
-        raise TransferError(f"synthetic: --size must be between 16 and 512, got {size}")
+        raise TransferError(f"--size must be between 16 and 512, got {size}")
     if not 1 <= quality <= 100:
-        raise TransferError(f"synthetic: --quality must be between 1 and 100, got {quality}")
+        raise TransferError(f"--quality must be between 1 and 100, got {quality}")
 
 
 def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
@@ -115,13 +115,13 @@ def make_synthetic(out: Path, num_classes: int = 20, train_per_class: int = 260,
     if out.exists() and any(out.iterdir()):
         manifest = out / "manifest.json"
         if not manifest.is_file():
-            raise TransferError(f"synthetic: {out} exists and is not a synthetic dataset "
+            raise TransferError(f"{out} exists and is not a synthetic dataset "
                                 f"(no manifest.json); choose another --out")
         old = json.loads(manifest.read_text()).get("parameters")
         if old != params:
             diff = ", ".join(f"{k} {old.get(k) if old else None} != {v}"
                              for k, v in params.items() if not old or old.get(k) != v)
-            raise TransferError(f"synthetic: {out} holds a dataset with other parameters "
+            raise TransferError(f"{out} holds a dataset with other parameters "
                                 f"({diff}); remove it or choose another --out")
         return out
 

@@ -177,7 +177,7 @@ def render(recipe: Recipe, n: int, size: int, rng: np.random.Generator) -> np.nd
     x, y = x[None], y[None]
 
     # Background (shared by all classes): class colour with a gentle gradient and mottling.
-    bg = _jitter_colour(np.repeat(COLOURS[recipe.background][None], n, 0), rng, swap=0.35)
+    bg = _jitter_colour(np.repeat(COLOURS[recipe.background][None], n, 0), rng, swap=0.5)
     tilt = _col(rng.uniform(0, 2 * np.pi, n))
     grad = 0.85 + 0.15 * (x * np.cos(tilt) + y * np.sin(tilt))
     img = bg[:, None, None, :] * grad[..., None]
@@ -209,9 +209,9 @@ def render(recipe: Recipe, n: int, size: int, rng: np.random.Generator) -> np.nd
         alpha = draw_part(part, a.astype(F), b.astype(F), px, rng)
         if i == len(parts) - 1:
             alpha = alpha * _col(rng.random(n) < 0.5)
-        col = _jitter_colour(np.repeat(COLOURS[part.colour][None], n, 0), rng, swap=0.2)
-        alpha = alpha[..., None] * 0.95
-        img = img * (1 - alpha) + col[:, None, None, :] * alpha
+        col = _jitter_colour(np.repeat(COLOURS[part.colour][None], n, 0), rng, swap=0.25)
+        alpha = alpha[..., None] * F(0.95)
+        img += alpha * (col[:, None, None, :] - img)
 
-    img = img + rng.normal(0, 0.035, img.shape)  # sensor noise
+    img += rng.standard_normal(img.shape, dtype=F) * F(0.035)  # sensor noise
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

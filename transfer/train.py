@@ -11,7 +11,8 @@ Run directory (`net.run_dir`):
   FAILED                               json, when the last attempt failed (removed by the next one)
   lock                                 transfer/locks.py
 
-An attempt resumes from the newest readable .solverstate. SIGINT/SIGTERM (and --max-seconds)
+The first attempt starts from init.solverstate (iteration 0, init.caffemodel, zero momentum);
+later ones resume from the newest readable snapshot. SIGINT/SIGTERM (and --max-seconds)
 make caffe stop at the end of its iteration and snapshot (`-sigint_effect stop`: caffe saves
 a snapshot when it stops early; `-sigint_effect snapshot` would save one and go on training);
 the process then exits 75 (EX_TEMPFAIL): not finished, run again to resume.
@@ -33,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from google.protobuf import text_format
 
 from . import locks
@@ -136,6 +138,28 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     return out / "solver.prototxt"
 
 
+def start_state(plan: Plan, net: Net) -> Path:
+    """`<run_dir>/init.solverstate`: iteration 0, weights init.caffemodel, zero momentum history.
+
+    Training starts with `caffe train --snapshot` from this state rather than with `--weights`:
+    a fresh solver is exactly this state (BVLC's `--weights` copies the same layers into it), and
+    some Caffe trees' `caffe train` ignore `--weights` silently (brocolli-caffe 9.0.2 does).
+    """
+    out = run_dir(plan, net)
+    path = out / "init.solverstate"
+    if path.is_file() and path.stat().st_mtime >= (out / INIT).stat().st_mtime:
+        return path
+    pb = caffe_pb2()
+    state = pb.SolverState(iter=0, current_step=0, learned_net=str(out / INIT))
+    for layer in read_model(out / INIT).layer:   # the solver's history: one blob per parameter, in order
+        for blob in layer.blobs:
+            h = state.history.add()
+            h.shape.CopyFrom(blob.shape)
+            h.data.extend(np.zeros(len(blob.data), dtype=np.float32))
+    write_atomic(path, state.SerializeToString())
+    return path
+
+
 def _new_log(out: Path) -> tuple[int, Path]:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -194,10 +218,9 @@ class _Stop:
         self.why = self.why or signal.Signals(signum).name
 
 
-def caffe_command(solver: Path, gpu: int | None, weights: Path | None, snapshot: Path | None) -> list[str]:
-    cmd = [str(caffe_binary()), "train", f"-solver={solver}", "-sigint_effect=stop",
-           "-sighup_effect=snapshot"]
-    cmd.append(f"-snapshot={snapshot}" if snapshot else f"-weights={weights}")
+def caffe_command(solver: Path, gpu: int | None, state: Path) -> list[str]:
+    cmd = [str(caffe_binary()), "train", f"-solver={solver}", f"-snapshot={state}",
+           "-sigint_effect=stop", "-sighup_effect=snapshot"]
     if gpu is not None:
         cmd.append(f"-gpu={gpu}")
     return cmd
@@ -255,7 +278,7 @@ def _finish(plan: Plan, net: Net, out: Path) -> dict:
         "net": net.name, "final_iter": net.max_iter, "final_weights": shown(final),
         "frozen_check": check,
         "unchanged_layers": [name for name in LAYERS if same[name]],
-        "attempts": len(attempts),
+        "attempts": len(list((out / "logs").glob("attempt-*.log"))),  # killed ones left no record
         "started": attempts[0]["start"] if attempts else None,
         "finished": datetime.now().isoformat(timespec="seconds"),
         "train_seconds": round(sum(a.get("seconds", 0) for a in attempts), 1),
@@ -299,7 +322,7 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
             if is_done(plan, net):  # finished by the previous holder while we waited
                 return EXIT_OK
             solver = write_run_files(plan, net, mode)
-            init = make_init(plan, net, seed=seed)
+            make_init(plan, net, seed=seed)
             point = resume_point(plan, net)
             if point and point[0] >= net.max_iter and final_weights(plan, net).is_file():
                 _finish(plan, net, out)
@@ -308,8 +331,8 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
             if stop.why:
                 _say(net, f"{stop.why} before caffe started")
                 return EXIT_INTERRUPTED
-            cmd = caffe_command(solver, gpu if mode == "GPU" else None, init,
-                                point[1] if point else None)
+            cmd = caffe_command(solver, gpu if mode == "GPU" else None,
+                                point[1] if point else start_state(plan, net))
             attempt, log = _new_log(out)
             (out / "FAILED").unlink(missing_ok=True)
             where = f"resuming at iteration {point[0]}" if point else "from init.caffemodel"
@@ -325,8 +348,9 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
                 "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
             if rc == 0 and final_weights(plan, net).is_file():
                 done = _finish(plan, net, out)
-                _say(net, f"done: iteration {net.max_iter} in {seconds:.0f} s; frozen layers "
-                          f"{done['frozen_check']['layers'] or 'none'} unchanged")
+                frozen = done["frozen_check"]["layers"]
+                _say(net, f"done: iteration {net.max_iter} in {seconds:.0f} s" +
+                     (f"; frozen {', '.join(frozen)} bit-identical to {INIT}" if frozen else ""))
                 return EXIT_OK
             if asked or (rc == 0 and stop.why) or rc == -signal.SIGINT:
                 newest = resume_point(plan, net)
