@@ -40,7 +40,8 @@ def submit(*args: str, env: dict | None = None, check: bool = True) -> subproces
 def plan_copy(root: Path, name: str = "slurmtest") -> Path:
     """The tiny plan with its runs under `root`; enough for submitting (nothing is trained)."""
     config = yaml.safe_load((REPO / "transfer" / "plans" / "tiny.yaml").read_text())
-    config.update(name=name, runs_dir=str(root / "runs"))
+    config.update(name=name, runs_dir=str(root / "runs"), nets_dir=str(root / "prototxt"),
+                  solvers_dir=str(root / "solvers"))
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

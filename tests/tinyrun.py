@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import lmdb
@@ -41,11 +40,9 @@ def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
     from transfer.nets import write_plan
     config = yaml.safe_load(TINY.read_text())
     root.mkdir(parents=True, exist_ok=True)
-    # Net files go to prototxt/<name>/ and solvers/<name>/ under the repository: a name that climbs
-    # out of it (../../..) puts them in `root` instead, so tests never write into the checkout.
-    name = "../" * len(REPO.parts) + str(root.resolve()).lstrip("/") + f"/nets-{uuid.uuid4().hex[:8]}"
-    config.update(name=name, data_dir=str(data_dir), runs_dir=str(root / "runs"),
-                  split_dir=str(root / "synthetic"))
+    # Every directory of the copy lies under `root`: tests never write into the checkout.
+    config.update(data_dir=str(data_dir), runs_dir=str(root / "runs"), split_dir=str(root / "synthetic"),
+                  nets_dir=str(root / "prototxt"), solvers_dir=str(root / "solvers"))
     if solver:
         config["solver"] = {**config["solver"], **solver}
     if experiments is not None:

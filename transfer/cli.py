@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "runner",      # transfer run / status
     "slurm",       # transfer submit
     "report",      # transfer report
+    "demo",        # transfer demo: the whole pipeline on the synthetic dataset
 ]
 
 

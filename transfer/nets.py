@@ -57,6 +57,9 @@ def net_param(net: Net, model: dict, train: bool) -> Any:
     widths = list(model["widths"]) + [net.fc8_outputs]
     if len(widths) != 8:
         raise TransferError(f"net '{net.name}': model.widths must list 7 widths (conv1..fc7), got {len(widths) - 1}")
+    # Narrow nets pass too little signal through 8 layers of the ImageNet stds to learn in a few
+    # hundred iterations; the small profiles scale every weight std (a number, not other code).
+    std_scale = float(model.get("weight_std_scale", 1))
     proto = pb.NetParameter(name=net.name)
     proto.layer.append(_data_layer(pb, net, model, train))
     bottom = "data"
@@ -82,7 +85,7 @@ def net_param(net: Net, model: dict, train: bool) -> Any:
             fill_w, fill_b = ip.weight_filler, ip.bias_filler
         for spec in _param(learn):
             layer.param.add(**spec)
-        fill_w.type, fill_w.std = "gaussian", std
+        fill_w.type, fill_w.std = "gaussian", std * std_scale
         fill_b.type, fill_b.value = "constant", bias
         proto.layer.append(layer)
         bottom = lname
