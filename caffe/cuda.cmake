@@ -26,14 +26,24 @@ list(TRANSFORM _archs APPEND "-real")
 list(APPEND _archs ${_newest}-virtual)
 set(CMAKE_CUDA_ARCHITECTURES ${_archs})
 message(STATUS "transfer caffe: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}")
-set(CMAKE_CUDA_STANDARD 17)   # CUDA 13's thrust/cub need C++17
+# CUDA 13's thrust/cub need C++17, also in the .cpp files that include thrust (g++ compiles those).
+set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_STANDARD 17)
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 foreach(lib cudart cublas curand)
   if(NOT TARGET CUDA::${lib})
     message(FATAL_ERROR "CAFFE_GPU=1: ${lib} not found next to ${CMAKE_CUDA_COMPILER} "
                         "(install the CUDA toolkit's lib${lib} development files)")
+  endif()
+endforeach()
+
+# CUDA 13 moved thrust/cub/libcu++ to include/cccl: nvcc finds them, g++ needs the path.
+set(CAFFE_CCCL_INCLUDE)
+foreach(d ${CUDAToolkit_INCLUDE_DIRS})
+  if(EXISTS "${d}/cccl/thrust")
+    list(APPEND CAFFE_CCCL_INCLUDE "${d}/cccl")
   endif()
 endforeach()
 
@@ -52,6 +62,7 @@ endif()
 
 function(caffe_cuda_setup target)
   target_link_libraries(${target} PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
+  target_include_directories(${target} PUBLIC ${CAFFE_CCCL_INCLUDE})
   # Caffe's .cu files include Caffe headers that pull in glog/boost; keep host warnings quiet.
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)
   if(CUDNN_VERSION)

@@ -29,6 +29,21 @@ FIXES: list[tuple[str, str, str, str]] = [
     ("python/caffe/*.py", r"\bsix\.next\(", "next(", "builtin next instead of six.next"),
     ("python/caffe/*.py", r"^import six\n(?![\s\S]*\bsix\.)", "",
      "six no longer used"),
+    # brocolli's `caffe train` dropped BVLC's `-weights` branch: fine-tuning weights were silently
+    # ignored. Restore it (BVLC's CopyLayers, inlined); BVLC trees already have it and are skipped.
+    ("tools/caffe.cpp",
+     r"(    solver->Restore\(FLAGS_snapshot\.c_str\(\)\);\n  \})\n(?![ \t]*else)",
+     "\\1 else if (FLAGS_weights.size()) {\n"
+     "    std::stringstream names(FLAGS_weights);\n"
+     "    for (std::string name; std::getline(names, name, ',');) {\n"
+     "      LOG(INFO) << \"Finetuning from \" << name;\n"
+     "      solver->net()->CopyTrainedLayersFrom(name);\n"
+     "      for (int j = 0; j < solver->test_nets().size(); ++j) {\n"
+     "        solver->test_nets()[j]->CopyTrainedLayersFrom(name);\n"
+     "      }\n"
+     "    }\n"
+     "  }\n",
+     "restore `caffe train -weights` (BVLC's CopyLayers)"),
     # CUDA 13 removed these cudaDeviceProp fields; only Caffe::DeviceQuery reads them.
     ("src/caffe/common.cpp",
      r"(?<!13000)\n([ \t]*LOG\(INFO\) << \"(?:Clock rate|Concurrent copy and execution|Kernel execution timeout):"

@@ -7,6 +7,7 @@
 #   CAFFE_GPU=1            CUDA build (CPU_ONLY otherwise)
 #   TRANSFER_CACHE=/dir    cache directory (default ${XDG_CACHE_HOME:-~/.cache}/transfer)
 #   CAFFE_JOBS=N           parallel compile jobs (default 2)
+#   CAFFE_CMAKE_ARGS="..." extra cmake -D options (e.g. -DCUDA_cublas_LIBRARY=...); part of the cache key
 #
 # Builds land in <cache>/caffe/<key>, key = hash of source, options and our build files, so a
 # second run is a no-op. A build happens in <key>.partial and is renamed into place only when
@@ -94,7 +95,8 @@ fi
 # ---- cache key: source + options + our build files ------------------------------------------------
 pyver=$("$PY" -c 'import sys, numpy; print("%d.%d numpy%s" % (sys.version_info[:2] + (numpy.__version__.split(".")[0],)))') ||
   die "$PY cannot import numpy (pycaffe is compiled against it); run make venv"
-options="gpu=$GPU python=$pyver"
+read -r -a cmake_extra <<<"${CAFFE_CMAKE_ARGS:-}"
+options="gpu=$GPU python=$pyver${CAFFE_CMAKE_ARGS:+ cmake=$CAFFE_CMAKE_ARGS}"
 # Our CMake files, patches and compat header decide the result; this driver script does not.
 ours=$(find "$repo/caffe" -maxdepth 1 -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
        xargs -0 cat | sha256sum | cut -c1-64)
@@ -140,7 +142,7 @@ say "patching sources (caffe/patch_tree.py)"
 
 say "configuring (cmake)"
 cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" \
-      -DPython3_EXECUTABLE="$PY" >>"$logf" 2>&1 ||
+      -DPython3_EXECUTABLE="$PY" "${cmake_extra[@]}" >>"$logf" 2>&1 ||
   { tail -n 20 "$logf" >&2; die "cmake configure failed; full log: $logf"; }
 
 say "compiling (a few minutes on 2 cores; progress every 10%)"

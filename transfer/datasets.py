@@ -29,7 +29,10 @@ from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, atomic_write, datum_
                          open_read, read_manifest)
 
 FORMAT = "transfer-lmdb/1"
-DEFAULT_BLOCK = 500  # images a commit (~100 MB at 256x256); also the unit of work handed to the pool
+DEFAULT_BLOCK = 250  # images a commit (~50 MB at 256x256); also the unit of work handed to the pool
+# Blocks queued to the workers beyond the one being written: a commit waits on the disk (fsync), and
+# the workers must have enough queued to stay busy meanwhile. Memory: (AHEAD + 1) blocks of Datums.
+AHEAD = 4
 
 Result = tuple[bytes | memoryview | int | None, str | None]  # (serialized Datum, None) or (None, reason)
 
@@ -105,8 +108,8 @@ def _convert(task: tuple[int, str, int]) -> Result:
 
 def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
                     width: int, height: int) -> Iterator[list[Result]]:
-    """Results block by block, in order. Two blocks are queued ahead so workers never wait for the
-    writer, and no more than that, so memory stays bounded however slow the disk is. A block's
+    """Results block by block, in order. AHEAD blocks are queued so workers keep decoding while the
+    writer commits, and no more than that, so memory stays bounded however slow the disk is. A block's
     Datums are valid until the next block is asked for (their shared-memory slots are then reused)."""
     starts = iter(range(0, len(tasks), block))
     if jobs <= 1:
@@ -117,7 +120,7 @@ def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: s
     import multiprocessing as mp  # noqa: PLC0415
 
     slot = 3 * width * height + 64  # a raw Datum: the pixels and a few header bytes
-    ring = 3 * block                # slots of the block being written and of the two queued
+    ring = (AHEAD + 1) * block      # slots of the block being written and of those queued
     shm = mmap.mmap(-1, ring * slot)  # anonymous, shared with the forked workers
     view = memoryview(shm)
     with mp.get_context("fork").Pool(jobs, initializer=_init_worker,
@@ -131,8 +134,8 @@ def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: s
                 work = [((s + i) % ring, path, label) for i, (path, label) in enumerate(tasks[s:s + block])]
                 queued.append((s, pool.map_async(_convert, work, chunk)))
 
-        submit()
-        submit()
+        for _ in range(AHEAD):
+            submit()
         while queued:
             s, pending = queued.popleft()
             results = pending.get()

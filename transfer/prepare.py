@@ -24,9 +24,12 @@ def _say(msg: str) -> None:
     print(f"[prepare] {msg}", file=sys.stderr, flush=True)
 
 
-def image_source(plan: Plan, images: str | None, train_list: str | None,
-                 val_list: str | None) -> tuple[Path, Path, Path]:
-    """(image root, whole train list, whole val list): the plan's synthetic set or the user's images."""
+KIB_PER_IMAGE = 196  # a raw 3x256x256 Datum with its LMDB pages; scaled by area for other sizes
+
+
+def image_source(plan: Plan, train_root: str | None, train_list: str | None, val_root: str | None,
+                 val_list: str | None) -> tuple[Path, Path, Path, Path]:
+    """(train root, whole train list, val root, whole val list): the plan's synthetic set or the user's."""
     split_dir = plan.abspath(plan.split_dir)
     params = plan.config.get("synthetic")
     if params:
@@ -35,39 +38,66 @@ def image_source(plan: Plan, images: str | None, train_list: str | None,
                                  train_per_class=params["train_per_class"],
                                  val_per_class=params["val_per_class"], size=params["size"],
                                  seed=params["seed"])
-        return split_dir, split_dir / "train.txt", split_dir / "val.txt"
-    if not (images and train_list and val_list):
-        raise TransferError(f"plan '{plan.name}' has no synthetic dataset: give --images DIR "
-                            "--train-list FILE --val-list FILE (Caffe lists of the whole dataset)")
-    for p in (images, train_list, val_list):
-        if not Path(p).exists():
-            raise TransferError(f"{p}: no such file or directory")
-    return Path(images), Path(train_list), Path(val_list)
+        return split_dir, split_dir / "train.txt", split_dir, split_dir / "val.txt"
+    given = {"--train-root": train_root, "--train-list": train_list, "--val-root": val_root,
+             "--val-list": val_list}
+    absent = [flag for flag, value in given.items() if not value]
+    if absent:
+        raise TransferError(f"plan '{plan.name}' has no synthetic dataset: give {' '.join(absent)} "
+                            "(image folders and Caffe lists, `path label`, of the whole dataset)")
+    for flag, value in given.items():
+        if not Path(value).exists():
+            raise TransferError(f"{flag} {value}: no such file or directory")
+    return Path(train_root), Path(train_list), Path(val_root), Path(val_list)
 
 
-def prepare_plan_data(plan: Plan, images: str | None = None, train_list: str | None = None,
-                      val_list: str | None = None, jobs: int = 0) -> None:
+def _lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str]) -> str:
+    """What the databases will take, before any is written: each derived set copies its Datums."""
+    size = int(plan.config["model"]["image_size"])
+    kib = KIB_PER_IMAGE * size * size / (256 * 256)
+    n_train, n_val = _lines(train_list), _lines(val_list)
+    classes = plan.datasets()
+    total = splits.load_split_dir(plan.abspath(plan.split_dir)).num_classes
+    images = n_train + n_val
+    for name in derived:
+        if name.startswith("reduced"):
+            images += min(n_train, int(name[len("reduced"):]) * total)
+        else:
+            images += (n_train + n_val) * classes[name] / total
+    mib = images * kib / 1024
+    return f"{images:,.0f} images, about " + (f"{mib / 1024:,.1f} GiB" if mib >= 1024 else f"{mib:,.0f} MiB")
+
+
+def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
+                      val_root: str | None = None, val_list: str | None = None, jobs: int = 0) -> None:
     """Make every dataset the plan's nets train or validate on, then their net files."""
-    root, train_whole, val_whole = image_source(plan, images, train_list, val_list)
+    train_root_p, train_whole, val_root_p, val_whole = image_source(plan, train_root, train_list,
+                                                                    val_root, val_list)
     split_dir = plan.abspath(plan.split_dir)
     data_dir = plan.abspath(plan.data_dir)
     if plan.config.get("synthetic"):
         splits.make_splits(out=split_dir, num_classes=plan.config["synthetic"]["classes"])
     size = int(plan.config["model"]["image_size"])
-    used = sorted({n.target for n in plan.nets} | {n.val_data.split("/")[-2] for n in plan.nets})
+    used = sorted({n.target for n in plan.nets} | {n.val_data.split("/")[-2] for n in plan.nets} | {WHOLE})
     derived = [d for d in used if d != WHOLE]
     train_only = [d for d in derived if d.startswith("reduced")]  # validated on the whole val set
+    _say(f"datasets of plan {plan.name}: {', '.join(used)} -> {data_dir}; "
+         f"{disk_estimate(plan, train_whole, val_whole, derived)}")
 
     lists = data_dir / "lists"
-    _say(f"file lists of {', '.join(derived)} -> {lists}")
     splits.write_lists(train_whole, lists / "train", derived, split_dir)
     splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
 
     whole = data_dir / WHOLE
     _say(f"whole-set LMDBs ({size}x{size}) -> {whole}")
-    datasets.build(str(train_whole), str(root), str(whole / "train_lmdb"), size=size, shuffle=True,
+    datasets.build(str(train_whole), str(train_root_p), str(whole / "train_lmdb"), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs)
-    datasets.build(str(val_whole), str(root), str(whole / "val_lmdb"), size=size, jobs=jobs)
+    datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs)
     for name in derived:
         _say(f"dataset {name}")
         out = data_dir / name
@@ -86,15 +116,17 @@ def prepare_plan_data(plan: Plan, images: str | None = None, train_list: str | N
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    prepare_plan_data(load_plan(args.plan), args.images, args.train_list, args.val_list, args.jobs)
+    prepare_plan_data(load_plan(args.plan), args.train_root, args.train_list, args.val_root, args.val_list,
+                      args.jobs)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="make a plan's datasets (lists, LMDBs, means) and net files")
     p.add_argument("--plan", default="small")
-    p.add_argument("--images", help="image root of the whole dataset (plans without a synthetic set)")
+    p.add_argument("--train-root", help="folder the training list's paths are relative to (e.g. ILSVRC2012/train)")
     p.add_argument("--train-list", help="Caffe list of every training image (path label)")
+    p.add_argument("--val-root", help="folder the validation list's paths are relative to")
     p.add_argument("--val-list", help="Caffe list of every validation image")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="decoding processes")
     p.set_defaults(func=_cmd)
