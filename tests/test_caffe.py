@@ -104,6 +104,23 @@ def test_caffe_binary_trains_from_lmdb(tiny):
     assert (tiny["dir"] / "snap" / "tiny_iter_40.solverstate").is_file()
 
 
+def test_caffe_train_weights_starts_from_given_model(tiny, tmp_path):
+    """`caffe train -weights` (the released code's way to copy layers) must load the weights:
+    the brocolli tree had dropped it, our build restores it. A net started from the trained
+    model tests at iteration 0 as well as the trained one did at its end."""
+    trained = tiny["dir"] / "snap" / "tiny_iter_40.caffemodel"
+    if not trained.is_file():
+        test_caffe_binary_trains_from_lmdb(tiny)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(SOLVER.format(net=tiny["net"], prefix=tmp_path / "ft")
+                      .replace("max_iter: 40", "max_iter: 1").replace("base_lr: 0.05", "base_lr: 0"))
+    proc = run_tool([caffe_env.caffe_binary(), "train", f"--solver={solver}", f"--weights={trained}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Finetuning from {trained}" in proc.stderr
+    first = float(re.findall(r"Test net output #0: accuracy = ([\d.e+-]+)", proc.stderr)[0])
+    assert first > 0.5, f"iteration-0 accuracy {first}: the given weights were not loaded"
+
+
 def test_pycaffe_forward_backward_save_reload(tiny, tmp_path):
     caffe = caffe_env.import_caffe()
     caffe.set_mode_cpu()

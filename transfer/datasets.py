@@ -10,7 +10,6 @@ Pixels come from transfer/images.py, the resumable, atomic database from transfe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import mmap
 import os
 import sys
@@ -24,8 +23,9 @@ import numpy as np
 
 from .caffe_env import caffe_pb2
 from .errors import TransferError
+from .files import atomic_write, digest
 from .images import Entry, ImageError, datum_array, datum_bytes, load_warped, read_list
-from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, atomic_write, datum_key, iter_items, key_path,
+from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, datum_key, iter_items, key_path,
                          open_read, read_manifest)
 
 FORMAT = "transfer-lmdb/1"
@@ -157,14 +157,6 @@ def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: s
 
 # ---------------------------------------------------------------------------- shared writer loop
 
-def _file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _order(entries: list[Entry], shuffle: bool, seed: int) -> list[Entry]:
     """List order, or a permutation fixed by the seed (convert_imageset --shuffle, made reproducible)."""
     if not shuffle:
@@ -258,7 +250,7 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     if not Path(root).is_dir():
         raise TransferError(f"image root {root} is not a directory")
     entries = read_list(list_path)
-    identity = {"kind": "build", "list_sha256": _file_sha256(list_path), "size": [size, size],
+    identity = {"kind": "build", "list_sha256": digest(list_path), "size": [size, size],
                 "shuffle": bool(shuffle), "seed": seed if shuffle else None}
     out_p = Path(out)
     if _up_to_date(out_p, identity):
@@ -293,7 +285,7 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
     whole = read_manifest(source)
     entries = read_list(list_path)
     identity = {"kind": "derive", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
-                "list_sha256": _file_sha256(list_path), "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+                "list_sha256": digest(list_path), "shuffle": bool(shuffle), "seed": seed if shuffle else None}
     out_p = Path(out)
     if _up_to_date(out_p, identity):
         print(f"{out} is up to date", file=sys.stderr)

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import published  # noqa: E402
+from .files import publish  # noqa: E402
 
 matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs, as the released notebook did
 
@@ -53,15 +54,6 @@ def _absent(report: dict[str, Any], *families: str) -> bool:
 
 def _no_data(ax: plt.Axes, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
-
-
-def publish(tmp: str, dest: Path) -> None:
-    """Rename a finished temp file into place, with the permissions a plain open() would give
-    (mkstemp makes files 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dest)
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> list[str]:
@@ -173,6 +165,8 @@ def _note(ax: plt.Axes, label: str, xs: list[int], ys: list[float]) -> None:
             "BnB+": lambda: nearest(6), "AnB+": lambda: nearest(3)}[label]()
     off, ha, va = {"BnB": ((-4, -26), "right", "top"), "AnB": ((-14, -6), "right", "top"),
                    "BnB+": ((0, 34), "center", "bottom"), "AnB+": ((0, 26), "center", "bottom")}[label]
+    if label == "BnB" and xs[pick] <= 2:  # a dip near the left edge: write the note to its right
+        off, ha = (10, -26), "left"
     ax.annotate(NOTES[label], (xs[pick], ys[pick]), xytext=off, textcoords="offset points",
                 ha=ha, va=va, fontsize=8.5, color=STYLE[label]["color"],
                 arrowprops=dict(arrowstyle="-", color=STYLE[label]["color"], lw=0.6, shrinkB=4))
@@ -187,7 +181,7 @@ def _pad_y(ax: plt.Axes, top: float = 0.15, bottom: float = 0.2) -> None:
 # ------------------------------------------------------------------------------ Figure 3
 
 def figure3(report: dict[str, Any], out: Path) -> list[str]:
-    nm, rw, rs = report["natman"], report["random_weights"], report["random_split"]
+    nm, rw = report["natman"], report["random_weights"]
     fig = plt.figure(figsize=(11, 9))
     gs = fig.add_gridspec(2, 2, hspace=0.3, wspace=0.22)
     ax_nm, ax_rw, ax_norm = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, :])

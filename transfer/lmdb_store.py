@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import lmdb
 
 from .errors import TransferError
+from .files import atomic_write
 
 MANIFEST = "manifest.json"
 BUILD_INFO = "build.json"          # identity of an unfinished build, inside DB.partial/
@@ -35,23 +35,6 @@ def datum_key(index: int, path: str) -> bytes:
 
 def key_path(key: bytes) -> str:
     return key[9:].decode()
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write a file so readers see the old content or the new, never a part (temp file + rename)."""
-    path = Path(path)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; these are shared data files
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_manifest(db: str | os.PathLike) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from google.protobuf import text_format
 
 from .caffe_env import caffe_pb2
 from .errors import TransferError
+from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
 
 # Per weight layer: kind, kernel, stride, pad, group, weight std, bias value (FAITHFUL_SPEC.md).
@@ -159,12 +160,10 @@ def net_files(plan: Plan, net: Net) -> dict[Path, str]:
 
 
 def _write_atomic(path: Path, text: str) -> bool:
+    """Write unless unchanged (keeps mtimes, so make and readers see no spurious change)."""
     if path.is_file() and path.read_text() == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
     return True
 
 

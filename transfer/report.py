@@ -18,6 +18,7 @@ from typing import Any
 
 from . import REPO, figures, metrics, published
 from .errors import TransferError
+from .files import publish
 from .logs import NetLog, log_files, read_logs
 from .plan import Net, Plan, load_plan
 
@@ -275,7 +276,7 @@ def _write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        figures.publish(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

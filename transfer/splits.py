@@ -8,10 +8,8 @@ synthetic dataset writes its own. `write_lists` turns a whole-dataset list (`pat
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from . import REPO
 from .errors import TransferError
+from .files import atomic_write, digest
 
 SPLIT_DIR = REPO / "splits"
 HALF_SEEDS = (0, 1, 2, 3)
@@ -163,19 +162,6 @@ def load_split_dir(path: str | os.PathLike | None = None) -> SplitSet:
 
 # ---------------------------------------------------------------------------------------------- writing files
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_all(files: dict[Path, str], force: bool = False) -> list[Path]:
     """Write every file whose content changes; refuse (before writing any) to replace different content."""
     changed = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
@@ -185,7 +171,7 @@ def _write_all(files: dict[Path, str], force: bool = False) -> list[Path]:
                             f"{f' (and {len(clashes) - 1} more)' if len(clashes) > 1 else ''}; "
                             "remove it (or pass --force) to regenerate")
     for p in changed:
-        _atomic_write(p, files[p])
+        atomic_write(p, files[p])
     return changed
 
 
@@ -320,11 +306,7 @@ def write_lists(whole_list: Path, out: Path, names: list[str] | tuple[str, ...] 
 
 
 def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return digest(path, "md5")
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -8,9 +8,7 @@ This is what the released code did with renamed layers and `caffe train -weights
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import tempfile
 import time
 import zlib
@@ -23,6 +21,7 @@ from google.protobuf import text_format
 from . import REPO
 from .caffe_env import caffe_pb2, import_caffe
 from .errors import TransferError
+from .files import atomic_write, digest
 from .plan import LAYERS, Net, Plan, load_plan
 
 INIT = "init.caffemodel"
@@ -53,16 +52,6 @@ def shown(path: Path) -> str:
     """A path as written into records: repository-relative where possible."""
     path = Path(path)
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- caffemodels
@@ -175,14 +164,6 @@ def base_weights(plan: Plan, net: Net) -> Path | None:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False) -> Path:
     """Write `<run_dir>/init.caffemodel` and `surgery.json`; returns the model's path.
 
@@ -227,7 +208,7 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
     for layer in fresh.layer:
         if len(layer.blobs):
             model.layer.add().CopyFrom(layer)
-    write_atomic(init, model.SerializeToString())
+    atomic_write(init, model.SerializeToString())
 
     arrays = layer_arrays(model)
     layers = []
@@ -244,12 +225,12 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
         "net": net.name, "treatment": net.treatment, "seed": seed,
         "base": net.base if base_path else None,
         "base_weights": shown(base_path) if base_path else None,
-        "base_sha256": _sha256(base_path) if base_path else None,
+        "base_sha256": digest(base_path) if base_path else None,
         "copied": copied, "frozen": LAYERS[:net.frozen],
-        "init_sha256": _sha256(init), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "init_sha256": digest(init), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "layers": layers,
     }
-    write_atomic(record, json.dumps(rec, indent=1) + "\n")
+    atomic_write(record, json.dumps(rec, indent=1) + "\n")
     return init
 
 

@@ -13,7 +13,6 @@ contiguous block of labels. How the images are drawn is in synthetic_draw.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import itertools
 import json
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import TransferError
+from .files import digest
 from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, Recipe, make_recipe, render
 
 GENERATOR_VERSION = 1  # bump when the drawing changes, so old datasets are refused, not reused
@@ -76,10 +76,6 @@ def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_images(root: Path, classes: list[Recipe], split: str, per_class: int, size: int,
@@ -146,7 +142,7 @@ def make_synthetic(out: Path, num_classes: int = 20, train_per_class: int = 260,
             "dataset": "transfer synthetic (not ImageNet)", "parameters": params,
             "counts": {"classes": num_classes, "train": len(train), "val": len(val),
                        "manmade": len(manmade), "natural": len(natural)},
-            "sha256": {name: _sha256(tmp / name) for name in LISTS},
+            "sha256": {name: digest(tmp / name) for name in LISTS},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private

@@ -41,8 +41,8 @@ from . import locks
 from .caffe_env import caffe_binary, caffe_pb2
 from .errors import TransferError
 from .plan import LAYERS, Net, Plan, load_plan
-from .surgery import (INIT, final_weights, identical_layers, make_init, read_model, run_dir, shown,
-                      write_atomic)
+from .files import atomic_write
+from .surgery import INIT, final_weights, identical_layers, make_init, read_model, run_dir, shown
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -132,7 +132,7 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     for kind, text in texts.items():
         path = out / f"{kind}.prototxt"
         if not path.is_file() or path.read_text() != text:
-            write_atomic(path, text)
+            atomic_write(path, text)
     (out / "snapshots").mkdir(exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     return out / "solver.prototxt"
@@ -156,7 +156,7 @@ def start_state(plan: Plan, net: Net) -> Path:
             h = state.history.add()
             h.shape.CopyFrom(blob.shape)
             h.data.extend(np.zeros(len(blob.data), dtype=np.float32))
-    write_atomic(path, state.SerializeToString())
+    atomic_write(path, state.SerializeToString())
     return path
 
 
@@ -285,10 +285,10 @@ def _finish(plan: Plan, net: Net, out: Path) -> dict:
         "host": socket.gethostname(),
     }
     if moved:
-        write_atomic(out / "FAILED", json.dumps({**done, "error": "frozen layers changed"}, indent=1))
+        atomic_write(out / "FAILED", json.dumps({**done, "error": "frozen layers changed"}, indent=1))
         raise TransferError(f"net '{net.name}': frozen layer(s) {moved} differ from {INIT} after "
                             f"training; their lr/decay multipliers must be 0 in {net.train_net}")
-    write_atomic(out / "DONE", json.dumps(done, indent=1) + "\n")
+    atomic_write(out / "DONE", json.dumps(done, indent=1) + "\n")
     (out / "FAILED").unlink(missing_ok=True)
     return done
 
@@ -357,7 +357,7 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
                 _say(net, f"stopped with a snapshot at iteration {newest[0] if newest else '-'}; "
                           f"run again to resume")
                 return EXIT_INTERRUPTED
-            write_atomic(out / "FAILED", json.dumps({
+            atomic_write(out / "FAILED", json.dumps({
                 "net": net.name, "attempt": attempt, "exit": rc, "log": shown(log),
                 "time": datetime.now().isoformat(timespec="seconds"), "tail": _tail(log)}, indent=1))
             _say(net, f"caffe failed (exit {rc}); last lines of {shown(log)}:")
