@@ -1,6 +1,8 @@
 """Generated nets: faithful numbers, treatments' multipliers, committed files current."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from google.protobuf import text_format
 
@@ -107,3 +109,105 @@ def test_transfer_without_base_is_refused(tmp_path):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(TransferError, match=r"net 'half2A-1-half2A': field 'base' names 'base-half2A'"):
         load_plan(str(tmp_path / "bad.yaml"))
+
+
+# ---------------------------------------------------------------------------- through real Caffe
+
+def _caffe_ready() -> bool:
+    try:
+        from transfer.caffe_env import caffe_binary
+        caffe_binary()
+        return True
+    except TransferError:
+        return False
+
+
+needs_caffe = pytest.mark.skipif(not _caffe_ready(), reason="Caffe is not built (make caffe)")
+
+
+_ALIASES = itertools.count()
+
+
+def _tiny_db(root, size: int):
+    """A 2-image LMDB of size x size raw Datums and its mean, for pointing data layers at."""
+    import lmdb
+    import numpy as np
+    pb = caffe_pb2()
+    db = root / f"db{size}"
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i in range(2):
+            img = np.full((3, size, size), 40 * i, np.uint8)
+            txn.put(f"{i:08d}".encode(), pb.Datum(channels=3, height=size, width=size, data=img.tobytes(),
+                                                  label=i).SerializeToString())
+    env.close()
+    mean = root / f"mean{size}.binaryproto"
+    blob = pb.BlobProto(num=1, channels=3, height=size, width=size)
+    blob.data.extend([0.0] * (3 * size * size))
+    mean.write_bytes(blob.SerializeToString())
+    return db, mean
+
+
+def _load(caffe, path, db, mean, tmp_path, train: bool):
+    """caffe.Net of a generated file, its data layer pointed at a tiny LMDB (batch 2), fillers
+    made constant (a full-scale fc6 would draw 38M gaussians per load; shapes are what is checked)."""
+    proto = parse(path)
+    data = proto.layer[0]
+    # This Caffe shares one reader thread among Data layers of the same name and source within a
+    # process, and a reader left by a deleted net starves the next: give every load its own path.
+    alias = tmp_path / f"{db.name}-{next(_ALIASES)}"
+    alias.symlink_to(db)
+    data.data_param.source, data.transform_param.mean_file = str(alias), str(mean)
+    data.data_param.batch_size = 2
+    for layer in proto.layer:
+        for param in (layer.convolution_param, layer.inner_product_param):
+            if param.HasField("weight_filler"):
+                param.weight_filler.type = "constant"
+    copy = tmp_path / "net.prototxt"
+    copy.write_text(text_format.MessageToString(proto))
+    return caffe.Net(str(copy), caffe.TRAIN if train else caffe.TEST)
+
+
+@needs_caffe
+@pytest.mark.parametrize("plan_name", ["paper", "small"])
+def test_every_generated_net_loads_in_pycaffe(plan_name, tmp_path):
+    from transfer.caffe_env import import_caffe
+    caffe = import_caffe()
+    caffe.set_mode_cpu()
+    plan = load_plan(plan_name)
+    model = plan.config["model"]
+    db, mean = _tiny_db(tmp_path, model["image_size"])
+    widths = model["widths"]
+    side = {"paper": 6, "small": 1}[plan_name]  # pool5: 227 -> 55 -> 27 -> 13 -> 6; 56 -> 12 -> 6 -> 3 -> 1
+    for net in plan.nets:
+        for path, train in ((net.train_net, True), (net.test_net, False)):
+            files = net_files(plan, net)
+            full = plan.abspath(path)
+            if plan_name != "paper":  # the small plan's files are generated, not committed
+                full = tmp_path / full.name
+                full.write_text(files[plan.abspath(path)])
+            n = _load(caffe, full, db, mean, tmp_path, train)
+            assert n.blobs["data"].data.shape == (2, 3, model["crop"], model["crop"]), path
+            assert n.blobs["pool5"].data.shape == (2, widths[4], side, side), path
+            assert n.blobs["fc8"].data.shape == (2, net.fc8_outputs), path
+            assert [k for k in n.params] == LAYERS, path
+            if not train:
+                assert "accuracy" in n.blobs
+    if plan_name == "paper":
+        assert {n.fc8_outputs for n in plan.nets} == {1000}
+
+
+@needs_caffe
+def test_upgrade_tool_leaves_generated_files_unchanged(tmp_path):
+    """Caffe's own upgrade_net_proto_text reads each file and writes it back identical:
+    the files are in today's format and printed as Caffe prints them."""
+    import subprocess
+    from transfer.caffe_env import tool
+    upgrade = tool("upgrade_net_proto_text")
+    paths = [PAPER.abspath(p) for n in PAPER.nets for p in (n.train_net, n.test_net)]
+    assert len(paths) == 340
+    out = tmp_path / "up.prototxt"
+    for path in paths:
+        proc = subprocess.run([str(upgrade), str(path), str(out)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert out.read_text() == path.read_text(), f"{path} changes under upgrade_net_proto_text"

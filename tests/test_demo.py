@@ -1,0 +1,75 @@
+"""`transfer demo` end to end on the tiny plan: images -> splits -> LMDBs -> nets -> caffe -> report.
+
+The same path as `make demo` (plan small), at the size of the tests' plan."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tinyrun  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path_factory.mktemp("demo"), data, write_nets=False)
+    out = plan.path.parent / "report"
+    first = tinyrun.run_cli("demo", "--plan", str(plan.path), "--jobs", "2", "--out", str(out), timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return plan, out, first
+
+
+def log_accuracies(run_dir: Path) -> list[float]:
+    """Validation accuracies read straight from caffe's log lines, independently of transfer.logs."""
+    text = "".join(p.read_text() for p in sorted((run_dir / "logs").glob("*.log")))
+    return [float(x) for x in re.findall(r"Test net output #0: accuracy = ([\d.e+-]+)", text)]
+
+
+def test_every_net_trained_to_max_iter(demo_run):
+    plan, _, _ = demo_run
+    for net in plan.nets:
+        run = Path(net.run_dir)
+        done = json.loads((run / "DONE").read_text())
+        assert (run / "snapshots" / f"{net.name}_iter_{net.max_iter}.caffemodel").is_file(), net.name
+        assert max(int(m) for m in re.findall(r"Iteration (\d+)", (run / "logs" / "attempt-001.log").read_text())) \
+            == net.max_iter, net.name
+        assert done["final_iter"] == net.max_iter, net.name
+        if net.frozen:
+            assert done["frozen_check"]["identical"] is True, net.name
+            assert len(done["frozen_check"]["layers"]) == net.frozen, net.name
+
+
+def test_report_numbers_are_read_back_from_the_logs(demo_run):
+    plan, out, first = demo_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["missing"] == []
+    for net in plan.nets:
+        accs = log_accuracies(Path(net.run_dir))
+        entry = report["nets"][net.name]
+        assert entry["iterations"] == net.max_iter
+        assert entry["final"] == pytest.approx(accs[-1])
+        assert entry["metric"] == pytest.approx(np.mean(sorted(accs)[-10:]))
+    base_b = report["random_split"]["baseB"]["mean"]
+    assert base_b == pytest.approx(report["nets"]["base-half0B"]["metric"])
+    for name in ("figure2.png", "figure3.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+        assert str(out / name) in first.stdout  # the demo ends by saying where they are
+    assert "paper's pattern" in first.stdout
+
+
+def test_second_demo_reuses_everything(demo_run):
+    plan, out, _ = demo_run
+    before = {n.name: sorted((Path(n.run_dir) / "logs").glob("*.log")) for n in plan.nets}
+    again = tinyrun.run_cli("demo", "--plan", str(plan.path), "--jobs", "2", "--out", str(out), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = {n.name: sorted((Path(n.run_dir) / "logs").glob("*.log")) for n in plan.nets}
+    assert after == before, "a second demo must not train again"
+    assert "up to date" in again.stderr
