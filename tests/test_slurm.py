@@ -26,7 +26,7 @@ from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 from transfer import REPO  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.plan import load_plan  # noqa: E402
-from transfer.slurm import nice_values, queued_jobs, read_records, run_dir, script_path  # noqa: E402
+from transfer.slurm import job_name, nice_values, queued_jobs, read_records, run_dir, script_path  # noqa: E402
 
 
 def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -78,7 +78,8 @@ def test_dry_run_writes_readable_job_scripts(tmp_path):
     plan = load_plan(str(path))
     script = script_path(plan.net("half0A-2-half0B"))
     text = script.read_text()
-    for line in ("#SBATCH --job-name=transfer:slurmtest:half0A-2-half0B", "#SBATCH --partition=gpu",
+    assert re.fullmatch(r"transfer:slurmtest-[0-9a-f]{6}:half0A-2-half0B", job_name(plan, "half0A-2-half0B"))
+    for line in (f"#SBATCH --job-name={job_name(plan, 'half0A-2-half0B')}", "#SBATCH --partition=gpu",
                  "#SBATCH --account=lab", "#SBATCH --time=2-00:00:00", "#SBATCH --signal=B:TERM@120",
                  "#SBATCH --gres=gpu:1", 'train "$NET" --plan "$PLAN" --gpu 0 &', f"PLAN={path}"):
         assert line in text, line

@@ -23,6 +23,7 @@ Every sbatch, re-pointing and cancel is appended to <runs_dir>/slurm/submissions
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -45,7 +46,10 @@ MAX_FOLLOW_UPS = 100   # a net that never reaches a snapshot must not resubmit i
 # ---------------------------------------------------------------------------- names and files
 
 def job_name(plan: Any, net_name: str) -> str:
-    return f"transfer:{plan.name}:{net_name}"
+    """`transfer:<plan>-<6 hex of its runs directory>:<net>`: two checkouts (or copies) of one plan
+    train into different run directories, and must not take each other's jobs for their own."""
+    where = hashlib.sha256(str(runs_dir(plan).resolve()).encode()).hexdigest()[:6]
+    return f"transfer:{plan.name}-{where}:{net_name}"
 
 
 def _abspath(rel: str) -> Path:
