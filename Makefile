@@ -34,6 +34,10 @@ setup: deps venv caffe
 test: setup
 	$(PY) -m pytest -q tests
 
+# The main job: the whole pipeline on the synthetic dataset, every core busy; a rerun reuses what is done.
+demo: setup
+	$(TRANSFER) demo --plan small
+
 clean-venv:
 	rm -rf $(VENV)
 
