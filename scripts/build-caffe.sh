@@ -100,7 +100,10 @@ options="gpu=$GPU python=$pyver${CAFFE_CMAKE_ARGS:+ cmake=$CAFFE_CMAKE_ARGS}"
 # Our CMake files, patches and compat header decide the result; this driver script does not.
 ours=$(find "$repo/caffe" -maxdepth 1 -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
        xargs -0 cat | sha256sum | cut -c1-64)
-key=$(printf '%s\n' "$src_sha" "$options" "$ours" | sha256sum | cut -c1-16)
+# The system libraries it links: after an upgrade of one of these, a cached build may no longer load.
+system=$(dpkg-query -W -f='${Package}=${Version}\n' libprotobuf-dev libboost-python-dev libgoogle-glog-dev \
+         libgflags-dev libhdf5-dev liblmdb-dev libopenblas-dev 2>/dev/null | LC_ALL=C sort | tr '\n' ' ')
+key=$(printf '%s\n' "$src_sha" "$options" "$ours" "$system" | sha256sum | cut -c1-16)
 root=$CACHE/caffe/$key
 
 # One build per key at a time: parallel `make test` runs wait for the first one.

@@ -61,7 +61,8 @@ def _items(db: Path) -> list[tuple[bytes, bytes]]:
 
 def _expected(path: Path, size: int = SIZE) -> np.ndarray:
     """convert_imageset's pixels: cv::imread colour, cv::resize INTER_LINEAR, channel-major."""
-    return cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), (size, size)).transpose(2, 0, 1)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    return cv2.resize(img, (size, size)).transpose(2, 0, 1)
 
 
 @pytest.fixture()
@@ -94,10 +95,13 @@ def test_odd_images_decode_right(pb2, tmp_path):
     Image.fromarray(rgb).convert("L").save(root / "gray.JPEG", quality=95)
     Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.JPEG", quality=95)
     Image.fromarray(rgb).save(root / "png.JPEG", format="PNG")  # as ILSVRC's n02105855_2933.JPEG
-    lst = _write_list(tmp_path / "odd.txt", ["gray.JPEG 0", "cmyk.JPEG 1", "png.JPEG 2"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees on display
+    Image.fromarray(rgb).save(root / "exif.JPEG", quality=95, exif=exif)
+    lst = _write_list(tmp_path / "odd.txt", ["gray.JPEG 0", "cmyk.JPEG 1", "png.JPEG 2", "exif.JPEG 3"])
     db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
     got = [np.frombuffer(pb2.Datum.FromString(v).data, np.uint8).reshape(3, SIZE, SIZE) for _, v in _items(db)]
-    gray, cmyk, png = got
+    gray, cmyk, png, rotated = got
     assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()  # grey replicated to BGR
     with Image.open(root / "cmyk.JPEG") as im:
         assert im.mode == "CMYK"
@@ -106,6 +110,11 @@ def test_odd_images_decode_right(pb2, tmp_path):
     pil = cv2.resize(np.ascontiguousarray(pil_bgr), (SIZE, SIZE)).transpose(2, 0, 1)
     assert np.abs(cmyk.astype(int) - pil).max() <= 2
     assert np.array_equal(png, cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (SIZE, SIZE)).transpose(2, 0, 1))
+    # EXIF orientation ignored, as the 2014 convert_imageset (OpenCV 2.4) did: the stored pixels
+    # are the file's, not the rotated picture today's cv2.imread would give by default.
+    as_stored = cv2.imread(str(root / "exif.JPEG"), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert as_stored.shape[:2] == (40, 50) and cv2.imread(str(root / "exif.JPEG")).shape[:2] == (50, 40)
+    assert np.array_equal(rotated, cv2.resize(as_stored, (SIZE, SIZE)).transpose(2, 0, 1))
 
 
 @pytest.mark.parametrize("bad", ["truncated", "missing", "garbage"])

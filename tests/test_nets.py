@@ -97,6 +97,7 @@ def test_class_count_option(tmp_path):
     (("n: [1, 2, 3, 4, 5, 6, 7]\n    frozen: {splits", "n: [1, 2, 8]\n    frozen: {splits"), "n must be an integer in 1..7"),
     (("fc8_outputs: 1000", "fc8_outputs: 100"), "cannot hold the 500 classes"),
     (("  half0A: 500\n", ""), "dataset 'half0A' is not declared"),
+    (("  crop: 227\n", "  crop: 227\n  weight_std_scal: 4\n"), r"model: unknown field\(s\) \['weight_std_scal'\]"),
 ])
 def test_bad_plans_name_net_and_field(tmp_path, edit, message):
     (tmp_path / "bad.yaml").write_text(PAPER.path.read_text().replace(*edit, 1))

@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import TransferError
 from .plan import load_plan
 from .prepare import prepare_plan_data
-from .report import make_report
+from .report import default_out, make_report
 from .runner import run_plan
 
 
@@ -31,7 +31,7 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
         raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
                             "shows which nets failed; rerun to continue")
     print(f"== 3/3 report ({time.monotonic() - t0:.0f} s so far)", flush=True)
-    out_dir = Path(out or f"reports/{plan.name}")
+    out_dir = Path(out) if out else default_out(plan)
     report = make_report(plan_name, None, out_dir)
     print(f"== done in {time.monotonic() - t0:.0f} s", flush=True)
     for key, q in report["qualitative"].items():

@@ -86,7 +86,9 @@ def load_warped(path: str, width: int, height: int) -> np.ndarray:
 
     if not os.path.isfile(path):
         raise ImageError("file not found")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    # The released databases came from OpenCV 2.4, which never applied a JPEG's EXIF orientation;
+    # OpenCV >= 3.1 does unless told not to.
+    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise ImageError("not a decodable image")
     if _looks_truncated(path):

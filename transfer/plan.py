@@ -30,6 +30,7 @@ TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "rando
 SOLVER_KEYS = ("base_lr", "lr_policy", "gamma", "stepsize", "max_iter", "momentum", "weight_decay",
                "display", "test_interval", "test_iter", "snapshot")
 MODEL_KEYS = ("image_size", "crop", "widths", "fc8_outputs", "train_batch", "test_batch")
+OPTIONAL_MODEL_KEYS = ("weight_std_scale",)
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,10 @@ class Plan:
         return [n for n in self.nets if n.base == name]
 
     def ordered(self, nets: list[Net] | None = None) -> list[Net]:
-        """Dependency order, longest remaining chain (critical path) first."""
-        nets = list(self.nets if nets is None else nets)
-        return sorted(nets, key=lambda n: (-self.tail_work(n.name), self.depth(n), n.name))
-
-    def depth(self, net: Net) -> int:
-        return 0 if net.base is None else 1 + self.depth(self.net(net.base))
-
-    def tail_work(self, name: str) -> int:
-        """Iterations on the longest chain starting at this net (itself included)."""
-        net = self.net(name)
-        return net.max_iter + max((self.tail_work(d.name) for d in self.dependents(name)), default=0)
+        """Dependency order, longest remaining chain (critical path) first: the one order that
+        `transfer run`, `transfer submit` and `plan simulate` all use (transfer/schedule.py)."""
+        from .schedule import order  # noqa: PLC0415 (schedule imports this module)
+        return order(self, nets)
 
     @staticmethod
     def abspath(rel: str | Path) -> Path:
@@ -178,6 +172,10 @@ class _Builder:
         self.model = _need(config, "model", "plan", path)
         for key in MODEL_KEYS:
             _need(self.model, key, "model", path)
+        unknown = set(self.model) - set(MODEL_KEYS) - set(OPTIONAL_MODEL_KEYS)
+        if unknown:
+            raise TransferError(f"{path}: model: unknown field(s) {sorted(unknown)} "
+                                f"(known: {', '.join(MODEL_KEYS + OPTIONAL_MODEL_KEYS)})")
         solver = _need(config, "solver", "plan", path)
         for key in SOLVER_KEYS:
             _need(solver, key, "solver", path)

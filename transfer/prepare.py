@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import datasets, nets, splits, synthetic
 from .errors import TransferError
+from .files import digest
 from .plan import Plan, load_plan
 
 WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
@@ -73,6 +74,18 @@ def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[st
     return f"{images:,.0f} images, about " + (f"{mib / 1024:,.1f} GiB" if mib >= 1024 else f"{mib:,.0f} MiB")
 
 
+def _link(path: Path, target: Path) -> None:
+    """A relative symlink path -> target (replacing an older link, never a real file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(target, path.parent)
+    if path.is_symlink() and os.readlink(path) == rel:
+        return
+    if path.exists() and not path.is_symlink():
+        raise TransferError(f"{path} exists and is not a link to {target}; remove it to share {target}")
+    path.unlink(missing_ok=True)
+    path.symlink_to(rel)
+
+
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
                       val_root: str | None = None, val_list: str | None = None, jobs: int = 0) -> None:
     """Make every dataset the plan's nets train or validate on, then their net files."""
@@ -98,16 +111,25 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     datasets.build(str(train_whole), str(train_root_p), str(whole / "train_lmdb"), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs)
     datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs)
+    whole_sha = digest(train_whole)
     for name in derived:
         _say(f"dataset {name}")
         out = data_dir / name
-        datasets.derive(str(whole / "train_lmdb"), str(lists / "train" / name / "files.txt"),
-                        str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED)
+        if digest(lists / "train" / name / "files.txt") == whole_sha:
+            # e.g. reduced1300 keeps every image: the derived database would be the whole one again
+            # (some 250 GB for ImageNet), so it is the whole one, mean included.
+            _link(out / "train_lmdb", whole / "train_lmdb")
+            _link(out / "mean.binaryproto", whole / "mean.binaryproto")
+        else:
+            datasets.derive(str(whole / "train_lmdb"), str(lists / "train" / name / "files.txt"),
+                            str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED)
         if name not in train_only:
             datasets.derive(str(whole / "val_lmdb"), str(lists / "val" / name / "files.txt"),
                             str(out / "val_lmdb"))
-    for name in used:
+    for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
         mean = data_dir / name / "mean.binaryproto"
+        if mean.is_symlink():
+            continue
         manifest = data_dir / name / "train_lmdb" / "manifest.json"
         if not mean.is_file() or mean.stat().st_mtime < manifest.stat().st_mtime:
             datasets.compute_mean(str(data_dir / name / "train_lmdb"), str(mean))
@@ -123,10 +145,10 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="make a plan's datasets (lists, LMDBs, means) and net files")
-    p.add_argument("--plan", default="small")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
     p.add_argument("--train-root", help="folder the training list's paths are relative to (e.g. ILSVRC2012/train)")
     p.add_argument("--train-list", help="Caffe list of every training image (path label)")
     p.add_argument("--val-root", help="folder the validation list's paths are relative to")
     p.add_argument("--val-list", help="Caffe list of every validation image")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="decoding processes")
+    p.add_argument("--jobs", type=int, default=0, help="decoding processes (0: every core this process may use)")
     p.set_defaults(func=_cmd)

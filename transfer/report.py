@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import REPO, figures, metrics, published
 from .errors import TransferError
-from .files import publish
+from .files import atomic_write
 from .logs import NetLog, log_files, read_logs
 from .plan import Net, Plan, load_plan
 
@@ -272,14 +270,7 @@ def _pct(v: float | None) -> str:
 # ------------------------------------------------------------------------------ writing
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, text)
 
 
 def curve_series(plan: Plan, logs: dict[str, NetLog]) -> dict[str, dict[str, Any]]:
@@ -326,9 +317,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def _default_runs(plan: Plan) -> Path:
-    runs = Path(plan.config["runs_dir"])
-    # relative to where the command runs; fall back to the repository root
-    return runs if runs.is_absolute() or runs.exists() else REPO / runs
+    return plan.abspath(plan.config["runs_dir"])
+
+
+def default_out(plan: Plan) -> Path:
+    return REPO / "reports" / plan.name
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -336,7 +329,7 @@ def _default_runs(plan: Plan) -> Path:
 def _cmd(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise TransferError(f"--top-k must be at least 1, not {args.top_k}")
-    out = args.out or f"reports/{args.plan}"
+    out = args.out or default_out(load_plan(args.plan))
     report = make_report(args.plan, args.logs, out, args.layout, draw=not args.no_figures,
                          k=args.top_k, resamples=args.resamples, seed=args.seed)
     c = report["counts"]

@@ -266,13 +266,7 @@ def _slurm_jobs(plan: Plan) -> dict[str, str] | None:
         jobs = queued_jobs(plan)
     except Exception:  # noqa: BLE001 - no scheduler here: the column is simply left out
         return None
-    out = {}
-    for name, job in (jobs or {}).items():
-        if isinstance(job, dict):
-            out[name] = " ".join(str(job.get(k)) for k in ("id", "state") if job.get(k) is not None)
-        else:
-            out[name] = str(job)
-    return out
+    return {name: str(job) for name, job in (jobs or {}).items()}
 
 
 def status_table(plan: Plan, only: str | None = None) -> str:

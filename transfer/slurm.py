@@ -37,6 +37,9 @@ from typing import Any, NamedTuple
 
 from . import REPO
 from .errors import TransferError
+from .files import atomic_write
+from .plan import Net, Plan
+from .train import is_done
 
 EX_TEMPFAIL = 75
 STALE_REASON = "DependencyNeverSatisfied"
@@ -52,16 +55,12 @@ def job_name(plan: Any, net_name: str) -> str:
     return f"transfer:{plan.name}-{where}:{net_name}"
 
 
-def _abspath(rel: str) -> Path:
-    return REPO / rel  # plan paths are relative to the repository, or absolute (Plan.abspath)
+def runs_dir(plan: Plan) -> Path:
+    return plan.abspath(plan.config["runs_dir"])
 
 
-def runs_dir(plan: Any) -> Path:
-    return _abspath(plan.config["runs_dir"])
-
-
-def run_dir(net: Any) -> Path:
-    return _abspath(net.run_dir)
+def run_dir(net: Net) -> Path:
+    return Plan.abspath(net.run_dir)
 
 
 def script_path(net: Any) -> Path:
@@ -70,14 +69,6 @@ def script_path(net: Any) -> Path:
 
 def state_file(plan: Any) -> Path:
     return runs_dir(plan) / "slurm" / "submissions.jsonl"
-
-
-def is_done(plan: Any, net: Any) -> bool:
-    try:
-        from .train import is_done as train_done  # noqa: PLC0415 (the training stage owns "done")
-    except ImportError:
-        return (run_dir(net) / "DONE").exists()
-    return bool(train_done(plan, net))
 
 
 def record(plan: Any, **entry: Any) -> None:
@@ -235,10 +226,8 @@ def write_script(plan: Any, net: Any, opts: argparse.Namespace) -> Path:
         time=opts.time, signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(REPO)),
         net_q=shlex.quote(net.name), plan_q=shlex.quote(plan_arg(plan, opts.plan)), transfer=transfer, device=device,
         done_q=shlex.quote(str(run_dir(net) / "DONE")), tempfail=EX_TEMPFAIL, max_follow_ups=MAX_FOLLOW_UPS)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    tmp.replace(path)  # a follow-up may be reading the old one right now
+    atomic_write(path, text)  # a follow-up may be reading the old one right now
+    path.chmod(0o755)
     return path
 
 
@@ -252,21 +241,10 @@ def nice_values(plan: Any, nets: list, span: int) -> dict[str, int]:
     return {n.name: round(span * (1 - t[n.name] / top)) for n in nets}
 
 
-def with_bases(plan: Any, nets: list) -> list:
-    """The selection plus every base it needs that is not done (a copy needs its base trained)."""
-    chosen = {n.name: n for n in nets}
-    for net in list(nets):
-        b = net.base
-        while b is not None and b not in chosen and not is_done(plan, plan.net(b)):
-            chosen[b] = plan.net(b)
-            b = chosen[b].base
-    return list(chosen.values())
-
-
 def submit(plan: Any, opts: argparse.Namespace) -> list[dict[str, Any]]:
     """Submit every selected net that is neither done nor queued; returns what was (or would be) done."""
-    from .schedule import order  # noqa: PLC0415
-    nets = order(plan, with_bases(plan, plan.select(opts.only)))
+    from .runner import with_bases  # noqa: PLC0415 (runner shows SLURM jobs in its status)
+    nets = with_bases(plan, plan.select(opts.only))
     # A dry run also works away from the cluster (no squeue, or no controller): the queue reads empty.
     queue = _queue(plan, strict=not opts.dry_run)
     live: dict[str, str] = {}
