@@ -22,7 +22,7 @@ def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):
     root = tmp_path_factory.mktemp("reduced")
     # The tiny plan's images and splits (shared), its own databases, and two reduced-data nets.
     text = tinyrun.TINY.read_text().split("datasets:")[0] + (
-        f"datasets:\n  all: 8\nexperiments:\n  reduced:\n    counts: [40, 10]\n    val_dataset: all\n")
+        "datasets:\n  all: 8\nexperiments:\n  reduced:\n    counts: [40, 10]\n    val_dataset: all\n")
     text = text.replace("data_dir: work/tiny/data", f"data_dir: {root / 'data'}") \
                .replace("runs_dir: work/tiny/runs", f"runs_dir: {root / 'runs'}") \
                .replace("split_dir: work/tiny/synthetic", f"split_dir: {data.parent / 'synthetic'}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .caffe_env import caffe_pb2
 from .errors import TransferError
-from .files import atomic_write, digest
+from .files import atomic_write, digest, duration
 from .images import Entry, ImageError, datum_array, datum_bytes, load_warped, read_list
 from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, datum_key, iter_items, key_path,
                          open_read, read_manifest)
@@ -58,7 +58,7 @@ class Progress:
         rate = (done - self.first) / max(now - self.t0, 1e-9)
         left = (self.total - done) / rate if rate > 0 else float("inf")
         pct = 100.0 * done / max(self.total, 1)
-        line = f"{self.what}: {done}/{self.total} ({pct:.1f}%), {rate:.0f} images/s, {_duration(left)} left"
+        line = f"{self.what}: {done}/{self.total} ({pct:.1f}%), {rate:.0f} images/s, {duration(left)} left"
         sys.stderr.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
         sys.stderr.flush()
 
@@ -66,13 +66,6 @@ class Progress:
         self.update(self.done, force=True)
         if self.tty:
             sys.stderr.write("\n")
-
-
-def _duration(s: float) -> str:
-    if s == float("inf"):
-        return "?"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 # ---------------------------------------------------------------------------- decoding workers

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import REPO, locks
 from .errors import TransferError
+from .files import duration
 from .plan import Net, Plan, load_plan
 from .surgery import shown
 from .train import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, is_done, lock_path, net_state)
@@ -167,7 +168,7 @@ class Runner:
         for name, job in self.jobs.items():
             st = net_state(self.plan, job.net)
             acc = f", val acc {st.val_accuracy:.3f}" if st.val_accuracy is not None else ""
-            eta = f", {_duration(st.seconds_left)} left" if st.seconds_left is not None else ""
+            eta = f", {duration(st.seconds_left)} left" if st.seconds_left is not None else ""
             speed = f", {st.iter_per_s:.2f} it/s" if st.iter_per_s else ""
             _say(f"  {name}: iteration {st.iteration}/{st.max_iter}{speed}{acc}{eta}")
 
@@ -230,17 +231,6 @@ class Runner:
         return EXIT_OK
 
 
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(s)
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s"
-
-
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
              progress_every: float = PROGRESS_EVERY_S) -> int:
@@ -280,7 +270,7 @@ def status_table(plan: Plan, only: str | None = None) -> str:
         acc = f"{st.val_accuracy:.3f}" if st.val_accuracy is not None else "-"
         speed = f"{st.iter_per_s:.2f}" if st.iter_per_s else "-"
         row = (f"{st.name:28} {st.state:8} {f'{st.iteration}/{st.max_iter}':>15} {acc:>7} {speed:>6} "
-               f"{_duration(st.seconds_left):>8}")
+               f"{duration(st.seconds_left):>8}")
         if slurm is not None:
             row += f"  {slurm.get(st.name, '-'):14}"
         if st.state == "running" and st.holder:

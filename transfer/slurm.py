@@ -37,8 +37,8 @@ from typing import Any, NamedTuple
 
 from . import REPO
 from .errors import TransferError
-from .files import atomic_write
-from .plan import Net, Plan
+from .files import atomic_write, read_jsonl
+from .plan import Net, Plan, load_plan
 from .train import is_done
 
 EX_TEMPFAIL = 75
@@ -79,10 +79,7 @@ def record(plan: Any, **entry: Any) -> None:
 
 
 def read_records(plan: Any) -> list[dict[str, Any]]:
-    path = state_file(plan)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(state_file(plan))
 
 
 # ---------------------------------------------------------------------------- slurm commands
@@ -315,7 +312,6 @@ def _time_ok(value: str) -> str:
 
 
 def _submit_cmd(args: argparse.Namespace) -> int:
-    from .plan import load_plan  # noqa: PLC0415
     plan = load_plan(args.plan)
     if args.follow_up:
         new = follow_up(plan, args.follow_up, args.replaces or "?", args.follow_ups)

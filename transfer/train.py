@@ -41,7 +41,7 @@ from . import locks
 from .caffe_env import caffe_binary, caffe_pb2
 from .errors import TransferError
 from .plan import LAYERS, Net, Plan, load_plan
-from .files import atomic_write
+from .files import atomic_write, read_jsonl
 from .surgery import INIT, final_weights, identical_layers, make_init, read_model, run_dir, shown
 
 EXIT_OK = 0
@@ -179,19 +179,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def _attempt_records(out: Path) -> list[dict]:
-    path = out / "attempts.jsonl"
-    if not path.is_file():
-        return []
-    recs = []
-    for line in path.read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except ValueError:
-            pass  # a line cut by a crash
-    return recs
-
-
 # ---------------------------------------------------------------------------- caffe
 
 _PR_SET_PDEATHSIG = 1
@@ -273,7 +260,7 @@ def _finish(plan: Plan, net: Net, out: Path) -> dict:
     frozen = LAYERS[:net.frozen]
     moved = [name for name in frozen if not same[name]]
     check = {"layers": frozen, "identical": not moved, "changed": moved}
-    attempts = _attempt_records(out)
+    attempts = read_jsonl(out / "attempts.jsonl")
     done = {
         "net": net.name, "final_iter": net.max_iter, "final_weights": shown(final),
         "frozen_check": check,
