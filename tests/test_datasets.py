@@ -278,7 +278,7 @@ def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
     assert not (tmp_path / "m.binaryproto").exists()
     import fcntl
 
-    fd = os.open(tmp_path / "db.partial", os.O_RDONLY)  # as a second writer would hold it
+    fd = os.open(tmp_path / "db.partial.lock", os.O_RDWR | os.O_CREAT)  # as a second writer would hold it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(TransferError, match="another process is writing"):
@@ -287,6 +287,7 @@ def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
         os.close(fd)
     datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
     assert datasets.verify(str(tmp_path / "db")) == []
+    assert not (tmp_path / "db.partial.lock").exists()  # a finished build leaves nothing beside it
 
 
 def _caffe():

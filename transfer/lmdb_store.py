@@ -77,37 +77,43 @@ class PartialDB:
         self.resumed = False
         self._puts = 0
         self._kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
-        info = self.path / BUILD_INFO
-        if self.path.exists() and info.is_file():
-            old = json.loads(info.read_text())
-            diff = [f"{k}: was {old.get(k)!r}, now {identity.get(k)!r}"
-                    for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
-            if diff:
-                raise TransferError(f"{self.path} holds an unfinished build of something else ("
-                                    + "; ".join(diff) + f"); delete {self.path} to start over")
-            self.resumed = True
-        elif self.path.exists():
-            shutil.rmtree(self.path)  # created but died before recording what it was: nothing to keep
-        if not self.resumed:
-            self.path.mkdir(parents=True)
-            atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
-        # One writer at a time (two `make -j` jobs, two terminals): the lock dies with the process.
-        self._lock = os.open(self.path, os.O_RDONLY)
+        # One writer at a time (two `make -j` jobs, two terminals), taken before DB.partial is looked
+        # at or removed, on a sibling file so that removing the directory cannot drop it.
+        self._lock_path = Path(str(self.path) + ".lock")
+        self._lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock)
             raise TransferError(f"another process is writing {self.path}") from None
-        # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
-        # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
-        # it. A killed writer only leaves garbage in pages no committed meta page points to.
-        self.env = lmdb.open(str(self.path), map_size=max(int(expected_bytes * 1.25), 1 << 26) + (1 << 26),
-                             subdir=True, max_dbs=0, writemap=True)
-        if self.resumed:
-            with self.env.begin() as txn:
-                raw = txn.get(PROGRESS_KEY)
-            if raw is not None:
-                self.state = json.loads(raw)
+        try:
+            info = self.path / BUILD_INFO
+            if self.path.exists() and info.is_file():
+                old = json.loads(info.read_text())
+                diff = [f"{k}: was {old.get(k)!r}, now {identity.get(k)!r}"
+                        for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+                if diff:
+                    raise TransferError(f"{self.path} holds an unfinished build of something else ("
+                                        + "; ".join(diff) + f"); delete {self.path} to start over")
+                self.resumed = True
+            elif self.path.exists():
+                shutil.rmtree(self.path)  # created but died before recording what it was: nothing to keep
+            if not self.resumed:
+                self.path.mkdir(parents=True)
+                atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+            # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
+            # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
+            # it. A killed writer only leaves garbage in pages no committed meta page points to.
+            self.env = lmdb.open(str(self.path), map_size=max(int(expected_bytes * 1.25), 1 << 26) + (1 << 26),
+                                 subdir=True, max_dbs=0, writemap=True)
+            if self.resumed:
+                with self.env.begin() as txn:
+                    raw = txn.get(PROGRESS_KEY)
+                if raw is not None:
+                    self.state = json.loads(raw)
+        except BaseException:
+            self._unlock()  # a refused or failed start must not keep others out
+            raise
 
     def commit(self, items: list[tuple[bytes, bytes]], state: dict[str, Any]) -> None:
         """Append Datums (keys increasing) and record progress atomically with them."""
@@ -144,7 +150,7 @@ class PartialDB:
         if self.final.exists():
             raise TransferError(f"{self.final} appeared while building; the finished build is in {self.path}")
         os.rename(self.path, self.final)
-        os.close(self._lock)
+        self._unlock()
         fd = os.open(self.final.parent, os.O_RDONLY)
         try:
             os.fsync(fd)  # make the rename itself durable
@@ -156,7 +162,11 @@ class PartialDB:
             self.env.close()
         except lmdb.Error:
             pass
-        try:
-            os.close(self._lock)
-        except OSError:
-            pass
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is None:
+            return
+        self._lock_path.unlink(missing_ok=True)  # still held: a writer starting now makes a new one
+        os.close(self._lock)
+        self._lock = None
