@@ -27,7 +27,7 @@ def main() -> int:
     args = ap.parse_args()
     plan = load_plan(args.plan)
     t0 = time.perf_counter()
-    rows = [simulate(plan, k, args.sec_per_iter) for k in GPUS]
+    rows = [simulate(plan.name, plan.nets, k, args.sec_per_iter) for k in GPUS]
     took = time.perf_counter() - t0
     r0 = rows[0]
     print(f"plan {plan.name}: {r0['nets']} nets, {args.sec_per_iter} s/iteration; total work "

@@ -27,20 +27,20 @@ def demo_run(tmp_path_factory):
     return plan, out, first
 
 
-def log_accuracies(run_dir: Path) -> list[float]:
+def log_accuracies(run) -> list[float]:
     """Validation accuracies read straight from caffe's log lines, independently of transfer.logs."""
-    text = "".join(p.read_text() for p in sorted((run_dir / "logs").glob("*.log")))
+    text = "".join(p.read_text() for p in run.log_files())
     return [float(x) for x in re.findall(r"Test net output #0: accuracy = ([\d.e+-]+)", text)]
 
 
 def test_every_net_trained_to_max_iter(demo_run):
     plan, _, _ = demo_run
     for net in plan.nets:
-        run = Path(net.run_dir)
-        done = json.loads((run / "DONE").read_text())
-        assert (run / "snapshots" / f"{net.name}_iter_{net.max_iter}.caffemodel").is_file(), net.name
-        assert max(int(m) for m in re.findall(r"Iteration (\d+)", (run / "logs" / "attempt-001.log").read_text())) \
-            == net.max_iter, net.name
+        done = net.run.done_record()
+        assert net.run.final_weights.is_file(), net.name
+        first_log = net.run.log_files()[0]
+        assert first_log.name == "attempt-001.log"
+        assert max(int(m) for m in re.findall(r"Iteration (\d+)", first_log.read_text())) == net.max_iter, net.name
         assert done["final_iter"] == net.max_iter, net.name
         if net.frozen:
             assert done["frozen_check"]["identical"] is True, net.name
@@ -52,7 +52,7 @@ def test_report_numbers_are_read_back_from_the_logs(demo_run):
     report = json.loads((out / "report.json").read_text())
     assert report["missing"] == []
     for net in plan.nets:
-        accs = log_accuracies(Path(net.run_dir))
+        accs = log_accuracies(net.run)
         entry = report["nets"][net.name]
         assert entry["iterations"] == net.max_iter
         assert entry["final"] == pytest.approx(accs[-1])
@@ -67,9 +67,9 @@ def test_report_numbers_are_read_back_from_the_logs(demo_run):
 
 def test_second_demo_reuses_everything(demo_run):
     plan, out, _ = demo_run
-    before = {n.name: sorted((Path(n.run_dir) / "logs").glob("*.log")) for n in plan.nets}
+    before = {n.name: n.run.log_files() for n in plan.nets}
     again = tinyrun.run_cli("demo", "--plan", str(plan.path), "--jobs", "2", "--out", str(out), timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    after = {n.name: sorted((Path(n.run_dir) / "logs").glob("*.log")) for n in plan.nets}
+    after = {n.name: n.run.log_files() for n in plan.nets}
     assert after == before, "a second demo must not train again"
     assert "up to date" in again.stderr

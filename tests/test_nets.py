@@ -37,7 +37,7 @@ def test_paper_plan_has_170_nets_with_released_names():
 @pytest.mark.parametrize("treatment", sorted({n.treatment for n in PAPER.nets}))
 def test_multipliers_of_every_n(treatment):
     for net in [n for n in PAPER.nets if n.treatment == treatment]:
-        layers = weight_layers(net_param(net, PAPER.config["model"], train=True))
+        layers = weight_layers(net_param(net, PAPER.model, train=True))
         assert list(layers) == LAYERS
         frozen = net.n if treatment in ("selffer", "transfer", "random_weights") else 0
         assert net.frozen == frozen
@@ -49,8 +49,8 @@ def test_multipliers_of_every_n(treatment):
 
 def test_caffenet_numbers():
     net = PAPER.net("half0A-3-half0B")
-    train = net_param(net, PAPER.config["model"], train=True)
-    test = net_param(net, PAPER.config["model"], train=False)
+    train = net_param(net, PAPER.model, train=True)
+    test = net_param(net, PAPER.model, train=False)
     order = [l.name for l in train.layer]
     assert order == ["data", "conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2",
                      "conv3", "relu3", "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6",
@@ -77,9 +77,9 @@ def test_caffenet_numbers():
 
 def test_solver_numbers():
     normal = PAPER.net("base-half0A").solver
-    assert (normal["base_lr"], normal["stepsize"], normal["max_iter"], normal["test_iter"]) == (0.01, 100000, 450000, 1000)
+    assert (normal.base_lr, normal.stepsize, normal.max_iter, normal.test_iter) == (0.01, 100000, 450000, 1000)
     reduced = PAPER.net("reduced-0100").solver
-    assert (reduced["base_lr"], reduced["stepsize"], reduced["max_iter"]) == (0.0125, 64000, 200000)
+    assert (reduced.base_lr, reduced.stepsize, reduced.max_iter) == (0.0125, 64000, 200000)
     text = net_files(PAPER, PAPER.net("reduced-0100"))
     solver = next(t for p, t in text.items() if p.name.endswith(".solver.prototxt"))
     parsed = text_format.Parse(solver, caffe_pb2().SolverParameter())
@@ -97,7 +97,8 @@ def test_class_count_option(tmp_path):
     (("n: [1, 2, 3, 4, 5, 6, 7]\n    frozen: {splits", "n: [1, 2, 8]\n    frozen: {splits"), "n must be an integer in 1..7"),
     (("fc8_outputs: 1000", "fc8_outputs: 100"), "cannot hold the 500 classes"),
     (("  half0A: 500\n", ""), "dataset 'half0A' is not declared"),
-    (("  crop: 227\n", "  crop: 227\n  weight_std_scal: 4\n"), r"model: unknown field\(s\) \['weight_std_scal'\]"),
+    (("  crop: 227\n", "  crop: 227\n  weight_std_scal: 4\n"),
+     r"model\.weight_std_scal: unknown field 'weight_std_scal' \(did you mean 'weight_std_scale'\?\)"),
 ])
 def test_bad_plans_name_net_and_field(tmp_path, edit, message):
     (tmp_path / "bad.yaml").write_text(PAPER.path.read_text().replace(*edit, 1))
@@ -176,19 +177,19 @@ def test_every_generated_net_loads_in_pycaffe(plan_name, tmp_path):
     caffe = import_caffe()
     caffe.set_mode_cpu()
     plan = load_plan(plan_name)
-    model = plan.config["model"]
-    db, mean = _tiny_db(tmp_path, model["image_size"])
-    widths = model["widths"]
+    model = plan.model
+    db, mean = _tiny_db(tmp_path, model.image_size)
+    widths = model.widths
     side = {"paper": 6, "small": 1}[plan_name]  # pool5: 227 -> 55 -> 27 -> 13 -> 6; 56 -> 12 -> 6 -> 3 -> 1
     for net in plan.nets:
-        for path, train in ((net.train_net, True), (net.test_net, False)):
-            files = net_files(plan, net)
-            full = plan.abspath(path)
+        files = net_files(plan, net)
+        for full, train in zip(net.files.generated()[:2], (True, False)):
+            path = full
             if plan_name != "paper":  # the small plan's files are generated, not committed
                 full = tmp_path / full.name
-                full.write_text(files[plan.abspath(path)])
+                full.write_text(files[path])
             n = _load(caffe, full, db, mean, tmp_path, train)
-            assert n.blobs["data"].data.shape == (2, 3, model["crop"], model["crop"]), path
+            assert n.blobs["data"].data.shape == (2, 3, model.crop, model.crop), path
             assert n.blobs["pool5"].data.shape == (2, widths[4], side, side), path
             assert n.blobs["fc8"].data.shape == (2, net.fc8_outputs), path
             assert [k for k in n.params] == LAYERS, path
@@ -205,7 +206,7 @@ def test_upgrade_tool_leaves_generated_files_unchanged(tmp_path):
     import subprocess
     from transfer.caffe_env import tool
     upgrade = tool("upgrade_net_proto_text")
-    paths = [PAPER.abspath(p) for n in PAPER.nets for p in (n.train_net, n.test_net)]
+    paths = [p for n in PAPER.nets for p in n.files.generated()[:2]]
     assert len(paths) == 340
     out = tmp_path / "up.prototxt"
     for path in paths:

@@ -13,6 +13,7 @@ from transfer import metrics, report
 from transfer.errors import TransferError
 from transfer.metrics import NetMetric
 from transfer.plan import Net, load_plan
+from transfer.rundir import RunDir
 
 # The paper's pattern, roughly (Figure 2/3, Table S1): the number each fake net's logs yield.
 BNB = {1: 0.625, 2: 0.62, 3: 0.60, 4: 0.575, 5: 0.57, 6: 0.605, 7: 0.62}
@@ -187,7 +188,7 @@ def test_report_runs_layout_tiny_and_nothing_at_all(tmp_path: Path) -> None:
     plan = load_plan("tiny")
     runs = tmp_path / "runs"
     for net in plan.nets[:3]:
-        d = runs / net.name / "logs"
+        d = RunDir(runs / net.name, net.name, net.max_iter).logs_dir
         d.mkdir(parents=True)
         (d / "20260101-000000.log").write_text(log_2014(values_for(0.5)))
     rep = report.make_report("tiny", runs, tmp_path / "rep", draw=False)

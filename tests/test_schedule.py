@@ -9,14 +9,17 @@ import pytest
 
 from transfer.errors import TransferError
 from transfer.plan import load_plan
-from transfer.schedule import (DAY, jobs_of, list_schedule, one_gpu_bound, order, register_simulate,
-                               simulate, speedup)
+from transfer import plan_cli, schedule
+from transfer.schedule import DAY, jobs_of, list_schedule, one_gpu_bound, order, speedup
 
 
-def toy(*nets: tuple[str, str | None, int], gpus: dict[str, int] | None = None) -> SimpleNamespace:
+def toy(*nets: tuple[str, str | None, int]) -> SimpleNamespace:
     """A plan-like object: (name, base, iterations); sec_per_iter=1 makes iterations seconds."""
-    return SimpleNamespace(name="toy", nets=[
-        SimpleNamespace(name=n, base=b, max_iter=it, gpus=(gpus or {}).get(n, 1)) for n, b, it in nets])
+    return SimpleNamespace(name="toy", nets=[SimpleNamespace(name=n, base=b, max_iter=it) for n, b, it in nets])
+
+
+def simulate(plan, *args, **kwargs) -> dict:
+    return schedule.simulate(plan.name, plan.nets, *args, **kwargs)
 
 
 def test_chain_and_independent_net_by_hand():
@@ -34,7 +37,7 @@ def test_chain_and_independent_net_by_hand():
 def test_tail_work_beats_own_length():
     # x is short but 'y' waits on it: x must start first on one GPU, before the longer z.
     plan = toy(("x", None, 2), ("y", "x", 10), ("z", None, 11))
-    assert [n.name for n in order(plan)] == ["x", "z", "y"]
+    assert [n.name for n in order(plan.nets)] == ["x", "z", "y"]
     res = simulate(plan, 2, 1.0)
     assert res["start"]["x"] == 0 and res["start"]["y"] == 2 and res["makespan"] == 12
 
@@ -49,7 +52,7 @@ def test_short_nets_fill_the_end():
 def test_wave_bound_by_hand():
     # Two bases of 1 s with three 1-s children each, 2 GPUs: children fill 3 waves after t=1.
     nets = [("A", None, 1), ("B", None, 1)] + [(f"{p}{i}", p, 1) for p in "AB" for i in range(3)]
-    jobs = jobs_of(toy(*nets), 1.0)
+    jobs = jobs_of(toy(*nets).nets, 1.0)
     assert one_gpu_bound(jobs, 2) == 4
     assert max(e for _, e in list_schedule(jobs, 2).values()) == 4
     assert one_gpu_bound(jobs, 3) == 3 and one_gpu_bound(jobs, 6) == 2
@@ -58,7 +61,7 @@ def test_wave_bound_by_hand():
 def test_bases_come_before_their_dependents_in_order():
     plan = load_plan("paper")
     seen: set[str] = set()
-    for net in order(plan):
+    for net in order(plan.nets):
         assert net.base is None or net.base in seen, net.name
         seen.add(net.name)
     assert len(seen) == 170
@@ -66,13 +69,13 @@ def test_bases_come_before_their_dependents_in_order():
 
 def test_multi_gpu_nets():
     assert speedup(1) == 1 and 1 < speedup(2) < 2
-    plan = toy(("w", None, 30), ("n", None, 10), gpus={"w": 2})
-    res = simulate(plan, 2, 1.0)
+    plan = toy(("w", None, 30), ("n", None, 10))
+    res = simulate(plan, 2, 1.0, net_gpus={"w": 2})
     # The wide net (30 / 1.82 = 16.4 s, the longer tail) occupies both GPUs; the narrow one follows.
     assert res["start"] == {"w": 0, "n": 30 / speedup(2)}
     assert res["total_work"] == pytest.approx(10 + 2 * 30 / speedup(2))
     with pytest.raises(TransferError, match="needs 2 GPUs; only 1"):
-        simulate(plan, 1, 1.0)
+        simulate(plan, 1, 1.0, net_gpus={"w": 2})
     over = simulate(toy(("a", None, 10)), 4, 1.0, net_gpus={"a": 4})
     assert over["makespan"] == pytest.approx(10 / speedup(4))
 
@@ -122,17 +125,17 @@ def test_more_gpus_a_net_close_the_gap(paper):
 
 def test_simulate_cli_json(paper, capsys):
     parser = argparse.ArgumentParser()
-    register_simulate(parser.add_subparsers())
-    args = parser.parse_args(["simulate", "--plan", "paper", "--gpus", "16", "--json"])
+    plan_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["plan", "simulate", "--plan", "paper", "--gpus", "16", "--json"])
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("makespan", "lower_bound", "ratio", "gpus", "critical_path", "total_work",
                 "makespan_days", "lower_bound_days"):
         assert key in out
     assert out["gpus"] == 16 and out["ratio"] == pytest.approx(out["makespan"] / out["lower_bound"])
-    args = parser.parse_args(["simulate", "--plan", "tiny", "--gpus", "2", "--net-gpus", "base-*=2"])
+    args = parser.parse_args(["plan", "simulate", "--plan", "tiny", "--gpus", "2", "--net-gpus", "base-*=2"])
     assert args.func(args) == 0
     assert "makespan" in capsys.readouterr().out
-    args = parser.parse_args(["simulate", "--gpus", "2", "--net-gpus", "base-*=two"])
+    args = parser.parse_args(["plan", "simulate", "--gpus", "2", "--net-gpus", "base-*=two"])
     with pytest.raises(TransferError, match="base-\\*=two"):
         args.func(args)

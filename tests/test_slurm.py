@@ -7,7 +7,6 @@ than its one-minute time limit continued until done.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -26,7 +25,7 @@ from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 from transfer import REPO  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.plan import load_plan  # noqa: E402
-from transfer.slurm import job_name, nice_values, queued_jobs, read_records, run_dir, script_path  # noqa: E402
+from transfer.slurm import job_name, nice_values, queued_jobs, read_records  # noqa: E402
 
 
 def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -47,10 +46,10 @@ def plan_copy(root: Path, name: str = "slurmtest") -> Path:
     return path
 
 
-def job_starts(net_dir: Path) -> list[int]:
+def job_starts(net) -> list[int]:
     """Start times (epoch s) of every SLURM job of a net, from the lines its job script prints."""
     starts = []
-    for out in (net_dir / "slurm").glob("*.out"):
+    for out in net.run.slurm_outputs():
         starts += [int(m) for m in re.findall(r"^transfer-job: start (\d+)", out.read_text(), re.M)]
     return sorted(starts)
 
@@ -76,7 +75,7 @@ def test_dry_run_writes_readable_job_scripts(tmp_path):
     # The base it copies from is added, and comes first.
     assert re.search(r"would submit.*base-half0A\n.*would submit.*half0A-2-half0B\s+after <base-half0A>", out)
     plan = load_plan(str(path))
-    script = script_path(plan.net("half0A-2-half0B"))
+    script = plan.net("half0A-2-half0B").run.job_script
     text = script.read_text()
     assert re.fullmatch(r"transfer:slurmtest-[0-9a-f]{6}:half0A-2-half0B", job_name(plan, "half0A-2-half0B"))
     for line in (f"#SBATCH --job-name={job_name(plan, 'half0A-2-half0B')}", "#SBATCH --partition=gpu",
@@ -86,7 +85,7 @@ def test_dry_run_writes_readable_job_scripts(tmp_path):
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert not (tmp_path / "runs" / "slurm" / "submissions.jsonl").exists()  # a dry run records nothing
     cpu = submit("--plan", str(path), "--only", "base-half0B", "--dry-run", "--cpu", env=env)
-    text = script_path(plan.net("base-half0B")).read_text()
+    text = plan.net("base-half0B").run.job_script.read_text()
     assert "--cpu &" in text and "#SBATCH --cpus-per-task=1" in text and "gres" not in text, cpu.stdout
 
 
@@ -175,19 +174,17 @@ def test_submit_again_skips_queued_and_replaces_stale(cluster, tmp_path):
 
 
 def _job_tail(net, lines: int = 6) -> str:
-    outs = sorted((run_dir(net) / "slurm").glob("*.out"), key=lambda f: f.stat().st_mtime)
+    outs = net.run.slurm_outputs()
     return "\n".join(outs[-1].read_text(errors="replace").splitlines()[-lines:]) if outs else "(no job output)"
 
 
 def _iterations_logged(plan, net) -> bool:
-    return any("Iteration" in f.read_text(errors="replace") for f in (run_dir(net) / "logs").glob("*.log"))
+    return any("Iteration" in f.read_text(errors="replace") for f in net.run.log_files())
 
 
 def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     if not (REPO / "transfer" / "train.py").is_file() or not tinyrun.caffe_available():
         pytest.skip("needs transfer train and a built Caffe (make caffe)")
-    from transfer.train import is_done  # noqa: PLC0415
-
     data = tinyrun.shared_data(tmp_path_factory)
     # How fast this machine trains the tiny net now: 12 s of one base, outside SLURM.
     probe = tinyrun.write_plan_copy(tmp_path_factory.mktemp("probe"), data, solver={"max_iter": 100000})
@@ -195,7 +192,7 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     res = tinyrun.run_cli("train", "base-half0A", "--plan", str(probe.path), "--cpu", "--max-seconds", "12")
     assert res.returncode == 75, res.stderr[-2000:]
     done_iters = max(int(m) for m in re.findall(r"Iteration (\d+)", "".join(
-        f.read_text() for f in (run_dir(probe.net("base-half0A")) / "logs").glob("*.log"))))
+        f.read_text() for f in probe.net("base-half0A").run.log_files())))
     rate = done_iters / 12.0
     # A net of about 45 s of training alone (more beside the other jobs) under a 1-minute time limit,
     # told to stop 30 s (slurm: up to 60 s) before it: it needs follow-ups.
@@ -214,24 +211,24 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     # Preempt base-half0B once it is training: TERM to the batch shell, as slurm does.
     b = tiny.net("base-half0B")
     first_job = queued_jobs(tiny)["base-half0B"].id
-    wait_until(lambda: _iterations_logged(tiny, b) or is_done(tiny, b), 240, "base-half0B to train", cluster,
+    wait_until(lambda: _iterations_logged(tiny, b) or b.run.is_done(), 240, "base-half0B to train", cluster,
                every=0.3)
-    assert not is_done(tiny, b), "base-half0B finished before it could be interrupted"
+    assert not b.run.is_done(), "base-half0B finished before it could be interrupted"
     subprocess.run(["scancel", "--signal=TERM", "--batch", first_job], check=True)
 
     everything = [(tiny, n) for n in tiny.nets] + [(long, long.net("base-half0A"))]
     # A follow-up is queued before the job it replaces ends: an empty queue means nothing more will run.
     wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 420, "the queue to empty", cluster,
                every=2)
-    left = {n.name: _job_tail(n) for p, n in everything if not is_done(p, n)}
+    left = {n.name: _job_tail(n) for p, n in everything if not n.run.is_done()}
     assert not left, "nets not done:\n" + "\n".join(f"{k}:\n{v}" for k, v in left.items())
 
     # Bases before the nets that copy from them: no job of a copy started before its base was done.
     for net in tiny.nets:
-        assert job_starts(run_dir(net)), net.name
+        assert job_starts(net), net.name
         if net.base:
-            base_done = (run_dir(tiny.net(net.base)) / "DONE").stat().st_mtime
-            assert job_starts(run_dir(net))[0] >= int(base_done), (net.name, net.base)
+            base_done = tiny.net(net.base).run.done_file.stat().st_mtime
+            assert job_starts(net)[0] >= int(base_done), (net.name, net.base)
         assert _iterations_logged(tiny, net), net.name
 
     # The interrupted base continued in a follow-up that took over its dependents.
@@ -240,12 +237,12 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     assert follow and follow[0]["replaces"] == first_job, recs
     repointed = {r["net"] for r in recs if r["action"] == "re-point" and r["after"] == follow[0]["job"]}
     assert repointed == {d.name for d in tiny.dependents("base-half0B")}, recs
-    assert len(job_starts(run_dir(b))) == 2
+    assert len(job_starts(b)) == 2
 
     # The long net outlived its time limit, was told in time, and finished in follow-ups.
     ln = long.net("base-half0A")
-    outs = "".join(f.read_text() for f in (run_dir(ln) / "slurm").glob("*.out"))
-    assert "SIGTERM" in outs and len(job_starts(run_dir(ln))) >= 2, outs
+    outs = "".join(f.read_text() for f in ln.run.slurm_outputs())
+    assert "SIGTERM" in outs and len(job_starts(ln)) >= 2, outs
     assert [r for r in read_records(long) if r["action"] == "follow-up"]
-    attempts = [json.loads(x) for x in (run_dir(ln) / "attempts.jsonl").read_text().splitlines() if x.strip()]
+    attempts = ln.run.attempts()
     assert len(attempts) >= 2

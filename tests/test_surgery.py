@@ -30,27 +30,26 @@ def fresh(tmp_path, tmp_path_factory):
 
 
 def test_copied_layers_equal_base_final_weights(trained):
-    from transfer.surgery import final_weights, identical_layers
+    from transfer.caffemodel import identical_layers
     plan, res = trained
     assert res.returncode == 0, res.stdout
     for net in plan.nets:
         if not net.copied:
             continue
-        init = plan.abspath(net.run_dir) / "init.caffemodel"
-        same = identical_layers(final_weights(plan, plan.net(net.base)), init)
+        same = identical_layers(plan.net(net.base).run.final_weights, net.run.init_weights)
         assert [l for l in LAYERS if same[l]] == LAYERS[:net.copied], net.name
 
 
 def test_surgery_record(trained):
-    from transfer.surgery import default_seed, layer_arrays
+    from transfer.caffemodel import layer_arrays
+    from transfer.surgery import default_seed
     plan, _ = trained
     net = plan.net("half0A-6-half0B-ft")
-    out = plan.abspath(net.run_dir)
-    rec = json.loads((out / "surgery.json").read_text())
+    rec = json.loads(net.run.surgery_record.read_text())
     assert rec["seed"] == default_seed(net) and rec["base"] == "base-half0A"
     assert rec["copied"] == LAYERS[:6] and rec["frozen"] == []
     assert rec["base_weights"].endswith("base-half0A_iter_60.caffemodel")
-    arrays = layer_arrays(out / "init.caffemodel")
+    arrays = layer_arrays(net.run.init_weights)
     for layer in rec["layers"]:
         name = layer["layer"]
         assert layer["init"] == ("copied from base-half0A" if name in LAYERS[:6] else "random (filler)")
@@ -61,14 +60,15 @@ def test_surgery_record(trained):
 
 
 def test_fresh_layers_follow_fillers_and_seed(fresh):
-    from transfer.surgery import draw_fresh, identical_layers, layer_arrays
+    from transfer.caffemodel import identical_layers, layer_arrays
+    from transfer.surgery import draw_fresh
     net = fresh.net("base-half0A")
     a, b, c = draw_fresh(fresh, net, 7), draw_fresh(fresh, net, 7), draw_fresh(fresh, net, 8)
     assert all(identical_layers(a, b).values())
     assert not any(identical_layers(a, c, LAYERS).values())
     arrays = layer_arrays(a)
     assert arrays["conv1"][0].shape == (24, 3, 11, 11)
-    scale = fresh.config["model"].get("weight_std_scale", 1)  # the small profiles widen the stds
+    scale = fresh.model.weight_std_scale  # the small profiles widen the stds
     assert abs(float(arrays["conv1"][0].std()) - 0.01 * scale) < 0.001 * scale    # gaussian std 0.01
     assert abs(float(arrays["fc6"][0].std()) - 0.005 * scale) < 0.0005 * scale    # gaussian std 0.005
     assert np.all(arrays["conv2"][1] == 1) and np.all(arrays["conv3"][1] == 0)
@@ -80,21 +80,21 @@ def test_refuses_unfinished_base(fresh):
     with pytest.raises(TransferError, match=r"'half0A-2-half0B' copies layers 1\.\.2 from 'base-half0A', "
                                             r"which is not finished"):
         make_init(fresh, net)
-    assert not (fresh.abspath(net.run_dir) / "init.caffemodel").exists()
+    assert not net.run.init_weights.exists()
     res = tinyrun.run_cli("surgery", net.name, "--plan", str(fresh.path))
     assert res.returncode == 2 and "not finished" in res.stderr
 
 
 def test_refuses_shape_mismatch(fresh):
     from transfer.caffe_env import caffe_pb2
-    from transfer.surgery import draw_fresh, final_weights, make_init
+    from transfer.surgery import draw_fresh, make_init
     base = fresh.net("base-half0A")
     model = draw_fresh(fresh, base, 1)
     conv2 = next(l for l in model.layer if l.name == "conv2")
     del conv2.blobs[0].shape.dim[:]
     conv2.blobs[0].shape.dim.extend([32, 12, 5, 5])        # a base trained with other widths
     conv2.blobs[0].data[:] = [0.0] * (32 * 12 * 25)
-    path = final_weights(fresh, base)
+    path = base.run.final_weights
     path.parent.mkdir(parents=True)
     path.write_bytes(model.SerializeToString())
     assert isinstance(model, caffe_pb2().NetParameter)
@@ -111,6 +111,6 @@ def test_random_weights_net_copies_nothing(tmp_path, tmp_path_factory):
     net = plan.net("random-3")
     assert net.frozen == 3 and net.copied == 0
     make_init(plan, net)   # needs no base
-    rec = json.loads((plan.abspath(net.run_dir) / "surgery.json").read_text())
+    rec = json.loads(net.run.surgery_record.read_text())
     assert rec["copied"] == [] and rec["base"] is None and rec["frozen"] == LAYERS[:3]
     assert all(l["init"] == "random (filler)" for l in rec["layers"])

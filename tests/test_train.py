@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from transfer import REPO, locks
+from transfer.errors import Exit
+from transfer.files import repo_path
 from transfer.plan import LAYERS
+from transfer.status import net_state
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -24,7 +27,7 @@ needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is
 
 
 def _logs(plan, net) -> list[Path]:
-    return sorted((plan.abspath(net.run_dir) / "logs").glob("attempt-*.log"))
+    return net.run.log_files()
 
 
 def _wait_for(pred, timeout: float, what: str) -> None:
@@ -45,7 +48,7 @@ def _dead_pid() -> int:
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
-    path = tmp_path / "lock"
+    path = tmp_path / "held"
     with locks.acquire(path) as lock:
         info = json.loads(path.read_text())
         assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
@@ -56,7 +59,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 
 def test_stale_lock_of_dead_pid_is_taken_over(tmp_path):
-    path = tmp_path / "lock"
+    path = tmp_path / "held"
     dead = _dead_pid()
     path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "token": "x"}))
     lock = locks.acquire(path)
@@ -66,7 +69,7 @@ def test_stale_lock_of_dead_pid_is_taken_over(tmp_path):
 
 
 def test_other_host_lock_live_until_heartbeat_stops(tmp_path):
-    path = tmp_path / "lock"
+    path = tmp_path / "held"
     path.write_text(json.dumps({"host": "elsewhere.example", "pid": 1, "token": "x"}))
     with pytest.raises(locks.LockHeld, match="elsewhere.example"):
         locks.acquire(path, stale_after=60)
@@ -78,7 +81,7 @@ def test_other_host_lock_live_until_heartbeat_stops(tmp_path):
 
 
 def test_release_never_removes_a_lock_taken_over(tmp_path):
-    path = tmp_path / "lock"
+    path = tmp_path / "held"
     lock = locks.acquire(path)
     path.unlink()
     path.write_text(json.dumps({"host": "other", "pid": 2, "token": "theirs"}))
@@ -97,55 +100,55 @@ def trained(tmp_path_factory):
 
 @needs_caffe
 def test_run_trains_every_net_in_dependency_order(trained):
-    from transfer.surgery import final_weights
-    from transfer.train import is_done
     plan, res = trained
     assert res.returncode == 0, res.stdout + res.stderr
     for net in plan.nets:
-        assert is_done(plan, net), net.name
-        assert final_weights(plan, net).name == f"{net.name}_iter_{net.max_iter}.caffemodel"
+        assert net.run.is_done(), net.name
+        assert net.run.final_weights.name == f"{net.name}_iter_{net.max_iter}.caffemodel"
         assert len(_logs(plan, net)) == 1
-        done = json.loads((plan.abspath(net.run_dir) / "DONE").read_text())
+        done = net.run.done_record()
         assert done["final_iter"] == net.max_iter and done["frozen_check"]["identical"] is True
         assert done["frozen_check"]["layers"] == LAYERS[:net.frozen]
     # a net starts only after its base finished
-    starts = {l.split("start ")[1].split()[0]: i for i, l in enumerate(res.stdout.splitlines()) if "] start " in l}
-    dones = {l.split("done  ")[1].split()[0]: i for i, l in enumerate(res.stdout.splitlines()) if "] done  " in l}
+    starts = {l.split("start ")[1].split()[0]: i for i, l in enumerate(res.stderr.splitlines()) if "] start " in l}
+    dones = {l.split("done  ")[1].split()[0]: i for i, l in enumerate(res.stderr.splitlines()) if "] done  " in l}
     for net in plan.nets:
         if net.base:
-            assert dones[net.base] < starts[net.name], (net.name, res.stdout)
+            assert dones[net.base] < starts[net.name], (net.name, res.stderr)
 
 
 @needs_caffe
 def test_run_dir_layout_and_absolute_paths(trained):
     plan, _ = trained
     net = plan.net("half0A-2-half0B")
-    out = plan.abspath(net.run_dir)
-    for name in ("init.caffemodel", "surgery.json", "train.prototxt", "test.prototxt", "solver.prototxt",
-                 "DONE", "logs/attempt-001.log"):
-        assert (out / name).is_file(), name
-    solver = (out / "solver.prototxt").read_text()
-    assert f'snapshot_prefix: "{out}/snapshots/half0A-2-half0B"' in solver
+    run = net.run
+    for path in (run.init_weights, run.surgery_record, run.net_copy("train"), run.net_copy("test"),
+                 run.net_copy("solver"), run.done_file, run.logs_dir / "attempt-001.log"):
+        assert path.is_file(), path
+        assert path.parent in (run.path, run.logs_dir)
+    solver = run.net_copy("solver").read_text()
+    assert f'snapshot_prefix: "{run.path}/snapshots/half0A-2-half0B"' in solver
     assert "solver_mode: CPU" in solver
-    train = (out / "train.prototxt").read_text()
+    train = run.net_copy("train").read_text()
     # a transfer net reads its target's images and subtracts its base's mean
-    assert f'source: "{plan.abspath(plan.data_dir)}/half0B/train_lmdb"' in train
-    assert f'mean_file: "{plan.abspath(plan.data_dir)}/half0A/mean.binaryproto"' in train
-    assert not (out / "lock").exists()
+    data = repo_path(plan.dirs.data)
+    assert f'source: "{data}/half0B/train_lmdb"' in train
+    assert f'mean_file: "{data}/half0A/mean.binaryproto"' in train
+    assert not run.has_lock_file()
 
 
 @needs_caffe
 def test_frozen_layers_unchanged_finetuned_layers_changed(trained):
-    from transfer.surgery import final_weights, identical_layers
+    from transfer.caffemodel import identical_layers
     plan, _ = trained
     for name in ("half0B-2-half0B", "half0A-6-half0B", "half0A-2-half0B-ft", "half0A-6-half0B-ft"):
         net = plan.net(name)
-        same = identical_layers(plan.abspath(net.run_dir) / "init.caffemodel", final_weights(plan, net))
+        same = identical_layers(net.run.init_weights, net.run.final_weights)
         assert [l for l in LAYERS if same[l]] == LAYERS[:net.frozen], name
     # fine-tuned: copied layers start equal to the base's final weights and then move
     ft = plan.net("half0A-6-half0B-ft")
-    base_final = final_weights(plan, plan.net("base-half0A"))
-    assert not any(identical_layers(base_final, final_weights(plan, ft), LAYERS[:6]).values())
+    base_final = plan.net("base-half0A").run.final_weights
+    assert not any(identical_layers(base_final, ft.run.final_weights, LAYERS[:6]).values())
 
 
 @needs_caffe
@@ -164,7 +167,7 @@ def test_status_after_training(trained):
 def test_rerun_of_finished_plan_trains_nothing(trained):
     plan, _ = trained
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu")
-    assert res.returncode == 0 and "] start " not in res.stdout, res.stdout
+    assert res.returncode == 0 and "] start " not in res.stderr, res.stderr
     res = tinyrun.run_cli("train", "base-half0A", "--plan", str(plan.path), "--cpu")
     assert res.returncode == 0 and "already done" in res.stderr
     assert all(len(_logs(plan, n)) == 1 for n in plan.nets)
@@ -182,10 +185,9 @@ def scratch(tmp_path, tmp_path_factory):
 
 @needs_caffe
 def test_kill9_then_rerun_resumes_from_snapshot(scratch):
-    from transfer.train import is_done
     plan = scratch(max_iter=80, snapshot=20)
     net = plan.net("base-half0B")
-    snaps = plan.abspath(net.run_dir) / "snapshots"
+    snaps = net.run.snapshots_dir
     proc = subprocess.Popen(tinyrun.transfer_cmd("run", "--plan", str(plan.path), "--only", net.name, "--cpu"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     _wait_for(lambda: (snaps / f"{net.name}_iter_20.solverstate").is_file(), 120, "the first snapshot")
@@ -193,46 +195,45 @@ def test_kill9_then_rerun_resumes_from_snapshot(scratch):
     os.killpg(proc.pid, signal.SIGKILL)  # runner, `transfer train` and caffe, no chance to clean up
     proc.wait()
     time.sleep(0.5)
-    assert not is_done(plan, net)
-    assert (plan.abspath(net.run_dir) / "lock").exists()  # left behind by the dead process
+    assert not net.run.is_done()
+    assert net.run.has_lock_file()  # left behind by the dead process
 
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", net.name, "--cpu")
-    assert res.returncode == 0, res.stdout
-    assert "took over the lock" in res.stdout and "gone" in res.stdout
-    assert is_done(plan, net)
+    assert res.returncode == 0, res.stderr
+    assert "took over the lock" in res.stderr and "gone" in res.stderr
+    assert net.run.is_done()
     logs = _logs(plan, net)
     assert [p.name for p in logs] == ["attempt-001.log", "attempt-002.log"]
     second = logs[1].read_text()
     assert "-snapshot=" in second and "_iter_" in second
-    resumed = json.loads((plan.abspath(net.run_dir) / "attempts.jsonl").read_text().splitlines()[-1])
+    resumed = net.run.attempts()[-1]
     assert resumed["resumed_from"] >= 20 and resumed["exit"] == 0
-    assert (snaps / f"{net.name}_iter_80.caffemodel").is_file()
+    assert net.run.snapshot(80).is_file()
 
 
 @needs_caffe
 def test_sigterm_and_time_limit_snapshot_and_exit_75(scratch):
-    from transfer.train import EXIT_INTERRUPTED, is_done, resume_point
     plan = scratch(max_iter=400, snapshot=1000, test_interval=1000)
     net = plan.net("base-half0A")
     cmd = tinyrun.transfer_cmd("train", net.name, "--plan", str(plan.path), "--cpu")
-    log_dir = plan.abspath(net.run_dir) / "logs"
+    log_dir = net.run.logs_dir
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for(lambda: any("Iteration 20" in p.read_text() for p in log_dir.glob("*.log")), 120, "training")
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED, out
-    first = resume_point(plan, net)
+    assert proc.returncode == Exit.INTERRUPTED, out
+    first = net.run.resume_point()
     assert first and 20 <= first[0] < 400, out   # a snapshot caffe took on request, not by schedule
 
     res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu", "--max-seconds", "4")
-    assert res.returncode == EXIT_INTERRUPTED, res.stderr
+    assert res.returncode == Exit.INTERRUPTED, res.stderr
     assert "time limit" in res.stderr
-    second = resume_point(plan, net)
-    assert second[0] > first[0] and not is_done(plan, net)
+    second = net.run.resume_point()
+    assert second[0] > first[0] and not net.run.is_done()
 
     res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
     assert res.returncode == 0, res.stderr
-    assert is_done(plan, net) and len(_logs(plan, net)) == 3
+    assert net.run.is_done() and len(_logs(plan, net)) == 3
 
 
 @needs_caffe
@@ -248,7 +249,7 @@ def test_two_runners_train_each_net_once(scratch):
     nets = [plan.net(n) for n in ("base-half0B", "half0B-2-half0B", "half0B-6-half0B")]
     for net in nets:
         assert len(_logs(plan, net)) == 1, net.name   # one caffe attempt in all
-    attempts = sum(len(re.findall(r"\] attempt \d+ \(", o)) for o in outs)
+    attempts = sum(len(re.findall(r": attempt \d+ \(", o)) for o in outs)
     assert attempts == len(nets), outs
 
 
@@ -265,10 +266,9 @@ def test_failure_skips_dependents_not_independent_nets(tmp_path, tmp_path_factor
     plan = tinyrun.write_plan_copy(tmp_path / "plan", data, solver={"max_iter": 20, "snapshot": 20})
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", "half0A-2-half0B,half0B-2-half0B",
                           "--cpu", "--jobs", "2")
-    assert res.returncode == 1, res.stdout
-    assert "FAILED base-half0A" in res.stdout and "skip  half0A-2-half0B" in res.stdout
-    from transfer.train import is_done, net_state
-    assert is_done(plan, plan.net("half0B-2-half0B"))
+    assert res.returncode == Exit.FAILED, res.stderr
+    assert "FAILED base-half0A" in res.stderr and "skip  half0A-2-half0B" in res.stderr
+    assert plan.net("half0B-2-half0B").run.is_done()
     assert net_state(plan, plan.net("base-half0A")).state == "failed"
     assert net_state(plan, plan.net("half0A-2-half0B")).state == "blocked"
     status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
@@ -277,10 +277,9 @@ def test_failure_skips_dependents_not_independent_nets(tmp_path, tmp_path_factor
 
 @needs_caffe
 def test_live_lock_refuses_second_trainer(scratch):
-    from transfer.train import EXIT_LOCKED
     plan = scratch()
     net = plan.net("base-half0A")
-    with locks.acquire(plan.abspath(net.run_dir) / "lock"):
+    with net.run.acquire_lock():
         res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
-    assert res.returncode == EXIT_LOCKED and f"held by pid {os.getpid()}" in res.stderr
+    assert res.returncode == Exit.LOCKED and f"held by pid {os.getpid()}" in res.stderr
     assert not _logs(plan, net)

@@ -9,19 +9,21 @@ import argparse
 import importlib
 import sys
 
-from .errors import TransferError
+from . import console
+from .errors import Exit, TransferError
 
 COMMAND_MODULES = [
     "doctor",      # transfer doctor
     "splits",      # transfer splits ...
-    "plan",        # transfer plan show / simulate
+    "plan_cli",    # transfer plan show / simulate
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
     "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files
     "synthetic",   # transfer synthetic make
     "surgery",     # transfer surgery NET
     "train",       # transfer train NET
-    "runner",      # transfer run / status
+    "runner",      # transfer run
+    "status",      # transfer status
     "slurm",       # transfer submit
     "report",      # transfer report
     "demo",        # transfer demo: the whole pipeline on the synthetic dataset
@@ -30,32 +32,28 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transfer", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"transfer.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"transfer.{name}":
-                continue  # stage not present in this checkout
-            raise
-        module.register(sub)
+        importlib.import_module(f"transfer.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console.setup(args.verbose)
     try:
         code = args.func(args)
     except TransferError as exc:
         print(f"transfer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return Exit.ERROR
     except BrokenPipeError:  # e.g. `transfer plan show | head`
         sys.stderr.close()
-        return 0
+        return Exit.OK
     except KeyboardInterrupt:
         print(f"transfer {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return Exit.CTRL_C
     return int(code or 0)
 
 

@@ -19,7 +19,7 @@ from .runner import run_plan
 
 def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Path:
     plan = load_plan(plan_name)
-    if not plan.config.get("synthetic"):
+    if plan.synthetic is None:
         raise TransferError(f"plan '{plan.name}' has no synthetic dataset; the demo runs on one (try --plan small)")
     t0 = time.monotonic()
     print(f"== demo: plan {plan.name} ({len(plan.nets)} nets) on the synthetic dataset, {jobs} CPU jobs", flush=True)

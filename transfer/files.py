@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import REPO
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write a file so readers see the old content or the new, never a part (temp file + rename)."""
@@ -58,6 +60,15 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one record to a JSON-lines file: one short write, so appends from several
+    processes do not interleave."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 def duration(seconds: float | None) -> str:
     """A short human duration for progress lines: 42s -> 0m42s, 2h05m, 3d04h; '-' when unknown."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
@@ -68,3 +79,14 @@ def duration(seconds: float | None) -> str:
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 60}m{s % 60:02d}s"
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """A plan path (relative to the repository, or absolute) as an absolute path."""
+    return REPO / path
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as written into records and messages: repository-relative where possible."""
+    path = Path(path)
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)

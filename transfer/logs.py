@@ -53,6 +53,7 @@ class NetLog:
     lr: dict[int, float] = field(default_factory=dict)
     val_accuracy: dict[int, float] = field(default_factory=dict)
     val_loss: dict[int, float] = field(default_factory=dict)
+    times: dict[int, datetime] = field(default_factory=dict)   # glog time of each `Iteration N` line
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +65,14 @@ class NetLog:
     def last_iteration(self) -> int | None:
         iters = [max(d) for d in (self.train_loss, self.lr, self.val_accuracy, self.val_loss) if d]
         return max(iters) if iters else None
+
+    def speed(self) -> float | None:
+        """Iterations per second between the first and the last timed `Iteration` line."""
+        if len(self.times) < 2:
+            return None
+        (i0, t0), (i1, t1) = next(iter(self.times.items())), list(self.times.items())[-1]
+        seconds = (t1 - t0).total_seconds()
+        return (i1 - i0) / seconds if seconds > 0 and i1 > i0 else None
 
     def series(self, what: str) -> tuple[np.ndarray, np.ndarray]:
         """(iterations, values) as arrays for 'train_loss', 'lr', 'val_accuracy' or 'val_loss'."""
@@ -208,6 +217,8 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
                 if current is not None and "loss" in mo.group(2).lower():
                     _put(train_output_loss, current, float(mo.group(3)), stamp)
                 continue
+            if when is not None and (mi := _ITERATION.search(msg)):
+                out.times[int(mi.group(1))] = when
             if ml := _ITER_LR.search(msg):
                 current, testing = int(ml.group(1)), None
                 _put(stores["lr"], current, float(ml.group(2)), stamp)
@@ -221,6 +232,7 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
         stores["train_loss"].setdefault(it, v)
     for key, store in stores.items():
         setattr(out, key, {it: store[it][1] for it in sorted(store)})
+    out.times = dict(sorted(out.times.items()))
     return out
 
 

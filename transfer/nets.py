@@ -14,9 +14,9 @@ from typing import Any
 from google.protobuf import text_format
 
 from .caffe_env import caffe_pb2
-from .errors import TransferError
 from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
+from .spec import ModelSpec
 
 # Per weight layer: kind, kernel, stride, pad, group, weight std, bias value (FAITHFUL_SPEC.md).
 ARCH: dict[str, tuple[str, int, int, int, int, float, float]] = {
@@ -40,27 +40,25 @@ def _param(learn: bool) -> list[dict[str, float]]:
     return [{"lr_mult": 0, "decay_mult": 0}, {"lr_mult": 0, "decay_mult": 0}]
 
 
-def _data_layer(pb, net: Net, model: dict, train: bool) -> Any:
+def _data_layer(pb, net: Net, model: ModelSpec, train: bool) -> Any:
     layer = pb.LayerParameter(name="data", type="Data", top=["data", "label"])
     layer.include.add(phase=pb.TRAIN if train else pb.TEST)
     layer.transform_param.mirror = train
-    layer.transform_param.crop_size = model["crop"]
-    layer.transform_param.mean_file = net.mean_file
-    layer.data_param.source = net.train_data if train else net.val_data
-    layer.data_param.batch_size = model["train_batch" if train else "test_batch"]
+    layer.transform_param.crop_size = model.crop
+    layer.transform_param.mean_file = str(net.files.mean)
+    layer.data_param.source = str(net.files.train_data if train else net.files.val_data)
+    layer.data_param.batch_size = model.train_batch if train else model.test_batch
     layer.data_param.backend = pb.DataParameter.LMDB
     return layer
 
 
-def net_param(net: Net, model: dict, train: bool) -> Any:
+def net_param(net: Net, model: ModelSpec, train: bool) -> Any:
     """The NetParameter of a net's training (train=True) or validation net."""
     pb = caffe_pb2()
-    widths = list(model["widths"]) + [net.fc8_outputs]
-    if len(widths) != 8:
-        raise TransferError(f"net '{net.name}': model.widths must list 7 widths (conv1..fc7), got {len(widths) - 1}")
+    widths = list(model.widths) + [net.fc8_outputs]
     # Narrow nets pass too little signal through 8 layers of the ImageNet stds to learn in a few
     # hundred iterations; the small profiles scale every weight std (a number, not other code).
-    std_scale = float(model.get("weight_std_scale", 1))
+    std_scale = model.weight_std_scale
     proto = pb.NetParameter(name=net.name)
     proto.layer.append(_data_layer(pb, net, model, train))
     bottom = "data"
@@ -119,20 +117,20 @@ def net_param(net: Net, model: dict, train: bool) -> Any:
 def solver_param(net: Net, solver_mode: str) -> Any:
     pb = caffe_pb2()
     s = net.solver
-    proto = pb.SolverParameter(train_net=net.train_net)
-    proto.test_net.append(net.test_net)
-    proto.test_iter.append(int(s["test_iter"]))
-    proto.test_interval = int(s["test_interval"])
-    proto.base_lr = float(s["base_lr"])
-    proto.lr_policy = str(s["lr_policy"])
-    proto.gamma = float(s["gamma"])
-    proto.stepsize = int(s["stepsize"])
-    proto.display = int(s["display"])
-    proto.max_iter = int(s["max_iter"])
-    proto.momentum = float(s["momentum"])
-    proto.weight_decay = float(s["weight_decay"])
-    proto.snapshot = int(s["snapshot"])
-    proto.snapshot_prefix = f"{net.run_dir}/snapshots/{net.name}"
+    proto = pb.SolverParameter(train_net=str(net.files.train_net))
+    proto.test_net.append(str(net.files.test_net))
+    proto.test_iter.append(s.test_iter)
+    proto.test_interval = s.test_interval
+    proto.base_lr = s.base_lr
+    proto.lr_policy = s.lr_policy
+    proto.gamma = s.gamma
+    proto.stepsize = s.stepsize
+    proto.display = s.display
+    proto.max_iter = s.max_iter
+    proto.momentum = s.momentum
+    proto.weight_decay = s.weight_decay
+    proto.snapshot = s.snapshot
+    proto.snapshot_prefix = str(net.run.plan_snapshot_prefix)
     proto.solver_mode = {"CPU": pb.SolverParameter.CPU, "GPU": pb.SolverParameter.GPU}[solver_mode]
     return proto
 
@@ -148,14 +146,11 @@ def to_text(proto: Any) -> str:
 
 def net_files(plan: Plan, net: Net) -> dict[Path, str]:
     """The three generated files of a net: path -> text."""
-    model = plan.config["model"]
-    mode = plan.config.get("solver_mode", "GPU")
-    if mode not in ("CPU", "GPU"):
-        raise TransferError(f"{plan.path}: solver_mode must be CPU or GPU, got {mode!r}")
+    train, test, solver = net.files.generated()
     return {
-        plan.abspath(net.train_net): to_text(net_param(net, model, train=True)),
-        plan.abspath(net.test_net): to_text(net_param(net, model, train=False)),
-        plan.abspath(net.solver_file): to_text(solver_param(net, mode)),
+        train: to_text(net_param(net, plan.model, train=True)),
+        test: to_text(net_param(net, plan.model, train=False)),
+        solver: to_text(solver_param(net, plan.solver_mode)),
     }
 
 

@@ -9,36 +9,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from . import datasets, nets, splits, synthetic
 from .errors import TransferError
-from .files import digest
+from .console import stage
+from .files import digest, repo_path
 from .plan import Plan, load_plan
 
 WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
 SHUFFLE_SEED = 0  # training databases are shuffled, as the released convert_imageset runs were
 
 
-def _say(msg: str) -> None:
-    print(f"[prepare] {msg}", file=sys.stderr, flush=True)
-
-
+log = stage("prepare")
 KIB_PER_IMAGE = 196  # a raw 3x256x256 Datum with its LMDB pages; scaled by area for other sizes
 
 
 def image_source(plan: Plan, train_root: str | None, train_list: str | None, val_root: str | None,
                  val_list: str | None) -> tuple[Path, Path, Path, Path]:
     """(train root, whole train list, val root, whole val list): the plan's synthetic set or the user's."""
-    split_dir = plan.abspath(plan.split_dir)
-    params = plan.config.get("synthetic")
+    split_dir = repo_path(plan.dirs.split)
+    params = plan.synthetic
     if params:
-        _say(f"synthetic dataset -> {split_dir}")
-        synthetic.make_synthetic(split_dir, num_classes=params["classes"],
-                                 train_per_class=params["train_per_class"],
-                                 val_per_class=params["val_per_class"], size=params["size"],
-                                 seed=params["seed"])
+        log.info("synthetic dataset -> %s", split_dir)
+        synthetic.make_synthetic(split_dir, num_classes=params.classes, train_per_class=params.train_per_class,
+                                 val_per_class=params.val_per_class, size=params.size, seed=params.seed)
         return split_dir, split_dir / "train.txt", split_dir, split_dir / "val.txt"
     given = {"--train-root": train_root, "--train-list": train_list, "--val-root": val_root,
              "--val-list": val_list}
@@ -59,11 +54,11 @@ def _lines(path: Path) -> int:
 
 def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str]) -> str:
     """What the databases will take, before any is written: each derived set copies its Datums."""
-    size = int(plan.config["model"]["image_size"])
+    size = plan.model.image_size
     kib = KIB_PER_IMAGE * size * size / (256 * 256)
     n_train, n_val = _lines(train_list), _lines(val_list)
-    classes = plan.datasets()
-    total = splits.load_split_dir(plan.abspath(plan.split_dir)).num_classes
+    classes = plan.datasets
+    total = splits.load_split_dir(repo_path(plan.dirs.split)).num_classes
     images = n_train + n_val
     for name in derived:
         if name.startswith("reduced"):
@@ -91,29 +86,29 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     """Make every dataset the plan's nets train or validate on, then their net files."""
     train_root_p, train_whole, val_root_p, val_whole = image_source(plan, train_root, train_list,
                                                                     val_root, val_list)
-    split_dir = plan.abspath(plan.split_dir)
-    data_dir = plan.abspath(plan.data_dir)
-    if plan.config.get("synthetic"):
-        splits.make_splits(out=split_dir, num_classes=plan.config["synthetic"]["classes"])
-    size = int(plan.config["model"]["image_size"])
-    used = sorted({n.target for n in plan.nets} | {n.val_data.split("/")[-2] for n in plan.nets} | {WHOLE})
+    split_dir = repo_path(plan.dirs.split)
+    data_dir = repo_path(plan.dirs.data)
+    if plan.synthetic:
+        splits.make_splits(out=split_dir, num_classes=plan.synthetic.classes)
+    size = plan.model.image_size
+    used = sorted({n.target for n in plan.nets} | {n.val_dataset for n in plan.nets} | {WHOLE})
     derived = [d for d in used if d != WHOLE]
     train_only = [d for d in derived if d.startswith("reduced")]  # validated on the whole val set
-    _say(f"datasets of plan {plan.name}: {', '.join(used)} -> {data_dir}; "
-         f"{disk_estimate(plan, train_whole, val_whole, derived)}")
+    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {data_dir}; "
+             f"{disk_estimate(plan, train_whole, val_whole, derived)}")
 
     lists = data_dir / "lists"
     splits.write_lists(train_whole, lists / "train", derived, split_dir)
     splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
 
     whole = data_dir / WHOLE
-    _say(f"whole-set LMDBs ({size}x{size}) -> {whole}")
+    log.info(f"whole-set LMDBs ({size}x{size}) -> {whole}")
     datasets.build(str(train_whole), str(train_root_p), str(whole / "train_lmdb"), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs)
     datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs)
     whole_sha = digest(train_whole)
     for name in derived:
-        _say(f"dataset {name}")
+        log.info(f"dataset {name}")
         out = data_dir / name
         if digest(lists / "train" / name / "files.txt") == whole_sha:
             # e.g. reduced1300 keeps every image: the derived database would be the whole one again
@@ -134,7 +129,7 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
         if not mean.is_file() or mean.stat().st_mtime < manifest.stat().st_mtime:
             datasets.compute_mean(str(data_dir / name / "train_lmdb"), str(mean))
     changed = nets.write_plan(plan)
-    _say(f"net files: {len(changed)} written for {len(plan.nets)} nets")
+    log.info(f"net files: {len(changed)} written for {len(plan.nets)} nets")
 
 
 def _cmd(args: argparse.Namespace) -> int:

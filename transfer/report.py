@@ -16,9 +16,10 @@ from typing import Any
 
 from . import REPO, figures, metrics, published
 from .errors import TransferError
-from .files import atomic_write
+from .files import atomic_write, repo_path
 from .logs import NetLog, log_files, read_logs
 from .plan import Net, Plan, load_plan
+from .rundir import RunDir
 
 LAYOUTS = ("runs", "released")
 
@@ -26,7 +27,7 @@ LAYOUTS = ("runs", "released")
 def run_logs(net: Net, logs_dir: Path, layout: str) -> tuple[list[Path], str | None]:
     """(log files, reason they are missing) for one net."""
     if layout == "runs":
-        where = logs_dir / net.name / "logs"
+        where = RunDir(logs_dir / net.name, net.name, net.max_iter).logs_dir
     elif layout == "released":
         if not net.released_name:
             return [], "no released name in the plan"
@@ -317,7 +318,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _default_runs(plan: Plan) -> Path:
-    return plan.abspath(plan.config["runs_dir"])
+    return repo_path(plan.dirs.runs)
 
 
 def default_out(plan: Plan) -> Path:

@@ -1,5 +1,4 @@
-"""Train every selected net of a plan on this machine (`transfer run`), and show where each stands
-(`transfer status`).
+"""Train every selected net of a plan on this machine (`transfer run`).
 
 Each net is a `transfer train` subprocess, so one net's crash, lock or signal is that process's
 business; the runner only schedules: base nets before the nets copying from them, ready nets with
@@ -17,41 +16,23 @@ import threading
 import time
 from dataclasses import dataclass
 
-from . import REPO, locks
-from .errors import TransferError
-from .files import duration
+from . import REPO
+from .console import stage
+from .errors import Exit, TransferError
+from .files import duration, shown
+from .nets import write_plan
 from .plan import Net, Plan, load_plan
-from .surgery import shown
-from .train import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK, is_done, lock_path, net_state)
+from .status import net_state
 
 PROGRESS_EVERY_S = 60.0
 POLL_S = 0.5
-
-
-def _say(msg: str) -> None:
-    print(f"[run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def with_bases(plan: Plan, nets: list[Net]) -> list[Net]:
-    """The selection plus every unfinished ancestor its nets copy from."""
-    chosen = {n.name: n for n in nets}
-    todo = list(nets)
-    while todo:
-        net = todo.pop()
-        if net.base and net.copied and net.base not in chosen:
-            base = plan.net(net.base)
-            if not is_done(plan, base):
-                chosen[base.name] = base
-                todo.append(base)
-    return plan.ordered(list(chosen.values()))
+log = stage("run")
 
 
 def ensure_net_files(plan: Plan, nets: list[Net]) -> None:
-    missing = [p for n in nets for p in (n.train_net, n.test_net, n.solver_file)
-               if not plan.abspath(p).is_file()]
+    missing = [p for n in nets for p in n.files.generated() if not p.is_file()]
     if missing:
-        from .nets import write_plan  # noqa: PLC0415
-        _say(f"writing net files ({len(missing)} missing, e.g. {missing[0]})")
+        log.info("writing net files (%d missing, e.g. %s)", len(missing), shown(missing[0]))
         write_plan(plan)
 
 
@@ -66,7 +47,7 @@ class _Job:
 def _pump(proc: subprocess.Popen, tag: str) -> None:
     # A child's lines, prefixed with its net, so several jobs stay readable.
     for line in proc.stdout:
-        print(f"  [{tag}] {line.rstrip()}", flush=True)
+        print(f"  [{tag}] {line.rstrip()}", file=sys.stderr, flush=True)
 
 
 class Runner:
@@ -75,7 +56,7 @@ class Runner:
         self.plan, self.nets, self.slots, self.cpu = plan, nets, slots, cpu
         self.max_seconds = max_seconds
         self.progress_every = progress_every
-        self.done: set[str] = {n.name for n in nets if is_done(plan, n)}
+        self.done: set[str] = {n.name for n in nets if n.run.is_done()}
         self.failed: dict[str, str] = {}      # name -> why
         self.skipped: dict[str, str] = {}     # name -> failed ancestor
         self.interrupted: set[str] = set()
@@ -91,13 +72,14 @@ class Runner:
             if name in self.done or name in self.failed or name in self.skipped or name in self.jobs \
                     or name in self.interrupted:
                 continue
-            if net.copied and net.base and (net.base in self.jobs
-                                            or not is_done(self.plan, self.plan.net(net.base))):
+            base = self.plan.base_of(net)
+            if base is not None and (base.name in self.jobs or not base.run.is_done()):
                 continue  # (a base still in self.jobs is reaped, and reported, first)
-            if locks.is_live(lock_path(self.plan, net)):
+            holder = net.run.lock_holder()
+            if holder is not None:
                 if name not in self.elsewhere:
-                    info = locks.read(lock_path(self.plan, net)) or {}
-                    _say(f"{name}: trained by another process ({info.get('host')}:{info.get('pid')}); waiting")
+                    log.info("%s: trained by another process (%s:%s); waiting", name, holder.get("host"),
+                             holder.get("pid"))
                 self.elsewhere.add(name)
                 continue
             out.append(net)
@@ -124,7 +106,7 @@ class Runner:
         self.jobs[net.name] = _Job(net, proc, slot, time.time())
         self.elsewhere.discard(net.name)
         where = "CPU" if self.cpu else f"GPU {slot}"
-        _say(f"start {net.name} on {where} ({len(self.done)}/{len(self.nets)} done)")
+        log.info("start %s on %s (%d/%d done)", net.name, where, len(self.done), len(self.nets))
 
     def reap(self) -> None:
         for name, job in list(self.jobs.items()):
@@ -133,35 +115,35 @@ class Runner:
                 continue
             del self.jobs[name]
             took = time.time() - job.started
-            if rc == EXIT_OK and is_done(self.plan, job.net):
+            if rc == Exit.OK and job.net.run.is_done():
                 self.done.add(name)
-                _say(f"done  {name} ({took:.0f} s; {len(self.done)}/{len(self.nets)} done)")
-            elif rc == EXIT_LOCKED:
+                log.info("done  %s (%.0f s; %d/%d done)", name, took, len(self.done), len(self.nets))
+            elif rc == Exit.LOCKED:
                 self.elsewhere.add(name)  # lost a race with another process: wait for it
-            elif rc == EXIT_INTERRUPTED:
+            elif rc == Exit.INTERRUPTED:
                 self.interrupted.add(name)
-                _say(f"stopped {name} with a snapshot (resume: run again)")
+                log.info("stopped %s with a snapshot (resume: run again)", name)
             else:
-                why = f"exit {rc}" + ("" if rc != EXIT_FAILED else " (caffe failed)")
+                why = f"exit {rc}" + ("" if rc != Exit.FAILED else " (caffe failed)")
                 self.failed[name] = why
-                _say(f"FAILED {name}: {why}; see {shown(self.plan.abspath(job.net.run_dir))}/logs")
+                log.info("FAILED %s: %s; see %s", name, why, shown(job.net.run.logs_dir))
                 self._skip_dependents(name)
 
     def _skip_dependents(self, name: str) -> None:
         for dep in self.plan.dependents(name):
             if dep.name in {n.name for n in self.nets} and dep.name not in self.skipped:
                 self.skipped[dep.name] = name
-                _say(f"skip  {dep.name}: its base {name} failed")
+                log.info("skip  %s: its base %s failed", dep.name, name)
                 self._skip_dependents(dep.name)
 
     def watch_elsewhere(self) -> None:
         for name in list(self.elsewhere):
             net = self.plan.net(name)
-            if is_done(self.plan, net):
+            if net.run.is_done():
                 self.elsewhere.discard(name)
                 self.done.add(name)
-                _say(f"done  {name} (by another process; {len(self.done)}/{len(self.nets)} done)")
-            elif not locks.is_live(lock_path(self.plan, net)):
+                log.info("done  %s (by another process; %d/%d done)", name, len(self.done), len(self.nets))
+            elif not net.run.is_locked():
                 self.elsewhere.discard(name)  # the other process stopped or died: ready again
 
     def progress(self) -> None:
@@ -170,7 +152,7 @@ class Runner:
             acc = f", val acc {st.val_accuracy:.3f}" if st.val_accuracy is not None else ""
             eta = f", {duration(st.seconds_left)} left" if st.seconds_left is not None else ""
             speed = f", {st.iter_per_s:.2f} it/s" if st.iter_per_s else ""
-            _say(f"  {name}: iteration {st.iteration}/{st.max_iter}{speed}{acc}{eta}")
+            log.info("  %s: iteration %d/%d%s%s%s", name, st.iteration, st.max_iter, speed, acc, eta)
 
     # -- main loop
     def _on_signal(self, signum: int, _frame) -> None:
@@ -188,8 +170,8 @@ class Runner:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         last_progress = time.time()
         try:
-            _say(f"plan {self.plan.name}: {len(self.nets)} nets, {len(self.done)} done already; "
-                 f"{len(self.slots)} at a time on {'CPU' if self.cpu else 'GPUs ' + ','.join(self.slots)}")
+            log.info("plan %s: %d nets, %d done already; %d at a time on %s", self.plan.name, len(self.nets),
+                     len(self.done), len(self.slots), "CPU" if self.cpu else "GPUs " + ",".join(self.slots))
             while True:
                 self.reap()
                 self.watch_elsewhere()
@@ -197,7 +179,7 @@ class Runner:
                     if not self.jobs:
                         break
                     if self.stopping != "announced":
-                        _say(f"{self.stopping}: waiting for {len(self.jobs)} net(s) to snapshot")
+                        log.info("%s: waiting for %d net(s) to snapshot", self.stopping, len(self.jobs))
                         self.stopping = "announced"
                 else:
                     free = [s for s in self.slots if s not in {j.slot for j in self.jobs.values()}]
@@ -217,74 +199,31 @@ class Runner:
     def summary(self) -> int:
         names = [n.name for n in self.nets]
         left = [n for n in names if n not in self.done]
-        _say(f"{len(self.done)}/{len(names)} done"
+        log.info(f"{len(self.done)}/{len(names)} done"
              + (f"; failed: {', '.join(self.failed)}" if self.failed else "")
              + (f"; skipped (base failed): {', '.join(self.skipped)}" if self.skipped else "")
              + (f"; stopped with a snapshot: {', '.join(sorted(self.interrupted))}" if self.interrupted else ""))
         if self.failed:
-            return EXIT_FAILED
+            return Exit.FAILED
         if left:
             blocked = [n for n in left if n not in self.interrupted]
             if blocked and not self.stopping and not self.interrupted:
-                _say(f"not trained: {', '.join(blocked)}")
-            return EXIT_INTERRUPTED
-        return EXIT_OK
+                log.info("not trained: %s", ", ".join(blocked))
+            return Exit.INTERRUPTED
+        return Exit.OK
 
 
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
              progress_every: float = PROGRESS_EVERY_S) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status."""
-    nets = with_bases(plan, plan.select(only))
+    nets = plan.with_bases(plan.select(only))
     ensure_net_files(plan, nets)
     if cpu or not gpus:
         cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]
     else:
         slots = list(gpus)
     return Runner(plan, nets, slots, cpu, max_seconds, progress_every).run()
-
-
-# ---------------------------------------------------------------------------- status
-
-def _slurm_jobs(plan: Plan) -> dict[str, str] | None:
-    """net name -> SLURM job (id and state), when the SLURM module is there and answers."""
-    try:
-        from .slurm import queued_jobs  # noqa: PLC0415
-    except ImportError:
-        return None
-    try:
-        jobs = queued_jobs(plan)
-    except Exception:  # noqa: BLE001 - no scheduler here: the column is simply left out
-        return None
-    return {name: str(job) for name, job in (jobs or {}).items()}
-
-
-def status_table(plan: Plan, only: str | None = None) -> str:
-    nets = plan.ordered(plan.select(only))
-    states = [net_state(plan, n) for n in nets]
-    slurm = _slurm_jobs(plan)
-    head = f"{'net':28} {'state':8} {'iteration':>15} {'val acc':>7} {'it/s':>6} {'left':>8}"
-    head += f"  {'slurm':14}" if slurm is not None else ""
-    lines = [head]
-    for st in states:
-        acc = f"{st.val_accuracy:.3f}" if st.val_accuracy is not None else "-"
-        speed = f"{st.iter_per_s:.2f}" if st.iter_per_s else "-"
-        row = (f"{st.name:28} {st.state:8} {f'{st.iteration}/{st.max_iter}':>15} {acc:>7} {speed:>6} "
-               f"{duration(st.seconds_left):>8}")
-        if slurm is not None:
-            row += f"  {slurm.get(st.name, '-'):14}"
-        if st.state == "running" and st.holder:
-            row += f"  {st.holder}"
-        if st.state == "blocked":
-            row += f"  ({st.detail[0]})"
-        lines.append(row)
-    counts = {s: sum(x.state == s for x in states) for s in ("done", "running", "pending", "blocked", "failed")}
-    lines.append(", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    for st in states:
-        if st.state == "failed":
-            lines.append(f"\n{st.name} failed: {st.detail[0] if st.detail else ''}")
-            lines.extend(f"    {line}" for line in st.detail[1:][-10:])
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -295,15 +234,10 @@ def _run_cmd(args: argparse.Namespace) -> int:
         raise TransferError("give --gpus LIST or --cpu, not both")
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     if not args.cpu and not gpus:
-        if plan.config.get("solver_mode", "GPU") == "GPU":
+        if plan.solver_mode == "GPU":
             raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
                     max_seconds=args.max_seconds, progress_every=args.progress_every)
-
-
-def _status_cmd(args: argparse.Namespace) -> int:
-    print(status_table(load_plan(args.plan), args.only))
-    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -318,7 +252,3 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between progress lines (default %(default)s)")
     p.set_defaults(func=_run_cmd)
 
-    s = sub.add_parser("status", help="where every net of a plan stands")
-    s.add_argument("--plan", default="paper")
-    s.add_argument("--only", help="comma-separated name patterns")
-    s.set_defaults(func=_status_cmd)

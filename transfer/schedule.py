@@ -12,22 +12,23 @@ it copies from is done. Ties go to the longer net, so short nets fill the last g
     waves of K GPUs after h), which is what holds the paper's plan 10-50% above
     lower_bound at 32..128 GPUs. Where the simulated makespan equals one_gpu_bound, it is
     optimal among one-GPU-a-net schedules.
-A net may use several GPUs (`gpus` on the net, or `net_gpus=`), sped up by `speedup(g)`;
-that is how the gap to lower_bound closes for large K (see `--net-gpus`).
+A net may use several GPUs (`net_gpus=`), sped up by `speedup(g)`; that is how the gap to
+lower_bound closes for large K (see `--net-gpus`).
+
+This module knows nets only as things with a name, a base and a number of iterations (`Trainable`),
+so the plan can use it without it knowing the plan.
 """
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import heapq
-import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from .errors import TransferError
 
-SEC_PER_ITER = 1.7            # CaffeNet on a K20 (FAITHFUL_SPEC.md)
+SEC_PER_ITER = 1.7            # CaffeNet on a K20 (docs/FAITHFUL.md)
 DAY = 86400.0
 COMM_OVERHEAD = 0.1           # speedup(g) = g / (1 + 0.1 (g - 1)): data-parallel SGD, synchronous
 
@@ -35,6 +36,21 @@ COMM_OVERHEAD = 0.1           # speedup(g) = g / (1 + 0.1 (g - 1)): data-paralle
 def speedup(g: int, overhead: float = COMM_OVERHEAD) -> float:
     """How much faster one net trains on g GPUs than on one (Amdahl-like: communication grows with g)."""
     return g / (1.0 + overhead * (g - 1))
+
+
+class Trainable(Protocol):
+    """What scheduling needs to know of a net."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def base(self) -> str | None: ...
+    @property
+    def max_iter(self) -> int: ...
+
+
+T = TypeVar("T", bound=Trainable)
+NetGpus = Mapping[str, int] | Callable[[Any], int] | None
 
 
 @dataclass(frozen=True)
@@ -45,15 +61,14 @@ class Job:
     gpus: int
 
 
-def jobs_of(plan: Any, sec_per_iter: float = SEC_PER_ITER,
-            net_gpus: Mapping[str, int] | Callable[[Any], int] | None = None,
-            nets: list | None = None) -> dict[str, Job]:
+def jobs_of(nets: Sequence[Trainable], sec_per_iter: float = SEC_PER_ITER,
+            net_gpus: NetGpus = None) -> dict[str, Job]:
     """One Job per net. `net_gpus` maps a net name pattern (fnmatch) to GPUs, or is a function of the net."""
     if sec_per_iter <= 0:
         raise TransferError(f"--sec-per-iter must be positive, not {sec_per_iter}")
     out: dict[str, Job] = {}
-    for net in (plan.nets if nets is None else nets):
-        g = int(getattr(net, "gpus", 1) or 1)
+    for net in nets:
+        g = 1
         if callable(net_gpus):
             g = int(net_gpus(net))
         elif net_gpus:
@@ -109,11 +124,10 @@ def priority(jobs: Mapping[str, Job]) -> list[str]:
     return sorted(jobs, key=lambda n: (-t[n], -jobs[n].seconds, n))
 
 
-def order(plan: Any, nets: list | None = None) -> list:
-    """Nets of a plan in submission order (a base always comes before the nets that copy from it)."""
-    jobs = jobs_of(plan, nets=nets)
-    by_name = {n.name: n for n in (plan.nets if nets is None else nets)}
-    return [by_name[n] for n in priority(jobs)]
+def order(nets: Sequence[T]) -> list[T]:
+    """Nets in submission order (a base always comes before the nets that copy from it)."""
+    by_name = {n.name: n for n in nets}
+    return [by_name[n] for n in priority(jobs_of(nets))]
 
 
 def list_schedule(jobs: Mapping[str, Job], gpus: int) -> dict[str, tuple[float, float]]:
@@ -173,24 +187,24 @@ def one_gpu_bound(jobs: Mapping[str, Job], gpus: int) -> float:
     return bound
 
 
-def simulate(plan: Any, gpus: int, sec_per_iter: float = SEC_PER_ITER,
-             net_gpus: Mapping[str, int] | Callable[[Any], int] | None = None,
-             nets: list | None = None) -> dict[str, Any]:
-    """Makespan of the plan on `gpus` GPUs under the project's order, with its lower bounds (seconds)."""
-    jobs = jobs_of(plan, sec_per_iter, net_gpus, nets)
+def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: float = SEC_PER_ITER,
+             net_gpus: NetGpus = None) -> dict[str, Any]:
+    """Makespan of plan `name`'s `nets` on `gpus` GPUs under the project's order, with its lower
+    bounds (seconds)."""
+    jobs = jobs_of(nets, sec_per_iter, net_gpus)
     if not jobs:
-        raise TransferError(f"plan '{plan.name}': no nets to simulate")
+        raise TransferError(f"plan '{name}': no nets to simulate")
     times = list_schedule(jobs, gpus)
     makespan = max(end for _, end in times.values())
     critical = max(tails(jobs).values())
     work = sum(j.seconds * j.gpus for j in jobs.values())
     lower = max(critical, work / gpus)
-    one = jobs_of(plan, sec_per_iter, lambda _n: 1, nets)
+    one = jobs_of(nets, sec_per_iter, lambda _n: 1)
     one_bound = one_gpu_bound(one, gpus)
     one_makespan = max(e for _, e in list_schedule(one, gpus).values())
     busy = work / (gpus * makespan)
     return {
-        "plan": plan.name, "nets": len(jobs), "gpus": gpus, "sec_per_iter": sec_per_iter,
+        "plan": name, "nets": len(jobs), "gpus": gpus, "sec_per_iter": sec_per_iter,
         "makespan": makespan, "lower_bound": lower, "ratio": makespan / lower,
         "critical_path": critical, "total_work": work,
         "makespan_days": makespan / DAY, "lower_bound_days": lower / DAY,
@@ -204,9 +218,8 @@ def simulate(plan: Any, gpus: int, sec_per_iter: float = SEC_PER_ITER,
     }
 
 
-# ---------------------------------------------------------------------------- CLI
-
 def parse_net_gpus(items: list[str] | None) -> dict[str, int]:
+    """`--net-gpus PATTERN=G` options as a mapping."""
     out: dict[str, int] = {}
     for item in items or []:
         pat, sep, val = item.partition("=")
@@ -215,45 +228,3 @@ def parse_net_gpus(items: list[str] | None) -> dict[str, int]:
                                 f"e.g. 'base-*=2'")
         out[pat] = int(val)
     return out
-
-
-def _simulate_cmd(args: argparse.Namespace) -> int:
-    from .plan import load_plan  # noqa: PLC0415 (plan.py imports this module's register)
-    plan = load_plan(args.plan)
-    res = simulate(plan, args.gpus, args.sec_per_iter, parse_net_gpus(args.net_gpus),
-                   plan.select(args.only) if args.only else None)
-    if args.json:
-        if not args.starts:
-            res.pop("start")
-        print(json.dumps(res, indent=1))
-        return 0
-    d = DAY
-    print(f"plan {res['plan']}: {res['nets']} nets on {res['gpus']} GPUs at {res['sec_per_iter']} s/iteration")
-    print(f"  makespan        {res['makespan'] / d:9.2f} days   (GPUs busy {res['utilization']:.0%})")
-    print(f"  lower bound     {res['lower_bound'] / d:9.2f} days   = max(critical path "
-          f"{res['critical_path'] / d:.2f}, total work {res['total_work'] / d:.1f} GPU-days / {res['gpus']})")
-    print(f"  ratio           {res['ratio']:9.3f}")
-    if res["one_gpu_optimal"]:
-        tag = "best possible with one GPU a net: our order meets the bound"
-    else:
-        tag = f"proven bound with one GPU a net; our order gives {res['one_gpu_makespan'] / d:.2f}"
-    print(f"  one GPU a net  >={res['one_gpu_bound'] / d:9.2f} days   ({tag})")
-    if args.starts:
-        for name, start in res["start"].items():
-            print(f"  {start / d:8.2f}  {name}")
-    return 0
-
-
-def register_simulate(plan_subparsers: argparse._SubParsersAction) -> None:
-    """Adds `transfer plan simulate` (called from plan.register)."""
-    p = plan_subparsers.add_parser("simulate", help="makespan of a plan on K GPUs under the project's order")
-    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
-    p.add_argument("--gpus", type=int, required=True, metavar="K", help="number of identical GPUs")
-    p.add_argument("--sec-per-iter", type=float, default=SEC_PER_ITER, metavar="S",
-                   help=f"seconds per training iteration on one GPU (default {SEC_PER_ITER}, a K20)")
-    p.add_argument("--only", help="simulate only nets matching these patterns (bases outside count as done)")
-    p.add_argument("--net-gpus", action="append", metavar="PATTERN=G",
-                   help="give matching nets G GPUs each (speed-up g/(1+0.1(g-1))); repeatable")
-    p.add_argument("--starts", action="store_true", help="also list each net's start time")
-    p.add_argument("--json", action="store_true", help="print a JSON object (seconds)")
-    p.set_defaults(func=_simulate_cmd)

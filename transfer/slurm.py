@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -32,53 +31,39 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import REPO
-from .errors import TransferError
-from .files import atomic_write, read_jsonl
+from .errors import Exit, TransferError
+from .files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
 from .plan import Net, Plan, load_plan
-from .train import is_done
+from .rundir import RunDir
+from .schedule import jobs_of, tails
 
-EX_TEMPFAIL = 75
 STALE_REASON = "DependencyNeverSatisfied"
 MAX_FOLLOW_UPS = 100   # a net that never reaches a snapshot must not resubmit itself forever
 
 
 # ---------------------------------------------------------------------------- names and files
 
-def job_name(plan: Any, net_name: str) -> str:
+def job_name(plan: Plan, net_name: str) -> str:
     """`transfer:<plan>-<6 hex of its runs directory>:<net>`: two checkouts (or copies) of one plan
     train into different run directories, and must not take each other's jobs for their own."""
-    where = hashlib.sha256(str(runs_dir(plan).resolve()).encode()).hexdigest()[:6]
+    where = hashlib.sha256(str(repo_path(plan.dirs.runs).resolve()).encode()).hexdigest()[:6]
     return f"transfer:{plan.name}-{where}:{net_name}"
 
 
-def runs_dir(plan: Plan) -> Path:
-    return plan.abspath(plan.config["runs_dir"])
+def state_file(plan: Plan) -> Path:
+    return repo_path(plan.dirs.runs) / "slurm" / "submissions.jsonl"
 
 
-def run_dir(net: Net) -> Path:
-    return Plan.abspath(net.run_dir)
+def record(plan: Plan, **entry: Any) -> None:
+    append_jsonl(state_file(plan), {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry})
 
 
-def script_path(net: Any) -> Path:
-    return run_dir(net) / "slurm" / "job.sh"
-
-
-def state_file(plan: Any) -> Path:
-    return runs_dir(plan) / "slurm" / "submissions.jsonl"
-
-
-def record(plan: Any, **entry: Any) -> None:
-    path = state_file(plan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:  # one short line per write: appends from several jobs do not interleave
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **entry}) + "\n")
-
-
-def read_records(plan: Any) -> list[dict[str, Any]]:
+def read_records(plan: Plan) -> list[dict[str, Any]]:
     return read_jsonl(state_file(plan))
 
 
@@ -101,7 +86,7 @@ def _slurm(cmd: list[str], check: bool = True, timeout: float = 120) -> subproce
     return proc
 
 
-def _queue(plan: Any, strict: bool) -> list[dict[str, str]]:
+def _queue(plan: Plan, strict: bool) -> list[dict[str, str]]:
     """This user's jobs of this plan, oldest first."""
     conf = os.environ.get("SLURM_CONF")
     if shutil.which("squeue") is None or (conf and not Path(conf).is_file()):
@@ -132,7 +117,7 @@ class SlurmJob(NamedTuple):
         return f"{self.id} {self.state}"
 
 
-def queued_jobs(plan: Any, strict: bool = False) -> dict[str, SlurmJob]:
+def queued_jobs(plan: Plan, strict: bool = False) -> dict[str, SlurmJob]:
     """net name -> (job id, state) of the newest queued or running SLURM job of each net.
 
     The newest, because after a time limit the follow-up is the job that will finish the net.
@@ -194,14 +179,31 @@ exit "$rc"
 """
 
 
-def plan_arg(plan: Any, given: str) -> str:
-    """The --plan value a job passes on: a YAML file by absolute path (jobs cd to the repo)."""
-    return str(plan.path.resolve()) if given.endswith((".yaml", ".yml")) else given
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What every job of a submission asks SLURM for, and how it runs `transfer train`."""
+
+    plan_arg: str                       # the --plan value jobs pass on
+    time: str = "48:00:00"
+    partition: str | None = None
+    account: str | None = None
+    cpu: bool = False
+    gpus_per_job: int = 1
+    cpus_per_job: int | None = None
+    signal_lead: int = 120
+    sbatch_args: tuple[str, ...] = ()
+    transfer_cmd: str = shlex.join([sys.executable, "-m", "transfer"])
+
+    def __post_init__(self) -> None:
+        if self.gpus_per_job < 1:
+            raise TransferError(f"--gpus-per-job must be at least 1, not {self.gpus_per_job}")
+        if self.signal_lead < 0:
+            raise TransferError(f"--signal-lead must not be negative, not {self.signal_lead}")
 
 
-def write_script(plan: Any, net: Any, opts: argparse.Namespace) -> Path:
-    path = script_path(net)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOptions, repo: Path) -> str:
+    """The batch script of one net's jobs (a pure function: the same inputs, the same text)."""
     res = []
     if opts.partition:
         res.append(f"#SBATCH --partition={opts.partition}")
@@ -214,50 +216,59 @@ def write_script(plan: Any, net: Any, opts: argparse.Namespace) -> Path:
         # (`transfer train --gpu` takes one device; more GPUs a net waits for multi-GPU training.)
         res.append(f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
         device = "--gpu 0"
-    if opts.cpus_per_job:
-        res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job}")
-    res += [f"#SBATCH {a}" for a in opts.sbatch_arg or []]
-    transfer = opts.transfer_cmd or shlex.join([sys.executable, "-m", "transfer"])
-    text = JOB_SCRIPT.format(
-        net=net.name, plan=plan.name, job_name=job_name(plan, net.name), log_dir=path.parent,
-        time=opts.time, signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(REPO)),
-        net_q=shlex.quote(net.name), plan_q=shlex.quote(plan_arg(plan, opts.plan)), transfer=transfer, device=device,
-        done_q=shlex.quote(str(run_dir(net) / "DONE")), tempfail=EX_TEMPFAIL, max_follow_ups=MAX_FOLLOW_UPS)
-    atomic_write(path, text)  # a follow-up may be reading the old one right now
-    path.chmod(0o755)
+    if opts.cpus_per_job or opts.cpu:
+        res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job or 1}")
+    res += [f"#SBATCH {a}" for a in opts.sbatch_args]
+    return JOB_SCRIPT.format(
+        net=net_name, plan=plan_name, job_name=job, log_dir=run.slurm_dir, time=opts.time,
+        signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(repo)),
+        net_q=shlex.quote(net_name), plan_q=shlex.quote(opts.plan_arg), transfer=opts.transfer_cmd,
+        device=device, done_q=shlex.quote(str(run.done_file)), tempfail=int(Exit.INTERRUPTED),
+        max_follow_ups=MAX_FOLLOW_UPS)
+
+
+def write_script(plan: Plan, net: Net, opts: JobOptions) -> Path:
+    path = net.run.job_script
+    atomic_write(path, job_script(plan.name, net.name, job_name(plan, net.name), net.run, opts, REPO))
+    path.chmod(0o755)  # (atomic: a follow-up may be reading the old one right now)
     return path
 
 
 # ---------------------------------------------------------------------------- submit
 
-def nice_values(plan: Any, nets: list, span: int) -> dict[str, int]:
+def nice_values(plan: Plan, nets: list[Net], span: int) -> dict[str, int]:
     """0 on the critical path, up to `span` for the net with the least tail work."""
-    from .schedule import jobs_of, tails  # noqa: PLC0415
-    t = tails(jobs_of(plan))
+    t = tails(jobs_of(plan.nets))
     top = max(t.values())
     return {n.name: round(span * (1 - t[n.name] / top)) for n in nets}
 
 
-def submit(plan: Any, opts: argparse.Namespace) -> list[dict[str, Any]]:
-    """Submit every selected net that is neither done nor queued; returns what was (or would be) done."""
-    from .runner import with_bases  # noqa: PLC0415 (runner shows SLURM jobs in its status)
-    nets = with_bases(plan, plan.select(opts.only))
-    # A dry run also works away from the cluster (no squeue, or no controller): the queue reads empty.
-    queue = _queue(plan, strict=not opts.dry_run)
+def _cancel_stale(plan: Plan, queue: list[dict[str, str]], dry_run: bool,
+                  actions: list[dict[str, Any]]) -> dict[str, str]:
+    """Cancel jobs that wait on a job that failed or was replaced; returns net -> live job id."""
     live: dict[str, str] = {}
-    actions: list[dict[str, Any]] = []
     for job in queue:
         if job["state"] == "PENDING" and job["reason"] == STALE_REASON:
             # Its base's job failed or was replaced without re-pointing it: it would wait forever.
             actions.append(dict(action="cancel", net=job["net"], job=job["id"], why=STALE_REASON))
-            if not opts.dry_run:
+            if not dry_run:
                 _slurm(["scancel", job["id"]])
                 record(plan, action="cancel", net=job["net"], job=job["id"], why=STALE_REASON)
         else:
             live[job["net"]] = job["id"]
-    nice = nice_values(plan, nets, opts.nice_span) if opts.nice_span else {}
+    return live
+
+
+def submit(plan: Plan, opts: JobOptions, only: str | None = None, dry_run: bool = False,
+           nice_span: int = 0) -> list[dict[str, Any]]:
+    """Submit every selected net that is neither done nor queued; returns what was (or would be) done."""
+    nets = plan.with_bases(plan.select(only))
+    actions: list[dict[str, Any]] = []
+    # A dry run also works away from the cluster (no squeue, or no controller): the queue reads empty.
+    live = _cancel_stale(plan, _queue(plan, strict=not dry_run), dry_run, actions)
+    nice = nice_values(plan, nets, nice_span) if nice_span else {}
     for net in nets:
-        if is_done(plan, net):
+        if net.run.is_done():
             actions.append(dict(action="done", net=net.name))
             continue
         if net.name in live:
@@ -265,16 +276,17 @@ def submit(plan: Any, opts: argparse.Namespace) -> list[dict[str, Any]]:
             continue
         args = []
         dep = None
-        if net.base is not None and not is_done(plan, plan.net(net.base)):
-            dep = live.get(net.base)
+        base = plan.base_of(net)
+        if base is not None and not base.run.is_done():
+            dep = live.get(base.name)
             if dep is None:
-                raise TransferError(f"net '{net.name}' copies from '{net.base}', which is neither done "
+                raise TransferError(f"net '{net.name}' copies from '{base.name}', which is neither done "
                                     f"nor queued")
             args.append(f"--dependency=afterok:{dep}")
         if nice.get(net.name):
             args.append(f"--nice={nice[net.name]}")
         script = write_script(plan, net, opts)
-        if opts.dry_run:
+        if dry_run:
             job = f"<{net.name}>"
         else:
             job = sbatch(script, args)
@@ -284,15 +296,15 @@ def submit(plan: Any, opts: argparse.Namespace) -> list[dict[str, Any]]:
     return actions
 
 
-def follow_up(plan: Any, net_name: str, replaces: str, follow_ups: int) -> str | None:
+def follow_up(plan: Plan, net_name: str, replaces: str, follow_ups: int) -> str | None:
     """Called by a job whose training was interrupted: submit the same script again and move the
     dependents' afterok over to the new job. Returns the new job id (None if the net is done)."""
     net = plan.net(net_name)
-    if is_done(plan, net):
+    if net.run.is_done():
         return None
-    script = script_path(net)
+    script = net.run.job_script
     if not script.is_file():
-        raise TransferError(f"{script} does not exist: submit net '{net_name}' with `transfer submit`")
+        raise TransferError(f"{shown(script)} does not exist: submit net '{net_name}' with `transfer submit`")
     new = sbatch(script, ["--dependency=singleton", f"--export=ALL,TRANSFER_FOLLOW_UPS={follow_ups}"])
     record(plan, action="follow-up", net=net_name, job=new, replaces=replaces, follow_ups=follow_ups)
     dependents = {d.name for d in plan.dependents(net_name)}
@@ -311,6 +323,36 @@ def _time_ok(value: str) -> str:
     return value
 
 
+def plan_arg(plan: Plan, given: str) -> str:
+    """The --plan value a job passes on: a YAML file by absolute path (jobs cd to the repo)."""
+    return str(plan.path.resolve()) if given.endswith((".yaml", ".yml")) else given
+
+
+def options(args: argparse.Namespace, plan: Plan) -> JobOptions:
+    """The job options a `transfer submit` command line asks for."""
+    return JobOptions(plan_arg=plan_arg(plan, args.plan), time=args.time, partition=args.partition,
+                      account=args.account, cpu=args.cpu, gpus_per_job=args.gpus_per_job,
+                      cpus_per_job=args.cpus_per_job, signal_lead=args.signal_lead,
+                      sbatch_args=tuple(args.sbatch_arg or ()),
+                      **({"transfer_cmd": args.transfer_cmd} if args.transfer_cmd else {}))
+
+
+def _print_actions(plan: Plan, actions: list[dict[str, Any]], dry_run: bool, verbose: bool) -> None:
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a["action"]] = counts.get(a["action"], 0) + 1
+        if a["action"] == "submit":
+            after = f"  after {a['after']}" if a["after"] else ""
+            print(f"{'would submit' if dry_run else 'submitted'} {a['job']:>10}  {a['net']}{after}")
+        elif a["action"] == "cancel":
+            print(f"{'would cancel' if dry_run else 'cancelled'} {a['job']:>10}  {a['net']} ({a['why']})")
+        elif verbose:
+            print(f"{a['action']:>20}  {a['net']} {a.get('job', '')}")
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing selected"
+    print(f"plan {plan.name}: {summary}" + (" (dry run: job scripts written, nothing submitted)"
+                                            if dry_run else ""))
+
+
 def _submit_cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     if args.follow_up:
@@ -318,23 +360,8 @@ def _submit_cmd(args: argparse.Namespace) -> int:
         print(f"transfer submit: {args.follow_up} is done" if new is None else
               f"transfer submit: {args.follow_up} continues in job {new} (replacing {args.replaces})")
         return 0
-    _defaults(args)
-    if args.gpus_per_job < 1:
-        raise TransferError(f"--gpus-per-job must be at least 1, not {args.gpus_per_job}")
-    actions = submit(plan, args)
-    counts: dict[str, int] = {}
-    for a in actions:
-        counts[a["action"]] = counts.get(a["action"], 0) + 1
-        if a["action"] == "submit":
-            after = f"  after {a['after']}" if a["after"] else ""
-            print(f"{'would submit' if args.dry_run else 'submitted'} {a['job']:>10}  {a['net']}{after}")
-        elif a["action"] == "cancel":
-            print(f"{'would cancel' if args.dry_run else 'cancelled'} {a['job']:>10}  {a['net']} ({a['why']})")
-        elif args.verbose:
-            print(f"{a['action']:>20}  {a['net']} {a.get('job', '')}")
-    summary = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing selected"
-    print(f"plan {plan.name}: {summary}" + (" (dry run: job scripts written, nothing submitted)"
-                                            if args.dry_run else ""))
+    actions = submit(plan, options(args, plan), args.only, args.dry_run, args.nice_span)
+    _print_actions(plan, actions, args.dry_run, args.verbose)
     return 0
 
 
@@ -366,8 +393,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow-ups", type=int, default=1, help=argparse.SUPPRESS)
     p.set_defaults(func=_submit_cmd)
 
-
-def _defaults(args: argparse.Namespace) -> argparse.Namespace:
-    if args.cpu and args.cpus_per_job is None:
-        args.cpus_per_job = 1
-    return args

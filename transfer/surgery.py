@@ -1,4 +1,4 @@
-"""Weight surgery: a net's starting weights, `<run_dir>/init.caffemodel`, made with pycaffe.
+"""Weight surgery: a net's starting weights (its run directory's init weights), made with pycaffe.
 
 Layers 1..copied are copied bit-exactly (protobuf blobs, never through floats) from the base
 net's final snapshot; every other layer is drawn from the net's own fillers by pycaffe after
@@ -18,89 +18,17 @@ from typing import Any
 import numpy as np
 from google.protobuf import text_format
 
-from . import REPO
 from .caffe_env import caffe_pb2, import_caffe
+from .caffemodel import blob_shape, layer_arrays, learned_layers, read_model
 from .errors import TransferError
-from .files import atomic_write, digest
+from .files import atomic_write, digest, repo_path, shown
+from .locks import LockHeld
 from .plan import LAYERS, Net, Plan, load_plan
-
-INIT = "init.caffemodel"
-RECORD = "surgery.json"
-
-
-# ---------------------------------------------------------------------------- paths
-
-def run_dir(plan: Plan, net: Net) -> Path:
-    return plan.abspath(net.run_dir)
-
-
-def snapshot_path(plan: Plan, net: Net, iteration: int, ext: str = "caffemodel") -> Path:
-    return run_dir(plan, net) / "snapshots" / f"{net.name}_iter_{iteration}.{ext}"
-
-
-def final_weights(plan: Plan, net: Net) -> Path:
-    """The weights a finished net leaves: its snapshot at max_iter."""
-    return snapshot_path(plan, net, net.max_iter)
 
 
 def default_seed(net: Net) -> int:
     # Stable per net name, different across nets: independent draws, reproducible anywhere.
     return zlib.crc32(net.name.encode()) & 0x7FFFFFFF
-
-
-def shown(path: Path) -> str:
-    """A path as written into records: repository-relative where possible."""
-    path = Path(path)
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-# ---------------------------------------------------------------------------- caffemodels
-
-def read_model(path: Path) -> Any:
-    """A .caffemodel as a NetParameter."""
-    proto = caffe_pb2().NetParameter()
-    try:
-        proto.ParseFromString(Path(path).read_bytes())
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise TransferError(f"{path}: not a readable caffemodel ({exc})") from None
-    return proto
-
-
-def blob_shape(blob: Any) -> tuple[int, ...]:
-    if blob.HasField("shape"):
-        return tuple(int(d) for d in blob.shape.dim)
-    legacy = (blob.num, blob.channels, blob.height, blob.width)  # pre-2015 BlobProto
-    return tuple(int(d) for d in legacy)
-
-
-def learned_layers(proto: Any) -> dict[str, Any]:
-    """Layers that hold weights, by name (both the current `layer` and the V1 `layers` field)."""
-    out = {l.name: l for l in proto.layers if len(l.blobs)}
-    out.update({l.name: l for l in proto.layer if len(l.blobs)})
-    return out
-
-
-def layer_arrays(path_or_proto: Path | Any) -> dict[str, list[np.ndarray]]:
-    """name -> [weights, bias] as float32 arrays of their shapes."""
-    proto = read_model(path_or_proto) if isinstance(path_or_proto, (str, Path)) else path_or_proto
-    return {name: [np.asarray(b.data, dtype=np.float32).reshape(blob_shape(b)) for b in layer.blobs]
-            for name, layer in learned_layers(proto).items()}
-
-
-def identical_layers(a: Path | Any, b: Path | Any, layers: list[str] | None = None) -> dict[str, bool]:
-    """Per layer: are all its blobs bit-identical in the two models? (compares serialized bytes)"""
-    la = learned_layers(read_model(a) if isinstance(a, (str, Path)) else a)
-    lb = learned_layers(read_model(b) if isinstance(b, (str, Path)) else b)
-    names = layers if layers is not None else [n for n in la if n in lb]
-    out = {}
-    for name in names:
-        if name not in la or name not in lb:
-            raise TransferError(f"layer {name} is missing from one of the models compared")
-        ba, bb = la[name].blobs, lb[name].blobs
-        out[name] = len(ba) == len(bb) and all(
-            blob_shape(x) == blob_shape(y) and x.SerializeToString(deterministic=True)
-            == y.SerializeToString(deterministic=True) for x, y in zip(ba, bb))
-    return out
 
 
 # ---------------------------------------------------------------------------- surgery
@@ -112,13 +40,13 @@ def input_net_text(plan: Plan, net: Net) -> str:
     activations are allocated just to draw weights.
     """
     pb = caffe_pb2()
-    src = plan.abspath(net.train_net)
+    src = repo_path(net.files.train_net)
     if not src.is_file():
         raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.name}`")
     proto = pb.NetParameter()
     text_format.Merge(src.read_text(), proto)
     out = pb.NetParameter(name=proto.name)
-    size = int(plan.config["model"].get("crop") or plan.config["model"]["image_size"])
+    size = plan.model.crop
     for layer in proto.layer:
         if layer.type in ("Data", "ImageData"):
             phases = [r.phase for r in layer.include if r.HasField("phase")]
@@ -156,7 +84,7 @@ def base_weights(plan: Plan, net: Net) -> Path | None:
     if net.base is None:
         raise TransferError(f"net '{net.name}' copies {net.copied} layers but names no base net")
     base = plan.net(net.base)
-    path = final_weights(plan, base)
+    path = base.run.final_weights
     if not path.is_file():
         raise TransferError(
             f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', which is not finished: "
@@ -165,24 +93,23 @@ def base_weights(plan: Plan, net: Net) -> Path | None:
 
 
 def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False) -> Path:
-    """Write `<run_dir>/init.caffemodel` and `surgery.json`; returns the model's path.
+    """Write the run directory's init weights and surgery record; returns the weights' path.
 
     Does nothing when both exist (unless force): the start of a net never changes once drawn.
     """
-    out_dir = run_dir(plan, net)
-    init, record = out_dir / INIT, out_dir / RECORD
+    init, record = net.run.init_weights, net.run.surgery_record
     if init.is_file() and record.is_file() and not force:
         return init
-    if force and any((out_dir / "snapshots").glob("*.caffemodel")):
-        raise TransferError(f"net '{net.name}' has snapshots trained from its {INIT}: remove "
-                            f"{shown(out_dir)} to start it over")
+    if force and net.run.has_trained_weights():
+        raise TransferError(f"net '{net.name}' has snapshots trained from {shown(init)}: remove "
+                            f"{shown(net.run.path)} to start it over")
     seed = default_seed(net) if seed is None else int(seed)
     base_path = base_weights(plan, net)
     fresh = draw_fresh(plan, net, seed)
     mine = learned_layers(fresh)
     missing = [name for name in LAYERS if name not in mine]
     if missing:
-        raise TransferError(f"net '{net.name}': {shown(plan.abspath(net.train_net))} has no layer(s) "
+        raise TransferError(f"net '{net.name}': {shown(repo_path(net.files.train_net))} has no layer(s) "
                             f"{missing}; expected {LAYERS}")
 
     copied = LAYERS[:net.copied]
@@ -197,7 +124,7 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
             if want != have:
                 raise TransferError(
                     f"net '{net.name}': layer {name} cannot be copied from '{net.base}': shapes {have} "
-                    f"in {shown(base_path)} but {want} in {net.train_net}")
+                    f"in {shown(base_path)} but {want} in {net.files.train_net}")
         for name in copied:
             del mine[name].blobs[:]
             mine[name].blobs.extend(theirs[name].blobs)
@@ -237,17 +164,14 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
 # ---------------------------------------------------------------------------- CLI
 
 def _cmd(args: argparse.Namespace) -> int:
-    from . import locks  # noqa: PLC0415
-
     plan = load_plan(args.plan)
     net = plan.net(args.net)
-    lock_path = run_dir(plan, net) / "lock"
     try:
-        with locks.acquire(lock_path):
+        with net.run.acquire_lock():
             path = make_init(plan, net, seed=args.seed, force=args.force)
-    except locks.LockHeld as exc:
+    except LockHeld as exc:
         raise TransferError(f"net '{net.name}' is being trained: {exc}") from None
-    rec = json.loads((path.parent / RECORD).read_text())
+    rec = json.loads(net.run.surgery_record.read_text())
     print(f"{shown(path)}: seed {rec['seed']}")
     for layer in rec["layers"]:
         flag = "frozen" if layer["frozen"] else "learns"

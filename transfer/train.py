@@ -1,35 +1,22 @@
 """Train one net with the real `caffe` binary: resumable, locked, checked.
 
-Run directory (`net.run_dir`):
-  init.caffemodel, surgery.json        starting weights (transfer/surgery.py)
-  train/test/solver.prototxt           the plan's files with every path made absolute
-  logs/attempt-NNN.log                 caffe's glog output, one file per attempt
-  attempts.jsonl                       one line per attempt: host, times, exit status, resumed from
-  snapshots/<net>_iter_<N>.caffemodel|.solverstate
-  DONE                                 json, only once the snapshot at max_iter exists and the
-                                       frozen layers were checked bit-identical to init.caffemodel
-  FAILED                               json, when the last attempt failed (removed by the next one)
-  lock                                 transfer/locks.py
-
-The first attempt starts from init.solverstate (iteration 0, init.caffemodel, zero momentum);
-later ones resume from the newest readable snapshot. SIGINT/SIGTERM (and --max-seconds)
-make caffe stop at the end of its iteration and snapshot (`-sigint_effect stop`: caffe saves
-a snapshot when it stops early; `-sigint_effect snapshot` would save one and go on training);
-the process then exits 75 (EX_TEMPFAIL): not finished, run again to resume.
+Every file it reads or writes is its run directory's (transfer/rundir.py). The first attempt
+starts from init.solverstate (iteration 0, init.caffemodel, zero momentum); later ones resume
+from the newest readable snapshot. SIGINT/SIGTERM (and --max-seconds) make caffe stop at the
+end of its iteration and snapshot (`-sigint_effect stop`: caffe saves a snapshot when it stops
+early; `-sigint_effect snapshot` would save one and go on training); the process then exits
+Exit.INTERRUPTED (75): not finished, run again to resume.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,144 +26,72 @@ from google.protobuf import text_format
 
 from . import locks
 from .caffe_env import caffe_binary, caffe_pb2
-from .errors import TransferError
+from .caffemodel import identical_layers, read_model
+from .console import stage
+from .errors import Exit, TransferError
+from .files import atomic_write, repo_path, shown
 from .plan import LAYERS, Net, Plan, load_plan
-from .files import atomic_write, read_jsonl
-from .surgery import INIT, final_weights, identical_layers, make_init, read_model, run_dir, shown
+from .rundir import RunDir
+from .surgery import make_init
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_LOCKED = 73        # EX_CANTCREAT: another live process trains this net
-EXIT_INTERRUPTED = 75   # EX_TEMPFAIL: stopped with a snapshot; run again to resume
-
-_SNAP = re.compile(r"_iter_(\d+)\.solverstate$")
+log = stage("train")
 
 
-def _say(net: Net, msg: str) -> None:
-    print(f"[train {net.name}] {msg}", file=sys.stderr, flush=True)
+# ---------------------------------------------------------------------------- run files
 
-
-# ---------------------------------------------------------------------------- run directory
-
-def lock_path(plan: Plan, net: Net) -> Path:
-    return run_dir(plan, net) / "lock"
-
-
-def is_done(plan: Plan, net: Net) -> bool:
-    """Finished: DONE written and the final weights there."""
-    return (run_dir(plan, net) / "DONE").is_file() and final_weights(plan, net).is_file()
-
-
-def snapshots(plan: Plan, net: Net) -> list[tuple[int, Path]]:
-    """(iteration, .solverstate) pairs, newest first."""
-    d = run_dir(plan, net) / "snapshots"
-    found = []
-    if d.is_dir():
-        for p in d.iterdir():
-            m = _SNAP.search(p.name)
-            if m and p.name.startswith(f"{net.name}_iter_"):
-                found.append((int(m.group(1)), p))
-    return sorted(found, reverse=True)
-
-
-def resume_point(plan: Plan, net: Net) -> tuple[int, Path] | None:
-    """The newest snapshot caffe can restore: both files there and parseable.
-
-    Caffe writes the .caffemodel, then the .solverstate, neither atomically: a kill during
-    a snapshot leaves a truncated pair, skipped here in favour of the one before.
-    """
-    pb = caffe_pb2()
-    for it, state in snapshots(plan, net):
-        model = state.with_suffix(".caffemodel")
-        try:
-            st = pb.SolverState()
-            st.ParseFromString(state.read_bytes())
-            if st.iter != it or not model.is_file():
-                raise ValueError("incomplete")
-            read_model(model)
-        except Exception as exc:  # noqa: BLE001 - any unreadable snapshot is skipped alike
-            _say(net, f"skipping unreadable snapshot {state.name} ({exc})")
-            continue
-        return it, state
-    return None
+def _need_file(path: Path, plan: Plan) -> Path:
+    if not path.is_file():
+        raise TransferError(f"{shown(path)} does not exist: run `transfer nets write --plan {plan.name}`")
+    return path
 
 
 def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     """The plan's train/test/solver prototxt copied into the run dir with absolute paths."""
     pb = caffe_pb2()
-    out = run_dir(plan, net)
+    run = net.run
     texts = {}
-    for kind, rel in (("train", net.train_net), ("test", net.test_net)):
-        src = plan.abspath(rel)
-        if not src.is_file():
-            raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.name}`")
-        proto = pb.NetParameter()
-        text_format.Merge(src.read_text(), proto)
+    for kind, rel in (("train", net.files.train_net), ("test", net.files.test_net)):
+        proto = text_format.Merge(_need_file(repo_path(rel), plan).read_text(), pb.NetParameter())
         for layer in proto.layer:
             if layer.HasField("data_param") and layer.data_param.source:
-                layer.data_param.source = str(plan.abspath(layer.data_param.source))
+                layer.data_param.source = str(repo_path(layer.data_param.source))
             if layer.HasField("transform_param") and layer.transform_param.mean_file:
-                layer.transform_param.mean_file = str(plan.abspath(layer.transform_param.mean_file))
+                layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
         texts[kind] = text_format.MessageToString(proto)
-    src = plan.abspath(net.solver_file)
-    if not src.is_file():
-        raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.name}`")
-    solver = pb.SolverParameter()
-    text_format.Merge(src.read_text(), solver)
-    solver.train_net = str(out / "train.prototxt")
+    solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
+    solver.train_net = str(run.net_copy("train"))
     del solver.test_net[:]
-    solver.test_net.append(str(out / "test.prototxt"))
-    solver.snapshot_prefix = str(out / "snapshots" / net.name)
+    solver.test_net.append(str(run.net_copy("test")))
+    solver.snapshot_prefix = str(run.snapshot_prefix)
     solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
     texts["solver"] = text_format.MessageToString(solver)
     for kind, text in texts.items():
-        path = out / f"{kind}.prototxt"
+        path = run.net_copy(kind)
         if not path.is_file() or path.read_text() != text:
             atomic_write(path, text)
-    (out / "snapshots").mkdir(exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
-    return out / "solver.prototxt"
+    run.snapshots_dir.mkdir(exist_ok=True)
+    run.logs_dir.mkdir(exist_ok=True)
+    return run.net_copy("solver")
 
 
-def start_state(plan: Plan, net: Net) -> Path:
-    """`<run_dir>/init.solverstate`: iteration 0, weights init.caffemodel, zero momentum history.
+def start_state(run: RunDir) -> Path:
+    """The run's init.solverstate: iteration 0, weights init.caffemodel, zero momentum history.
 
     Training starts with `caffe train --snapshot` from this state rather than with `--weights`:
     a fresh solver is exactly this state (BVLC's `--weights` copies the same layers into it), and
     some Caffe trees' `caffe train` ignore `--weights` silently (brocolli-caffe 9.0.2 does).
     """
-    out = run_dir(plan, net)
-    path = out / "init.solverstate"
-    if path.is_file() and path.stat().st_mtime >= (out / INIT).stat().st_mtime:
+    path = run.init_state
+    if path.is_file() and path.stat().st_mtime >= run.init_weights.stat().st_mtime:
         return path
-    pb = caffe_pb2()
-    state = pb.SolverState(iter=0, current_step=0, learned_net=str(out / INIT))
-    for layer in read_model(out / INIT).layer:   # the solver's history: one blob per parameter, in order
+    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=str(run.init_weights))
+    for layer in read_model(run.init_weights).layer:   # the solver's history: one blob per parameter
         for blob in layer.blobs:
             h = state.history.add()
             h.shape.CopyFrom(blob.shape)
             h.data.extend(np.zeros(len(blob.data), dtype=np.float32))
     atomic_write(path, state.SerializeToString())
     return path
-
-
-def _new_log(out: Path) -> tuple[int, Path]:
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    n = 1 + max((int(m.group(1)) for p in logs.iterdir()
-                 if (m := re.fullmatch(r"attempt-(\d+)\.log", p.name))), default=0)
-    while True:  # O_EXCL: a number is never reused, even by a racing process
-        path = logs / f"attempt-{n:03d}.log"
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            return n, path
-        except FileExistsError:
-            n += 1
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
 
 
 # ---------------------------------------------------------------------------- caffe
@@ -198,11 +113,16 @@ def _child_setup() -> None:
 class _Stop:
     """Signal flag: handlers only record; the wait loop acts."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.why: str | None = None
+        self.deadline = deadline
 
     def __call__(self, signum: int, _frame: Any) -> None:
         self.why = self.why or signal.Signals(signum).name
+
+    def check_deadline(self) -> None:
+        if self.deadline is not None and time.time() >= self.deadline and not self.why:
+            self.why = "time limit (--max-seconds)"
 
 
 def caffe_command(solver: Path, gpu: int | None, state: Path) -> list[str]:
@@ -213,23 +133,21 @@ def caffe_command(solver: Path, gpu: int | None, state: Path) -> list[str]:
     return cmd
 
 
-def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log: Path, cwd: Path, stop: _Stop,
-               deadline: float | None) -> tuple[int, bool]:
+def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: _Stop) -> tuple[int, bool]:
     """Run caffe until it exits; returns (exit status, whether we asked it to stop)."""
     env = dict(os.environ, GLOG_logtostderr="1")
     env.pop("GLOG_minloglevel", None)  # the log is the record: keep caffe's INFO lines
-    with open(log, "ab") as fh:
+    with open(log_path, "ab") as fh:
         fh.write(f"# transfer train {net.name}: {' '.join(cmd)}\n".encode())
         fh.flush()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=env, preexec_fn=_child_setup)
+                                cwd=net.run.path, env=env, preexec_fn=_child_setup)
     asked = False
     try:
         while proc.poll() is None:
-            if deadline is not None and time.time() >= deadline and not stop.why:
-                stop.why = "time limit (--max-seconds)"
+            stop.check_deadline()
             if stop.why and not asked:
-                _say(net, f"{stop.why}: asking caffe (pid {proc.pid}) to snapshot and stop")
+                log.info("%s: %s: asking caffe (pid %d) to snapshot and stop", net.name, stop.why, proc.pid)
                 proc.send_signal(signal.SIGINT)
                 asked = True
             lock.heartbeat()
@@ -253,219 +171,146 @@ def _tail(path: Path, n: int = 15) -> list[str]:
         return []
 
 
-def _finish(plan: Plan, net: Net, out: Path) -> dict:
-    """Check the frozen layers and write DONE."""
-    final = final_weights(plan, net)
-    same = identical_layers(out / INIT, final, LAYERS)
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def finish(net: Net) -> dict:
+    """Check the frozen layers against the init weights and write DONE; returns its record."""
+    run = net.run
+    same = identical_layers(run.init_weights, run.final_weights, LAYERS)
     frozen = LAYERS[:net.frozen]
     moved = [name for name in frozen if not same[name]]
-    check = {"layers": frozen, "identical": not moved, "changed": moved}
-    attempts = read_jsonl(out / "attempts.jsonl")
+    attempts = run.attempts()
     done = {
-        "net": net.name, "final_iter": net.max_iter, "final_weights": shown(final),
-        "frozen_check": check,
+        "net": net.name, "final_iter": net.max_iter, "final_weights": shown(run.final_weights),
+        "frozen_check": {"layers": frozen, "identical": not moved, "changed": moved},
         "unchanged_layers": [name for name in LAYERS if same[name]],
-        "attempts": len(list((out / "logs").glob("attempt-*.log"))),  # killed ones left no record
+        "attempts": len(run.log_files()),  # killed ones left no record
         "started": attempts[0]["start"] if attempts else None,
-        "finished": datetime.now().isoformat(timespec="seconds"),
+        "finished": _now(),
         "train_seconds": round(sum(a.get("seconds", 0) for a in attempts), 1),
         "host": socket.gethostname(),
     }
     if moved:
-        atomic_write(out / "FAILED", json.dumps({**done, "error": "frozen layers changed"}, indent=1))
-        raise TransferError(f"net '{net.name}': frozen layer(s) {moved} differ from {INIT} after "
-                            f"training; their lr/decay multipliers must be 0 in {net.train_net}")
-    atomic_write(out / "DONE", json.dumps(done, indent=1) + "\n")
-    (out / "FAILED").unlink(missing_ok=True)
+        run.write_failed({**done, "error": "frozen layers changed"})
+        raise TransferError(f"net '{net.name}': frozen layer(s) {moved} differ from {shown(run.init_weights)} "
+                            f"after training; their lr/decay multipliers must be 0 in {net.files.train_net}")
+    run.write_done(done)
     return done
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where caffe trains: mode CPU or GPU, and the GPU's number."""
+
+    mode: str
+    gpu: int | None
+
+    def __str__(self) -> str:
+        return self.mode if self.gpu is None else f"{self.mode} {self.gpu}"
+
+
+def choose_device(plan: Plan, gpu: int | None, cpu: bool) -> Device:
+    if cpu and gpu is not None:
+        raise TransferError("give --gpu K or --cpu, not both")
+    if cpu or (gpu is None and plan.solver_mode == "CPU"):
+        return Device("CPU", None)
+    return Device("GPU", gpu)  # no --gpu: caffe takes the solver's device (0)
+
+
+def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop) -> int:
+    """One caffe run of a net, from its newest snapshot (or its start); returns an exit status."""
+    run = net.run
+    solver = run.net_copy("solver")
+    point = run.resume_point()
+    cmd = caffe_command(solver, device.gpu, point[1] if point else start_state(run))
+    attempt, log_path = run.new_log()
+    run.clear_failed()
+    where = f"resuming at iteration {point[0]}" if point else "from init.caffemodel"
+    log.info("%s: attempt %d (%s), %s; log %s", net.name, attempt, device, where, shown(log_path))
+    t0 = time.time()
+    rc, asked = _run_caffe(net, lock, cmd, log_path, stop)
+    seconds = time.time() - t0
+    run.append_attempt({
+        "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
+        "gpu": device.gpu, "resumed_from": point[0] if point else None,
+        "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
+    if rc == 0 and run.final_weights.is_file():
+        frozen = finish(net)["frozen_check"]["layers"]
+        log.info("%s: done: iteration %d in %.0f s%s", net.name, net.max_iter, seconds,
+                 f"; frozen {', '.join(frozen)} bit-identical to init.caffemodel" if frozen else "")
+        return Exit.OK
+    if asked or (rc == 0 and stop.why) or rc == -signal.SIGINT:
+        newest = run.resume_point()
+        log.info("%s: stopped with a snapshot at iteration %s; run again to resume",
+                 net.name, newest[0] if newest else "-")
+        return Exit.INTERRUPTED
+    run.write_failed({"net": net.name, "attempt": attempt, "exit": rc, "log": shown(log_path),
+                      "time": _now(), "tail": _tail(log_path)})
+    log.error("%s: caffe failed (exit %d); last lines of %s:\n%s", net.name, rc, shown(log_path),
+              "\n".join(f"    {line}" for line in _tail(log_path)))
+    return Exit.FAILED
+
+
+def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: _Stop,
+                  seed: int | None) -> int:
+    if lock.took_over:
+        log.info("%s: %s", net.name, lock.took_over)
+    if net.run.is_done():  # finished by the previous holder while we waited
+        return Exit.OK
+    write_run_files(plan, net, device.mode)
+    make_init(plan, net, seed=seed)
+    point = net.run.resume_point()
+    if point and point[0] >= net.max_iter and net.run.final_weights.is_file():
+        finish(net)
+        log.info("%s: final snapshot found: done", net.name)
+        return Exit.OK
+    if stop.why:
+        log.info("%s: %s before caffe started", net.name, stop.why)
+        return Exit.INTERRUPTED
+    return _attempt(net, device, lock, stop)
 
 
 def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
               max_seconds: float | None = None, seed: int | None = None) -> int:
-    """Train (or resume, or skip) one net; returns an exit status (EXIT_*)."""
-    started = time.time()
-    deadline = started + max_seconds if max_seconds else None
-    if is_done(plan, net):
-        _say(net, "already done")
-        return EXIT_OK
-    if net.copied:
-        base = plan.net(net.base)
-        if not is_done(plan, base):
-            raise TransferError(f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', "
-                                f"which is not finished (train it first)")
-    mode = "CPU" if cpu else ("GPU" if gpu is not None else plan.config.get("solver_mode", "GPU"))
-    out = run_dir(plan, net)
-    stop = _Stop()
+    """Train (or resume, or skip) one net; returns an exit status (errors.Exit)."""
+    device = choose_device(plan, gpu, cpu)
+    if net.run.is_done():
+        log.info("%s: already done", net.name)
+        return Exit.OK
+    base = plan.base_of(net)
+    if base is not None and not base.run.is_done():
+        raise TransferError(f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', "
+                            f"which is not finished (train it first)")
+    stop = _Stop(time.time() + max_seconds if max_seconds else None)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            lock = locks.acquire(lock_path(plan, net))
+            lock = net.run.acquire_lock()
         except locks.LockHeld as exc:
-            _say(net, f"not started: {exc}")
-            return EXIT_LOCKED
+            log.info("%s: not started: %s", net.name, exc)
+            return Exit.LOCKED
         with lock:
-            if lock.took_over:
-                _say(net, lock.took_over)
-            if is_done(plan, net):  # finished by the previous holder while we waited
-                return EXIT_OK
-            solver = write_run_files(plan, net, mode)
-            make_init(plan, net, seed=seed)
-            point = resume_point(plan, net)
-            if point and point[0] >= net.max_iter and final_weights(plan, net).is_file():
-                _finish(plan, net, out)
-                _say(net, "final snapshot found: done")
-                return EXIT_OK
-            if stop.why:
-                _say(net, f"{stop.why} before caffe started")
-                return EXIT_INTERRUPTED
-            cmd = caffe_command(solver, gpu if mode == "GPU" else None,
-                                point[1] if point else start_state(plan, net))
-            attempt, log = _new_log(out)
-            (out / "FAILED").unlink(missing_ok=True)
-            where = f"resuming at iteration {point[0]}" if point else "from init.caffemodel"
-            _say(net, f"attempt {attempt} ({mode}{'' if gpu is None or mode == 'CPU' else f' {gpu}'}), "
-                      f"{where}; log {shown(log)}")
-            t0 = time.time()
-            rc, asked = _run_caffe(net, lock, cmd, log, out, stop, deadline)
-            seconds = time.time() - t0
-            _append_jsonl(out / "attempts.jsonl", {
-                "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": mode,
-                "gpu": gpu, "resumed_from": point[0] if point else None,
-                "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
-                "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
-            if rc == 0 and final_weights(plan, net).is_file():
-                done = _finish(plan, net, out)
-                frozen = done["frozen_check"]["layers"]
-                _say(net, f"done: iteration {net.max_iter} in {seconds:.0f} s" +
-                     (f"; frozen {', '.join(frozen)} bit-identical to {INIT}" if frozen else ""))
-                return EXIT_OK
-            if asked or (rc == 0 and stop.why) or rc == -signal.SIGINT:
-                newest = resume_point(plan, net)
-                _say(net, f"stopped with a snapshot at iteration {newest[0] if newest else '-'}; "
-                          f"run again to resume")
-                return EXIT_INTERRUPTED
-            atomic_write(out / "FAILED", json.dumps({
-                "net": net.name, "attempt": attempt, "exit": rc, "log": shown(log),
-                "time": datetime.now().isoformat(timespec="seconds"), "tail": _tail(log)}, indent=1))
-            _say(net, f"caffe failed (exit {rc}); last lines of {shown(log)}:")
-            for line in _tail(log):
-                print(f"    {line}", file=sys.stderr)
-            return EXIT_FAILED
+            return _train_locked(plan, net, device, lock, stop, seed)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-# ---------------------------------------------------------------------------- state, for status/report
-
-STATES = ("pending", "running", "done", "failed", "blocked")
-_GLOG = re.compile(r"^[IWEF](\d{4})?(\d{2})(\d{2}) (\d{2}):(\d{2}):(\d{2})\.(\d+)")
-_ITER_LINE = re.compile(r"\] Iteration (\d+)\b")
-
-
-@dataclass
-class NetState:
-    name: str
-    state: str                          # one of STATES
-    iteration: int = 0
-    max_iter: int = 0
-    val_accuracy: float | None = None   # latest validation accuracy
-    iter_per_s: float | None = None     # speed of the latest attempt
-    seconds_left: float | None = None   # at that speed
-    attempts: int = 0
-    holder: str | None = None           # host:pid of a running net's lock
-    detail: list[str] = field(default_factory=list)   # why blocked / last log lines of a failure
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def _speed(log: Path) -> tuple[int | None, float | None]:
-    """(latest iteration, iterations per second) from one attempt's glog timestamps."""
-    first = last = None
-    year = datetime.now().year
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return None, None
-    for line in lines:
-        mi, mt = _ITER_LINE.search(line), _GLOG.match(line)
-        if not (mi and mt):
-            continue
-        y, mo, d, h, mi_, s, frac = mt.groups()
-        try:
-            t = datetime(int(y or year), int(mo), int(d), int(h), int(mi_), int(s),
-                         int(frac[:6].ljust(6, "0"))).timestamp()
-        except ValueError:
-            continue
-        point = (int(mi.group(1)), t)
-        first = first or point
-        last = point
-    if not last:
-        return None, None
-    if first and last[1] > first[1] and last[0] > first[0]:
-        return last[0], (last[0] - first[0]) / (last[1] - first[1])
-    return last[0], None
-
-
-def net_state(plan: Plan, net: Net) -> NetState:
-    """Where a net stands, from its run directory alone (no process needed)."""
-    from . import logs  # noqa: PLC0415 - only status needs the log reader
-
-    out = run_dir(plan, net)
-    st = NetState(name=net.name, state="pending", max_iter=net.max_iter)
-    files = sorted((out / "logs").glob("attempt-*.log")) if (out / "logs").is_dir() else []
-    st.attempts = len(files)
-    if files:
-        try:
-            nl = logs.read_logs(files)
-            if nl.val_accuracy:
-                st.val_accuracy = nl.val_accuracy[max(nl.val_accuracy)]
-        except TransferError:
-            pass
-        it, speed = _speed(files[-1])
-        st.iteration, st.iter_per_s = it or 0, speed
-    point = snapshots(plan, net)
-    if point:
-        st.iteration = max(st.iteration, point[0][0])
-    if is_done(plan, net):
-        st.state, st.iteration, st.iter_per_s = "done", net.max_iter, None
-        return st
-    info = locks.read(lock_path(plan, net))
-    if info is not None and locks.stale_reason(info) is None:
-        st.state, st.holder = "running", f"{info.get('host')}:{info.get('pid')}"
-        if st.iter_per_s:
-            st.seconds_left = (net.max_iter - st.iteration) / st.iter_per_s
-        return st
-    st.iter_per_s = None
-    failed = out / "FAILED"
-    if failed.is_file():
-        st.state = "failed"
-        try:
-            rec = json.loads(failed.read_text())
-            st.detail = [rec.get("error") or f"caffe exit {rec.get('exit')}"] + list(rec.get("tail", []))
-        except ValueError:
-            st.detail = _tail(files[-1]) if files else []
-        return st
-    if net.copied and not is_done(plan, plan.net(net.base)):
-        st.state, st.detail = "blocked", [f"waits for {net.base}"]
-    return st
 
 
 # ---------------------------------------------------------------------------- CLI
 
 def _cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    net = plan.net(args.net)
-    if args.cpu and args.gpu is not None:
-        raise TransferError("give --gpu K or --cpu, not both")
-    return train_net(plan, net, gpu=args.gpu, cpu=args.cpu, max_seconds=args.max_seconds, seed=args.seed)
+    return train_net(plan, plan.net(args.net), gpu=args.gpu, cpu=args.cpu, max_seconds=args.max_seconds,
+                     seed=args.seed)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one net with caffe (resumes from its newest snapshot)",
-                       description=f"Exit status: 0 done, {EXIT_FAILED} caffe failed, 2 error, "
-                                   f"{EXIT_LOCKED} another process trains it, {EXIT_INTERRUPTED} "
+                       description=f"Exit status: {Exit.OK} done, {Exit.FAILED} caffe failed, {Exit.ERROR} "
+                                   f"error, {Exit.LOCKED} another process trains it, {Exit.INTERRUPTED} "
                                    f"stopped with a snapshot (run again to resume).")
     p.add_argument("net", help="net name (see `transfer plan show`)")
     p.add_argument("--plan", default="paper")

@@ -1,0 +1,223 @@
+"""Typed, frozen specs read from a plan's YAML, and the checked reader that makes them.
+
+Every value is checked where it is read: unknown keys (with the closest known one suggested),
+types, ranges, and names that must be safe as file names and shell words. Errors name the file,
+the key and the value.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import TransferError
+
+SAFE = re.compile(r"[A-Za-z0-9._-]+")
+_MISSING = object()
+# Caffe's learning-rate policies (SGDSolver::GetLearningRate).
+LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """CaffeNet's numbers at a plan's scale."""
+
+    image_size: int
+    crop: int
+    widths: tuple[int, ...]         # conv1..conv5, fc6, fc7
+    fc8_outputs: int | str          # a number, or "classes": one output per training class
+    train_batch: int
+    test_batch: int
+    weight_std_scale: float = 1.0   # narrow nets learn only with wider filler stds
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """The solver numbers of one schedule (Caffe's SolverParameter fields of the same names)."""
+
+    base_lr: float
+    lr_policy: str
+    gamma: float
+    stepsize: int
+    max_iter: int
+    momentum: float
+    weight_decay: float
+    display: int
+    test_interval: int
+    test_iter: int
+    snapshot: int
+
+
+SOLVER_KEYS = tuple(f.name for f in fields(SolverSpec))
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """The built-in synthetic image set (`transfer synthetic make`)."""
+
+    classes: int
+    train_per_class: int
+    val_per_class: int
+    size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DirsSpec:
+    """Where a plan's files go: relative to the repository, or absolute."""
+
+    data: Path       # <data>/<data set>/{train_lmdb,val_lmdb,mean.binaryproto}
+    runs: Path       # <runs>/<net>/: see transfer/rundir.py
+    split: Path      # class lists of the splits (and the synthetic images)
+    nets: Path       # generated train/test prototxt
+    solvers: Path    # generated solver prototxt
+
+
+class Block:
+    """One mapping of a plan's YAML file; `where` is its dotted key ("" at the top)."""
+
+    def __init__(self, path: Path, where: str, value: Any):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise TransferError(f"{path}: {where or 'the file'}: expected a mapping of keys, got {value!r}")
+        self.path, self.where, self.value = path, where, value
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, problem: str) -> TransferError:
+        return TransferError(f"{self.path}: {self._key(key)}: {problem}")
+
+    def has(self, key: str) -> bool:
+        return key in self.value
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self.value:
+            return self.value[key]
+        if default is _MISSING:
+            raise TransferError(f"{self.path}: {self.where or 'plan'}: missing field '{key}'")
+        return default
+
+    def check_keys(self, known: tuple[str, ...], what: str = "field") -> None:
+        for key in self.value:
+            if key not in known:
+                raise self.fail(str(key), f"unknown {what} {str(key)!r}{suggest(str(key), known)} "
+                                          f"(known: {', '.join(known)})")
+
+    def keys(self, known: tuple[str, ...] | None = None, what: str = "field", safe: bool = False) -> list[str]:
+        if known is not None:
+            self.check_keys(known, what)
+        if safe:
+            for key in self.value:
+                check_name(self, str(key), str(key))
+        return [str(k) for k in self.value]
+
+    def block(self, key: str, required: bool = True) -> Block:
+        return Block(self.path, self._key(key), self.raw(key, _MISSING if required else None))
+
+    def integer(self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING) -> int:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(key, f"expected an integer, got {v!r}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"at least {lo}" if hi is None else f"in {lo}..{hi}"
+            raise self.fail(key, f"{v} is out of range (must be {rng})")
+        return v
+
+    def number(self, key: str, lo: float | None = None, below: float | None = None,
+               positive: bool = False, default: Any = _MISSING) -> float:
+        v = self.raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(key, f"expected a number, got {v!r}")
+        if (positive and v <= 0) or (lo is not None and v < lo) or (below is not None and v >= below):
+            need = "positive" if positive else f">= {lo}" + (f" and < {below}" if below is not None else "")
+            raise self.fail(key, f"{v} is out of range (must be {need})")
+        return float(v)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        v = self.raw(key, default)
+        if v not in choices:
+            raise self.fail(key, f"{v!r} is not one of {', '.join(choices)}{suggest(str(v), choices)}")
+        return v
+
+    def name(self, key: str, default: Any = _MISSING) -> str:
+        """A string that is used in file names and shell words: [A-Za-z0-9._-] only."""
+        return check_name(self, key, self.raw(key, default))
+
+    def path_(self, key: str, default: Any = _MISSING) -> Path:
+        v = self.raw(key, default)
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(key, f"expected a directory path, got {v!r}")
+        return Path(v)
+
+    def sequence(self, key: str) -> list:
+        v = self.raw(key)
+        if not isinstance(v, list) or not v:
+            raise self.fail(key, f"expected a non-empty list, got {v!r}")
+        return v
+
+
+def suggest(word: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_name(blk: Block, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not SAFE.fullmatch(value):
+        raise blk.fail(key, f"{value!r} is not a usable name (letters, digits, '.', '_' and '-' only: "
+                            f"it becomes part of file names and shell commands)")
+    return value
+
+
+def read_dirs(top: Block, plan_name: str) -> DirsSpec:
+    # Generated files go under prototxt/<plan>/ and solvers/<plan>/ unless the plan says
+    # otherwise (tests point these, like data_dir and runs_dir, at temporary directories).
+    return DirsSpec(data=top.path_("data_dir"), runs=top.path_("runs_dir"), split=top.path_("split_dir"),
+                    nets=top.path_("nets_dir", f"prototxt/{plan_name}"),
+                    solvers=top.path_("solvers_dir", f"solvers/{plan_name}"))
+
+
+def read_model(blk: Block) -> ModelSpec:
+    blk.check_keys(tuple(f.name for f in fields(ModelSpec)))
+    widths = blk.sequence("widths")
+    if len(widths) != 7 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise blk.fail("widths", f"expected 7 positive integers (conv1..conv5, fc6, fc7), got {widths!r}")
+    fc8 = blk.raw("fc8_outputs")
+    if fc8 != "classes":
+        fc8 = blk.integer("fc8_outputs", lo=1)
+    size = blk.integer("image_size", lo=1)
+    return ModelSpec(image_size=size, crop=blk.integer("crop", lo=1, hi=size), widths=tuple(widths),
+                     fc8_outputs=fc8, train_batch=blk.integer("train_batch", lo=1),
+                     test_batch=blk.integer("test_batch", lo=1),
+                     weight_std_scale=blk.number("weight_std_scale", positive=True, default=1.0))
+
+
+def read_solver(blk: Block, base: SolverSpec | None = None) -> SolverSpec:
+    """The solver block, or (with `base`) a schedule that overrides some of its numbers."""
+    blk.check_keys(SOLVER_KEYS, "solver field")
+    readers = {
+        "base_lr": lambda k: blk.number(k, positive=True),
+        "lr_policy": lambda k: blk.choice(k, LR_POLICIES),
+        "gamma": lambda k: blk.number(k, positive=True),
+        "stepsize": lambda k: blk.integer(k, lo=1),
+        "max_iter": lambda k: blk.integer(k, lo=1),
+        "momentum": lambda k: blk.number(k, lo=0, below=1),
+        "weight_decay": lambda k: blk.number(k, lo=0),
+        "display": lambda k: blk.integer(k, lo=0),
+        "test_interval": lambda k: blk.integer(k, lo=1),
+        "test_iter": lambda k: blk.integer(k, lo=1),
+        "snapshot": lambda k: blk.integer(k, lo=1),
+    }
+    if base is not None:
+        return replace(base, **{k: readers[k](k) for k in blk.keys()})
+    return SolverSpec(**{k: readers[k](k) for k in SOLVER_KEYS})
+
+
+def read_synthetic(blk: Block) -> SyntheticSpec:
+    blk.check_keys(tuple(f.name for f in fields(SyntheticSpec)))
+    return SyntheticSpec(classes=blk.integer("classes", lo=2), train_per_class=blk.integer("train_per_class", lo=1),
+                         val_per_class=blk.integer("val_per_class", lo=1), size=blk.integer("size", lo=8),
+                         seed=blk.integer("seed", lo=0))
