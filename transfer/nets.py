@@ -1,13 +1,17 @@
 """Caffe 1.0 net and solver files for every net of a plan, built with caffe's protobuf classes.
 
-One CaffeNet definition (LRN after pooling, as released) serves every treatment and scale:
-a treatment only changes which layers learn (lr/decay multipliers) and where data comes from;
-a scale only changes numbers (crop, widths, batches) taken from the plan.
+In the spirit of Caffe's python/caffe/net_spec.py (without loading `_caffe.so`): layers are
+declared by small functions (`conv_relu`, `fc_relu_dropout`, ...) that fill protobuf messages
+through one helper, `assign`. One CaffeNet definition (LRN after pooling, as released) serves
+every treatment and scale: a treatment only changes which layers learn (lr/decay multipliers) and
+where data comes from; a scale only changes numbers (crop, widths, batches) taken from the plan.
+The numbers and where they come from: docs/FAITHFUL.md.
 """
 from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,121 +22,114 @@ from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
 from .spec import ModelSpec
 
-# Per weight layer: kind, kernel, stride, pad, group, weight std, bias value (FAITHFUL_SPEC.md).
-ARCH: dict[str, tuple[str, int, int, int, int, float, float]] = {
-    "conv1": ("conv", 11, 4, 0, 1, 0.01, 0.0),
-    "conv2": ("conv", 5, 1, 2, 2, 0.01, 1.0),
-    "conv3": ("conv", 3, 1, 1, 1, 0.01, 0.0),
-    "conv4": ("conv", 3, 1, 1, 2, 0.01, 1.0),
-    "conv5": ("conv", 3, 1, 1, 2, 0.01, 1.0),
-    "fc6": ("fc", 0, 0, 0, 0, 0.005, 1.0),
-    "fc7": ("fc", 0, 0, 0, 0, 0.005, 1.0),
-    "fc8": ("fc", 0, 0, 0, 0, 0.01, 0.0),
-}
-POOL_AFTER = {"conv1": ("pool1", "norm1"), "conv2": ("pool2", "norm2"), "conv5": ("pool5", None)}
-DROPOUT_AFTER = {"fc6": "drop6", "fc7": "drop7"}
+
+def assign(msg: Any, **fields: Any) -> Any:
+    """Fill a protobuf message from keyword arguments (as net_spec.py's assign_proto): a dict fills
+    a sub-message, a list (or a single value) a repeated field, an enum takes its value's name."""
+    for key, value in fields.items():
+        fd = msg.DESCRIPTOR.fields_by_name[key]
+        if fd.label == fd.LABEL_REPEATED:
+            target = getattr(msg, key)
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if fd.message_type:
+                    assign(target.add(), **item)
+                else:
+                    target.append(item)
+        elif fd.message_type:
+            assign(getattr(msg, key), **value)
+        else:
+            if fd.enum_type and isinstance(value, str):
+                value = fd.enum_type.values_by_name[value].number
+            setattr(msg, key, value)
+    return msg
 
 
-def _param(learn: bool) -> list[dict[str, float]]:
-    # Learned: weights lr 1 / decay 1, bias lr 2 / decay 0. Frozen: everything 0.
-    if learn:
-        return [{"lr_mult": 1, "decay_mult": 1}, {"lr_mult": 2, "decay_mult": 0}]
-    return [{"lr_mult": 0, "decay_mult": 0}, {"lr_mult": 0, "decay_mult": 0}]
+class NetSpec:
+    """A NetParameter grown layer by layer; each layer reads the previous one's top by default."""
+
+    def __init__(self, name: str, std_scale: float, learns: dict[str, bool]):
+        self.proto = caffe_pb2().NetParameter(name=name)
+        self.top = "data"
+        self.std_scale = std_scale   # narrow nets learn only with wider filler stds (a plan number)
+        self.learns = learns         # weight layer -> whether it learns (frozen: lr 0)
+
+    def layer(self, name: str, type: str, inplace: bool = False, **params: Any) -> None:
+        """A layer on the current top: in place (ReLU, Dropout) or with its own top."""
+        tops = params.pop("top", [self.top if inplace else name])
+        bottoms = params.pop("bottom", [self.top])
+        assign(self.proto.layer.add(), name=name, type=type, bottom=bottoms, top=tops, **params)
+        self.top = tops[0]
+
+    def _learned(self, name: str, std: float, bias: float) -> dict[str, Any]:
+        # Learned: weights lr 1 / decay 1, bias lr 2 / decay 0. Frozen: everything 0.
+        learn = self.learns[name]
+        return {"param": [{"lr_mult": 1, "decay_mult": 1}, {"lr_mult": 2, "decay_mult": 0}] if learn else
+                [{"lr_mult": 0, "decay_mult": 0}] * 2,
+                "fillers": {"weight_filler": {"type": "gaussian", "std": std * self.std_scale},
+                            "bias_filler": {"type": "constant", "value": bias}}}
+
+    def conv_relu(self, name: str, width: int, kernel: int, std: float, bias: float, pad: int = 0,
+                  stride: int = 1, group: int = 1) -> None:
+        p = self._learned(name, std, bias)
+        conv = dict(num_output=width, kernel_size=kernel, **p["fillers"])
+        # Only what differs from Caffe's defaults is written, as in the released files.
+        given, default = {"pad": pad, "stride": stride, "group": group}, {"pad": 0, "stride": 1, "group": 1}
+        conv.update({k: v for k, v in given.items() if v != default[k]})
+        self.layer(name, "Convolution", param=p["param"], convolution_param=conv)
+        self.layer(f"relu{name[-1]}", "ReLU", inplace=True)
+
+    def fc(self, name: str, width: int, std: float, bias: float) -> None:
+        p = self._learned(name, std, bias)
+        self.layer(name, "InnerProduct", param=p["param"], inner_product_param=dict(num_output=width, **p["fillers"]))
+
+    def fc_relu_dropout(self, name: str, width: int, std: float, bias: float) -> None:
+        self.fc(name, width, std, bias)
+        self.layer(f"relu{name[-1]}", "ReLU", inplace=True)
+        self.layer(f"drop{name[-1]}", "Dropout", inplace=True, dropout_param={"dropout_ratio": 0.5})
+
+    def max_pool(self, name: str) -> None:
+        self.layer(name, "Pooling", pooling_param={"pool": "MAX", "kernel_size": 3, "stride": 2})
+
+    def lrn(self, name: str) -> None:
+        self.layer(name, "LRN", lrn_param={"local_size": 5, "alpha": 0.0001, "beta": 0.75})
 
 
-def _data_layer(pb, net: Net, model: ModelSpec, train: bool) -> Any:
-    layer = pb.LayerParameter(name="data", type="Data", top=["data", "label"])
-    layer.include.add(phase=pb.TRAIN if train else pb.TEST)
-    layer.transform_param.mirror = train
-    layer.transform_param.crop_size = model.crop
-    layer.transform_param.mean_file = str(net.files.mean)
-    layer.data_param.source = str(net.files.train_data if train else net.files.val_data)
-    layer.data_param.batch_size = model.train_batch if train else model.test_batch
-    layer.data_param.backend = pb.DataParameter.LMDB
-    return layer
+def data_layer(n: NetSpec, net: Net, model: ModelSpec, train: bool) -> None:
+    n.layer("data", "Data", top=["data", "label"], bottom=[], include={"phase": "TRAIN" if train else "TEST"},
+            transform_param={"mirror": train, "crop_size": model.crop, "mean_file": str(net.files.mean)},
+            data_param={"source": str(net.files.train_data if train else net.files.val_data),
+                        "batch_size": model.train_batch if train else model.test_batch, "backend": "LMDB"})
 
 
 def net_param(net: Net, model: ModelSpec, train: bool) -> Any:
-    """The NetParameter of a net's training (train=True) or validation net."""
-    pb = caffe_pb2()
-    widths = list(model.widths) + [net.fc8_outputs]
-    # Narrow nets pass too little signal through 8 layers of the ImageNet stds to learn in a few
-    # hundred iterations; the small profiles scale every weight std (a number, not other code).
-    std_scale = model.weight_std_scale
-    proto = pb.NetParameter(name=net.name)
-    proto.layer.append(_data_layer(pb, net, model, train))
-    bottom = "data"
-    for i, (lname, width) in enumerate(zip(LAYERS, widths), start=1):
-        kind, kernel, stride, pad, group, std, bias = ARCH[lname]
-        learn = i > net.frozen
-        if kind == "conv":
-            layer = pb.LayerParameter(name=lname, type="Convolution", bottom=[bottom], top=[lname])
-            cp = layer.convolution_param
-            cp.num_output = width
-            cp.kernel_size.append(kernel)
-            if pad:
-                cp.pad.append(pad)
-            if stride > 1:
-                cp.stride.append(stride)
-            if group > 1:
-                cp.group = group
-            fill_w, fill_b = cp.weight_filler, cp.bias_filler
-        else:
-            layer = pb.LayerParameter(name=lname, type="InnerProduct", bottom=[bottom], top=[lname])
-            ip = layer.inner_product_param
-            ip.num_output = width
-            fill_w, fill_b = ip.weight_filler, ip.bias_filler
-        for spec in _param(learn):
-            layer.param.add(**spec)
-        fill_w.type, fill_w.std = "gaussian", std * std_scale
-        fill_b.type, fill_b.value = "constant", bias
-        proto.layer.append(layer)
-        bottom = lname
-        if lname == "fc8":
-            break
-        relu = f"relu{lname[-1]}"
-        proto.layer.add(name=relu, type="ReLU", bottom=[lname], top=[lname])
-        if lname in POOL_AFTER:
-            pool, norm = POOL_AFTER[lname]
-            p = proto.layer.add(name=pool, type="Pooling", bottom=[lname], top=[pool])
-            p.pooling_param.pool = pb.PoolingParameter.MAX
-            p.pooling_param.kernel_size = 3
-            p.pooling_param.stride = 2
-            bottom = pool
-            if norm:
-                n = proto.layer.add(name=norm, type="LRN", bottom=[pool], top=[norm])
-                n.lrn_param.local_size = 5
-                n.lrn_param.alpha = 0.0001
-                n.lrn_param.beta = 0.75
-                bottom = norm
-        if lname in DROPOUT_AFTER:
-            d = proto.layer.add(name=DROPOUT_AFTER[lname], type="Dropout", bottom=[lname], top=[lname])
-            d.dropout_param.dropout_ratio = 0.5
+    """The NetParameter of a net's training (train=True) or validation net: CaffeNet."""
+    w = list(model.widths) + [net.fc8_outputs]
+    n = NetSpec(net.name, model.weight_std_scale, {name: i > net.frozen for i, name in enumerate(LAYERS, 1)})
+    data_layer(n, net, model, train)
+    n.conv_relu("conv1", w[0], kernel=11, stride=4, std=0.01, bias=0.0)
+    n.max_pool("pool1")
+    n.lrn("norm1")
+    n.conv_relu("conv2", w[1], kernel=5, pad=2, group=2, std=0.01, bias=1.0)
+    n.max_pool("pool2")
+    n.lrn("norm2")
+    n.conv_relu("conv3", w[2], kernel=3, pad=1, std=0.01, bias=0.0)
+    n.conv_relu("conv4", w[3], kernel=3, pad=1, group=2, std=0.01, bias=1.0)
+    n.conv_relu("conv5", w[4], kernel=3, pad=1, group=2, std=0.01, bias=1.0)
+    n.max_pool("pool5")
+    n.fc_relu_dropout("fc6", w[5], std=0.005, bias=1.0)
+    n.fc_relu_dropout("fc7", w[6], std=0.005, bias=1.0)
+    n.fc("fc8", w[7], std=0.01, bias=0.0)
     if not train:
-        proto.layer.add(name="accuracy", type="Accuracy", bottom=["fc8", "label"], top=["accuracy"])
-    proto.layer.add(name="loss", type="SoftmaxWithLoss", bottom=["fc8", "label"], top=["loss"])
-    return proto
+        n.layer("accuracy", "Accuracy", bottom=["fc8", "label"], top=["accuracy"])
+    n.layer("loss", "SoftmaxWithLoss", bottom=["fc8", "label"], top=["loss"])
+    return n.proto
 
 
 def solver_param(net: Net, solver_mode: str) -> Any:
-    pb = caffe_pb2()
-    s = net.solver
-    proto = pb.SolverParameter(train_net=str(net.files.train_net))
-    proto.test_net.append(str(net.files.test_net))
-    proto.test_iter.append(s.test_iter)
-    proto.test_interval = s.test_interval
-    proto.base_lr = s.base_lr
-    proto.lr_policy = s.lr_policy
-    proto.gamma = s.gamma
-    proto.stepsize = s.stepsize
-    proto.display = s.display
-    proto.max_iter = s.max_iter
-    proto.momentum = s.momentum
-    proto.weight_decay = s.weight_decay
-    proto.snapshot = s.snapshot
-    proto.snapshot_prefix = str(net.run.plan_snapshot_prefix)
-    proto.solver_mode = {"CPU": pb.SolverParameter.CPU, "GPU": pb.SolverParameter.GPU}[solver_mode]
-    return proto
+    """The SolverParameter of a net: the plan's solver numbers, its files, its snapshot prefix."""
+    return assign(caffe_pb2().SolverParameter(), train_net=str(net.files.train_net),
+                  test_net=str(net.files.test_net), snapshot_prefix=str(net.run.plan_snapshot_prefix),
+                  solver_mode=solver_mode, **asdict(net.solver))
 
 
 _WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.MULTILINE)
