@@ -14,7 +14,7 @@ from PIL import Image
 from transfer import datasets
 from transfer.caffe_env import caffe_pb2
 from transfer.errors import TransferError
-from transfer.lmdb_store import KILL_ENV, PROGRESS_KEY, iter_items, open_read
+from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
 cv2 = pytest.importorskip("cv2")
 SIZE = 24
@@ -155,12 +155,64 @@ def test_skip_bad_writes_report(pb2, corpus, tmp_path):
     assert datasets.verify(str(db)) == []
 
 
+# A child process running datasets.build that SIGKILLs itself after a number of Datum puts: a crash
+# in the middle of a commit's transaction. Its LMDB environment is wrapped in the child only.
+_KILLER = """
+import ast, os, signal, sys
+import lmdb
+from transfer import lmdb_store
+from transfer.datasets import build
+
+left = int(sys.argv[1])
+
+
+class Txn:
+    def __init__(self, txn):
+        self.txn = txn
+
+    def __enter__(self):
+        self.txn.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.txn.__exit__(*exc)
+
+    def put(self, key, value, **kw):
+        global left
+        done = self.txn.put(key, value, **kw)
+        if key != lmdb_store.PROGRESS_KEY:
+            left -= 1
+            if left == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self.txn, name)
+
+
+class Env:
+    def __init__(self, env):
+        self.env = env
+
+    def begin(self, write=False, **kw):
+        txn = self.env.begin(write=write, **kw)
+        return Txn(txn) if write else txn
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+
+real_open = lmdb.open
+lmdb.open = lambda *a, **kw: Env(real_open(*a, **kw))
+build(*sys.argv[2:5], **ast.literal_eval(sys.argv[5]))
+"""
+
+
 def _killed_build(lst: Path, root: Path, out: Path, kill_after: int, **opts) -> subprocess.CompletedProcess:
-    """datasets.build in a child process that SIGKILLs itself after `kill_after` puts (mid-transaction)."""
-    code = (f"from transfer.datasets import build; build({str(lst)!r}, {str(root)!r}, {str(out)!r}, "
-            f"size={SIZE}, **{opts!r})")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, KILL_ENV: str(kill_after)})
+    """datasets.build in a child process killed (SIGKILL) after `kill_after` puts, mid-transaction."""
+    args = [str(kill_after), str(lst), str(root), str(out), repr({"size": SIZE, **opts})]
+    return subprocess.run([sys.executable, "-c", _KILLER, *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:

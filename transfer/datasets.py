@@ -5,16 +5,14 @@
     transfer data verify  DB                                  re-read and check against manifest.json
     transfer data mean    DB --out mean.binaryproto           per-pixel mean, one streaming pass
 
-Pixels come from transfer/images.py, the resumable, atomic database from transfer/lmdb_store.py.
+Pixels come from transfer/images.py (decoded in parallel by transfer/decode.py), the resumable,
+atomic database from transfer/lmdb_store.py.
 """
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
-import sys
-import time
-from collections import Counter, deque
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,131 +20,17 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .caffe_env import caffe_pb2
-from .errors import TransferError
-from .files import atomic_write, digest, duration
-from .images import Entry, ImageError, datum_array, datum_bytes, load_warped, read_list
+from .console import Progress, stage
+from .decode import Result, decoded_blocks
+from .errors import Exit, TransferError
+from .files import atomic_write, digest
+from .images import Entry, datum_array, read_list
 from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, datum_key, iter_items, key_path,
                          open_read, read_manifest)
 
 FORMAT = "transfer-lmdb/1"
 DEFAULT_BLOCK = 250  # images a commit (~50 MB at 256x256); also the unit of work handed to the pool
-# Blocks queued to the workers beyond the one being written: a commit waits on the disk (fsync), and
-# the workers must have enough queued to stay busy meanwhile. Memory: (AHEAD + 1) blocks of Datums.
-AHEAD = 4
-
-Result = tuple[bytes | memoryview | int | None, str | None]  # (serialized Datum, None) or (None, reason)
-
-
-# ---------------------------------------------------------------------------- progress line
-
-class Progress:
-    """done/total, images/s and time left on stderr: redrawn in place on a TTY, a line every few s otherwise."""
-
-    def __init__(self, what: str, total: int, done: int = 0, every: float | None = None) -> None:
-        self.what, self.total, self.first = what, total, done
-        self.t0 = self.last = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.every = every if every is not None else (0.25 if self.tty else 5.0)
-        self.done = done
-
-    def update(self, done: int, force: bool = False) -> None:
-        self.done = done
-        now = time.monotonic()
-        if not force and now - self.last < self.every:
-            return
-        self.last = now
-        rate = (done - self.first) / max(now - self.t0, 1e-9)
-        left = (self.total - done) / rate if rate > 0 else float("inf")
-        pct = 100.0 * done / max(self.total, 1)
-        line = f"{self.what}: {done}/{self.total} ({pct:.1f}%), {rate:.0f} images/s, {duration(left)} left"
-        sys.stderr.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        self.update(self.done, force=True)
-        if self.tty:
-            sys.stderr.write("\n")
-
-
-# ---------------------------------------------------------------------------- decoding workers
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(root: str, width: int, height: int, shm: mmap.mmap | None = None, slot: int = 0) -> None:
-    import cv2  # noqa: PLC0415
-
-    cv2.setNumThreads(1)  # one process a core already; OpenCV's own threads would only contend
-    _WORKER.update(root=root, width=width, height=height, pb2=caffe_pb2(), shm=shm, slot=slot)
-
-
-def _convert(task: tuple[int, str, int]) -> Result:
-    """(Datum, None) or (None, reason). With shared memory the Datum goes into the task's slot and
-    only its length comes back: no pickling of ~200 KB through a pipe for every image."""
-    index, path, label = task
-    w = _WORKER
-    try:
-        img = load_warped(os.path.join(w["root"], path), w["width"], w["height"])
-        value = datum_bytes(w["pb2"], img, label)
-    except ImageError as exc:
-        return None, str(exc)
-    except Exception as exc:  # noqa: BLE001 (a decoder crash on one file is that file's problem)
-        return None, f"{type(exc).__name__}: {exc}"
-    shm, slot = w["shm"], w["slot"]
-    if shm is None or len(value) > slot:
-        return value, None
-    shm[index * slot:index * slot + len(value)] = value
-    return len(value), None
-
-
-def _decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
-                    width: int, height: int) -> Iterator[list[Result]]:
-    """Results block by block, in order. AHEAD blocks are queued so workers keep decoding while the
-    writer commits, and no more than that, so memory stays bounded however slow the disk is. A block's
-    Datums are valid until the next block is asked for (their shared-memory slots are then reused)."""
-    starts = iter(range(0, len(tasks), block))
-    if jobs <= 1:
-        _init_worker(root, width, height)
-        for s in starts:
-            yield [_convert((0, *t)) for t in tasks[s:s + block]]
-        return
-    import multiprocessing as mp  # noqa: PLC0415
-
-    slot = 3 * width * height + 64  # a raw Datum: the pixels and a few header bytes
-    ring = (AHEAD + 1) * block      # slots of the block being written and of those queued
-    shm = mmap.mmap(-1, ring * slot)  # anonymous, shared with the forked workers
-    view = memoryview(shm)
-    with mp.get_context("fork").Pool(jobs, initializer=_init_worker,
-                                     initargs=(root, width, height, shm, slot)) as pool:
-        chunk = max(1, block // (jobs * 4))
-        queued: deque = deque()
-
-        def submit() -> None:
-            s = next(starts, None)
-            if s is not None:
-                work = [((s + i) % ring, path, label) for i, (path, label) in enumerate(tasks[s:s + block])]
-                queued.append((s, pool.map_async(_convert, work, chunk)))
-
-        for _ in range(AHEAD):
-            submit()
-        while queued:
-            s, pending = queued.popleft()
-            results = pending.get()
-            submit()
-            out: list[Result] = []
-            for i, (value, reason) in enumerate(results):
-                if isinstance(value, int):
-                    at = (s + i) % ring * slot
-                    value = view[at:at + value]
-                out.append((value, reason))
-            yield out
-            del out, results
-    try:
-        view.release()
-        shm.close()
-    except BufferError:
-        pass  # a caller still holds a Datum view; the map goes with the last reference
-
+log = stage("data")
 
 # ---------------------------------------------------------------------------- shared writer loop
 
@@ -182,7 +66,7 @@ def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Res
     skipped = list(state["skipped"])
     count, pos = state["count"], state["next"]
     if writer.resumed:
-        print(f"{what}: resuming {writer.path} at {pos}/{len(order)}", file=sys.stderr)
+        log.info("%s: resuming %s at %d/%d", what, writer.path, pos, len(order))
     progress = Progress(what, len(order), pos)
 
     def snapshot(next_pos: int) -> dict[str, Any]:
@@ -229,7 +113,7 @@ def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], 
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     writer.finish(manifest)
     if state["skipped"]:
-        print(f"skipped {len(state['skipped'])} images, listed in {report}", file=sys.stderr)
+        log.info("skipped %d images, listed in %s", len(state["skipped"]), report)
 
 
 # ---------------------------------------------------------------------------- build / derive
@@ -247,7 +131,7 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
                 "shuffle": bool(shuffle), "seed": seed if shuffle else None}
     out_p = Path(out)
     if _up_to_date(out_p, identity):
-        print(f"{out} is up to date", file=sys.stderr)
+        log.info("%s is up to date", out)
         return out_p
     out_p.parent.mkdir(parents=True, exist_ok=True)
     order = _order(entries, shuffle, seed)
@@ -255,7 +139,7 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     try:
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
         jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
-        results = _decoded_blocks(todo, block, jobs, root, size, size)
+        results = decoded_blocks(todo, block, jobs, root, size, size)
         state = _write_all(writer, order, results, list_path,
                            lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
     except BaseException:
@@ -270,56 +154,64 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     return out_p
 
 
+def _index_by_path(env: Any) -> dict[str, bytes]:
+    """Image path -> key of a finished database (its keys are `%08d_<path>`)."""
+    index: dict[str, bytes] = {}
+    for key, _ in iter_items(env, keys_only=True):
+        if key != PROGRESS_KEY:
+            index.setdefault(key_path(key), key)
+    return index
+
+
+def _relabelled(env: Any, index: dict[str, bytes], todo: list[Entry], source: str,
+                block: int) -> Iterator[list[Result]]:
+    """The source database's Datums of `todo`, with the subset's labels, block by block."""
+    pb2 = caffe_pb2()
+    with env.begin(buffers=True) as txn:
+        for s in range(0, len(todo), block):
+            results: list[Result] = []
+            for e in todo[s:s + block]:
+                key = index.get(e.path)
+                if key is None:
+                    results.append((None, f"not in {source} (skipped when it was built?)"))
+                    continue
+                datum = pb2.Datum.FromString(txn.get(key))
+                datum.label = e.label
+                results.append((datum.SerializeToString(), None))
+            yield results
+
+
 def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: int = 0,
            skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
     """A subset database from a finished whole one: same Datums, new labels, keys in the subset's order.
     Byte-identical to building the subset list directly (nothing is decoded again)."""
-    pb2 = caffe_pb2()
+    caffe_pb2()  # fail before any work if Caffe is not configured
     whole = read_manifest(source)
     entries = read_list(list_path)
     identity = {"kind": "derive", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
                 "list_sha256": digest(list_path), "shuffle": bool(shuffle), "seed": seed if shuffle else None}
     out_p = Path(out)
     if _up_to_date(out_p, identity):
-        print(f"{out} is up to date", file=sys.stderr)
+        log.info("%s is up to date", out)
         return out_p
     out_p.parent.mkdir(parents=True, exist_ok=True)
     env = open_read(source)
-    index: dict[str, bytes] = {}
-    for key, _ in iter_items(env, keys_only=True):
-        if key != PROGRESS_KEY:
-            index.setdefault(key_path(key), key)
-    order = _order(entries, shuffle, seed)
-    if not skip_bad:
-        missing = [e for e in entries if e.path not in index]
-        if missing:
-            shown = "; ".join(f"{list_path}:{e.line}: {e.path}" for e in missing[:5])
-            raise TransferError(f"{len(missing)} images of the list are not in {source}: {shown}"
-                                + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
-    d = whole["datum"]
-    writer = PartialDB(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]))
-
-    def relabelled() -> Iterator[list[Result]]:
-        todo = order[writer.state["next"]:]
-        with env.begin(buffers=True) as txn:
-            for s in range(0, len(todo), block):
-                results: list[Result] = []
-                for e in todo[s:s + block]:
-                    key = index.get(e.path)
-                    if key is None:
-                        results.append((None, f"not in {source} (skipped when it was built?)"))
-                        continue
-                    datum = pb2.Datum.FromString(txn.get(key))
-                    datum.label = e.label
-                    results.append((datum.SerializeToString(), None))
-                yield results
-
     try:
-        state = _write_all(writer, order, relabelled(), list_path, lambda e: e.path, skip_bad,
-                           f"derive {out_p.name}")
-    except BaseException:
-        writer.close()
-        raise
+        index = _index_by_path(env)
+        order = _order(entries, shuffle, seed)
+        missing = [e for e in entries if e.path not in index]
+        if missing and not skip_bad:
+            listed = "; ".join(f"{list_path}:{e.line}: {e.path}" for e in missing[:5])
+            raise TransferError(f"{len(missing)} images of the list are not in {source}: {listed}"
+                                + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
+        d = whole["datum"]
+        writer = PartialDB(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]))
+        try:
+            results = _relabelled(env, index, order[writer.state["next"]:], source, block)
+            state = _write_all(writer, order, results, list_path, lambda e: e.path, skip_bad, f"derive {out_p.name}")
+        except BaseException:
+            writer.close()
+            raise
     finally:
         env.close()
     manifest = {"identity": identity, "tool": "transfer data derive", "datum": dict(d),
@@ -428,10 +320,8 @@ def _cmd_derive(a: argparse.Namespace) -> int:
 def _cmd_verify(a: argparse.Namespace) -> int:
     problems = verify(a.db)
     if problems:
-        print(f"{a.db}: does not match its manifest:", file=sys.stderr)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
-        return 1
+        log.error("%s: does not match its manifest:\n%s", a.db, "\n".join(f"  {p}" for p in problems))
+        return Exit.FAILED
     m = read_manifest(a.db)
     d = m["datum"]
     print(f"{a.db}: OK, {m['count']} Datums {d['channels']}x{d['height']}x{d['width']}, {m['num_labels']} labels")

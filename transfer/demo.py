@@ -10,11 +10,14 @@ import os
 import time
 from pathlib import Path
 
+from .console import stage
 from .errors import TransferError
 from .plan import load_plan
 from .prepare import prepare_plan_data
 from .report import default_out, make_report
 from .runner import run_plan
+
+log = stage("demo")
 
 
 def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Path:
@@ -22,18 +25,18 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
     if plan.synthetic is None:
         raise TransferError(f"plan '{plan.name}' has no synthetic dataset; the demo runs on one (try --plan small)")
     t0 = time.monotonic()
-    print(f"== demo: plan {plan.name} ({len(plan.nets)} nets) on the synthetic dataset, {jobs} CPU jobs", flush=True)
-    print("== 1/3 data: synthetic images, splits, file lists, LMDBs, means, net files", flush=True)
+    log.info("plan %s (%d nets) on the synthetic dataset, %d CPU jobs", plan.name, len(plan.nets), jobs)
+    log.info("1/3 data: synthetic images, splits, file lists, LMDBs, means, net files")
     prepare_plan_data(plan, jobs=jobs)
-    print(f"== 2/3 training with caffe ({time.monotonic() - t0:.0f} s so far)", flush=True)
+    log.info("2/3 training with caffe (%.0f s so far)", time.monotonic() - t0)
     status = run_plan(plan, cpu=True, jobs=jobs)
     if status != 0:
         raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
                             "shows which nets failed; rerun to continue")
-    print(f"== 3/3 report ({time.monotonic() - t0:.0f} s so far)", flush=True)
+    log.info("3/3 report (%.0f s so far)", time.monotonic() - t0)
     out_dir = Path(out) if out else default_out(plan)
     report = make_report(plan_name, None, out_dir)
-    print(f"== done in {time.monotonic() - t0:.0f} s", flush=True)
+    log.info("done in %.0f s", time.monotonic() - t0)
     for key, q in report["qualitative"].items():
         verdict = {True: "yes", False: "no", None: "not enough data"}[q["holds"]]
         print(f"   paper's pattern, {key}: {verdict}")

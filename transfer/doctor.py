@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import caffe_env
-from .errors import TransferError
+from .errors import Exit, TransferError
 
 # Layer types the paper's nets use (Krizhevsky-style ImageNet net trained from LMDB).
 PAPER_LAYERS = ["Data", "Convolution", "ReLU", "Pooling", "LRN", "InnerProduct", "Dropout",
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"     fix: {c.fix}")
     problems = sum(not c.ok for c in checks)
     print("all checks passed" if not problems else f"{problems} problem(s) found")
-    return 0 if not problems else 1
+    return Exit.OK if not problems else Exit.FAILED
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

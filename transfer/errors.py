@@ -12,7 +12,8 @@ class TransferError(Exception):
 
 class Exit(IntEnum):
     OK = 0              # done: every selected net finished
-    FAILED = 1          # caffe failed (or a net of `transfer run` did): see the net's FAILED and log
+    FAILED = 1          # the command ran and the outcome is a failure: caffe failed (see the net's FAILED
+                        # record and log), a check found a difference (nets --check, data verify, doctor)
     ERROR = 2           # a TransferError: bad input, an unfinished base, frozen layers changed
     LOCKED = 73         # EX_CANTCREAT: another live process trains this net
     INTERRUPTED = 75    # EX_TEMPFAIL: stopped with a snapshot (signal or time limit); run again to resume

@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,7 +24,6 @@ BUILD_INFO = "build.json"          # identity of an unfinished build, inside DB.
 PARTIAL_SUFFIX = ".partial"
 # Sorts before every "%08d_path" key, so Datum keys can still be appended in order.
 PROGRESS_KEY = b"\x00transfer-progress"
-KILL_ENV = "TRANSFER_DATA_KILL_AFTER"  # tests: SIGKILL ourselves after this many puts (a crash mid-commit)
 
 
 def datum_key(index: int, path: str) -> bytes:
@@ -75,8 +73,6 @@ class PartialDB:
         self.identity = identity
         self.state: dict[str, Any] = {"next": 0, "count": 0, "labels": {}, "skipped": []}
         self.resumed = False
-        self._puts = 0
-        self._kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         # One writer at a time (two `make -j` jobs, two terminals), taken before DB.partial is looked
         # at or removed, on a sibling file so that removing the directory cannot drop it.
         self._lock_path = Path(str(self.path) + ".lock")
@@ -122,17 +118,11 @@ class PartialDB:
                 with self.env.begin(write=True) as txn:
                     for key, value in items:
                         txn.put(key, value, append=True)
-                        self._maybe_die()
                     txn.put(PROGRESS_KEY, json.dumps(state).encode())
                 break
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
         self.state = state
-
-    def _maybe_die(self) -> None:
-        self._puts += 1
-        if self._kill_after and self._puts >= self._kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Drop the progress record, write the manifest, rename to the final name (atomic)."""

@@ -18,6 +18,7 @@ from typing import Any
 from google.protobuf import text_format
 
 from .caffe_env import caffe_pb2
+from .errors import Exit
 from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
 from .spec import ModelSpec
@@ -179,7 +180,7 @@ def _write_cmd(args: argparse.Namespace) -> int:
     print(f"plan {plan.name}: {len(plan.nets)} nets, {len(changed)} files {verb}")
     for path in changed[:20]:
         print(f"  {path}")
-    return 1 if (args.check and changed) else 0
+    return Exit.FAILED if (args.check and changed) else Exit.OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:

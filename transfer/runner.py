@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import REPO
-from .console import stage
+from .console import relay, stage
 from .errors import Exit, TransferError
 from .files import duration, shown
 from .nets import write_plan
@@ -45,9 +45,8 @@ class _Job:
 
 
 def _pump(proc: subprocess.Popen, tag: str) -> None:
-    # A child's lines, prefixed with its net, so several jobs stay readable.
     for line in proc.stdout:
-        print(f"  [{tag}] {line.rstrip()}", file=sys.stderr, flush=True)
+        relay(tag, line)
 
 
 class Runner:
