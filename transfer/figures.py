@@ -99,6 +99,8 @@ def _series(by_n: dict[str, Any]) -> tuple[list[int], list[float]]:
 
 # ------------------------------------------------------------------------------ Figure 2
 
+# The three figure functions are long on purpose: each draws one published figure panel by panel,
+# top to bottom, and reads best as one page beside the paper's figure.
 def figure2(report: dict[str, Any], out: Path) -> list[str]:
     rs = report["random_split"]
     fig, (top, bot) = plt.subplots(2, 1, figsize=(9, 10), sharex=True, gridspec_kw={"hspace": 0.08})
@@ -180,7 +182,7 @@ def _pad_y(ax: plt.Axes, top: float = 0.15, bottom: float = 0.2) -> None:
 
 # ------------------------------------------------------------------------------ Figure 3
 
-def figure3(report: dict[str, Any], out: Path) -> list[str]:
+def figure3(report: dict[str, Any], out: Path) -> list[str]:  # long: one figure, panel by panel (above)
     nm, rw = report["natman"], report["random_weights"]
     fig = plt.figure(figsize=(11, 9))
     gs = fig.add_gridspec(2, 2, hspace=0.3, wspace=0.22)
@@ -317,7 +319,7 @@ CURVE_GROUPS = [  # (title, family, treatments)
 ]
 
 
-def curves(report: dict[str, Any], series: dict[str, dict[str, Any]], out: Path) -> list[str]:
+def curves(report: dict[str, Any], series: dict[str, dict[str, Any]], out: Path) -> list[str]:  # one figure
     """`series`: net name -> {family, treatment, n, iters, acc} (validation accuracy curves)."""
     groups = []
     for title, family, treatments in CURVE_GROUPS:

@@ -83,33 +83,37 @@ class PartialDB:
             os.close(self._lock)
             raise TransferError(f"another process is writing {self.path}") from None
         try:
-            info = self.path / BUILD_INFO
-            if self.path.exists() and info.is_file():
-                old = json.loads(info.read_text())
-                diff = [f"{k}: was {old.get(k)!r}, now {identity.get(k)!r}"
-                        for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
-                if diff:
-                    raise TransferError(f"{self.path} holds an unfinished build of something else ("
-                                        + "; ".join(diff) + f"); delete {self.path} to start over")
-                self.resumed = True
-            elif self.path.exists():
-                shutil.rmtree(self.path)  # created but died before recording what it was: nothing to keep
-            if not self.resumed:
-                self.path.mkdir(parents=True)
-                atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
-            # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
-            # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
-            # it. A killed writer only leaves garbage in pages no committed meta page points to.
-            self.env = lmdb.open(str(self.path), map_size=max(int(expected_bytes * 1.25), 1 << 26) + (1 << 26),
-                                 subdir=True, max_dbs=0, writemap=True)
-            if self.resumed:
-                with self.env.begin() as txn:
-                    raw = txn.get(PROGRESS_KEY)
-                if raw is not None:
-                    self.state = json.loads(raw)
+            self._open(identity, expected_bytes)
         except BaseException:
             self._unlock()  # a refused or failed start must not keep others out
             raise
+
+    def _open(self, identity: dict[str, Any], expected_bytes: int) -> None:
+        """Resume a matching DB.partial, refuse a mismatched one, or start a new one."""
+        info = self.path / BUILD_INFO
+        if self.path.exists() and info.is_file():
+            old = json.loads(info.read_text())
+            diff = [f"{k}: was {old.get(k)!r}, now {identity.get(k)!r}"
+                    for k in sorted(set(old) | set(identity)) if old.get(k) != identity.get(k)]
+            if diff:
+                raise TransferError(f"{self.path} holds an unfinished build of something else ("
+                                    + "; ".join(diff) + f"); delete {self.path} to start over")
+            self.resumed = True
+        elif self.path.exists():
+            shutil.rmtree(self.path)  # created but died before recording what it was: nothing to keep
+        if not self.resumed:
+            self.path.mkdir(parents=True)
+            atomic_write(info, json.dumps(identity, indent=1, sort_keys=True) + "\n")
+        # writemap: Datums are copied straight into the file's map (no malloc'd dirty pages, no write()
+        # at commit): puts cost a third. The file is then as big as the map (sparse) until finish() trims
+        # it. A killed writer only leaves garbage in pages no committed meta page points to.
+        self.env = lmdb.open(str(self.path), map_size=max(int(expected_bytes * 1.25), 1 << 26) + (1 << 26),
+                             subdir=True, max_dbs=0, writemap=True)
+        if self.resumed:
+            with self.env.begin() as txn:
+                raw = txn.get(PROGRESS_KEY)
+            if raw is not None:
+                self.state = json.loads(raw)
 
     def commit(self, items: list[tuple[bytes, bytes]], state: dict[str, Any]) -> None:
         """Append Datums (keys increasing) and record progress atomically with them."""

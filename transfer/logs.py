@@ -170,70 +170,81 @@ def _is_accuracy(name: str) -> bool:
     return low.startswith("acc") and "5" not in low
 
 
+class _Reader:
+    """The state of reading one run's logs: values by iteration, and where in the log we are."""
+
+    def __init__(self) -> None:
+        self.stores: dict[str, dict[int, tuple[_Stamp, float]]] = {
+            "train_loss": {}, "lr": {}, "val_accuracy": {}, "val_loss": {}}
+        self.train_output_loss: dict[int, tuple[_Stamp, float]] = {}
+        self.times: dict[int, datetime] = {}
+        self.testing: int | None = None   # iteration of the test pass whose outputs follow
+        self.current: int | None = None   # iteration of the latest `Iteration N` line
+
+    def test_value(self, key: str | None, value: str, stamp: _Stamp) -> None:
+        if key and self.testing is not None:
+            _put(self.stores[key], self.testing, float(value), stamp)
+
+    def line(self, msg: str, when: datetime | None, stamp: _Stamp) -> None:
+        if when is not None and (mi := _ITERATION.search(msg)):
+            self.times[int(mi.group(1))] = when
+        if mt := _TESTING.search(msg):
+            self.current = int(mt.group(1))
+            # only test net #0 is the validation set; extra test nets are ignored
+            self.testing = self.current if (mt.group(2) in (None, "0")) else None
+        elif ms := _SCORE_2014.search(msg):
+            self.test_value({0: "val_accuracy", 1: "val_loss"}.get(int(ms.group(1))), ms.group(2), stamp)
+        elif mo := _TEST_OUTPUT.search(msg):
+            name = mo.group(2)
+            key = "val_loss" if "loss" in name.lower() else ("val_accuracy" if _is_accuracy(name) else None)
+            self.test_value(key, mo.group(3), stamp)
+        elif mo := _TRAIN_OUTPUT.search(msg):
+            if self.current is not None and "loss" in mo.group(2).lower():
+                _put(self.train_output_loss, self.current, float(mo.group(3)), stamp)
+        elif ml := _ITER_LR.search(msg):
+            self.current, self.testing = int(ml.group(1)), None
+            _put(self.stores["lr"], self.current, float(ml.group(2)), stamp)
+        elif ml := _ITER_LOSS.search(msg):
+            self.current, self.testing = int(ml.group(1)), None
+            _put(self.stores["train_loss"], self.current, float(ml.group(2)), stamp)
+        elif ml := _ITERATION.search(msg):
+            self.current, self.testing = int(ml.group(1)), None
+
+    def into(self, out: NetLog) -> NetLog:
+        # `Train net output` loss only where the `Iteration N, loss` line is absent
+        for it, v in self.train_output_loss.items():
+            self.stores["train_loss"].setdefault(it, v)
+        for key, store in self.stores.items():
+            setattr(out, key, {it: store[it][1] for it in sorted(store)})
+        out.times = dict(sorted(self.times.items()))
+        return out
+
+
 def read_logs(paths: Iterable[Path | str]) -> NetLog:
     """Read the log files of one run (in attempt order) into a NetLog."""
     paths = [Path(p) for p in paths]
     out = NetLog(files=[str(p) for p in paths])
-    stores: dict[str, dict[int, tuple[_Stamp, float]]] = {
-        "train_loss": {}, "lr": {}, "val_accuracy": {}, "val_loss": {}}
-    train_output_loss: dict[int, tuple[_Stamp, float]] = {}
+    reader = _Reader()
     clock = _Clock()
     for fi, path in enumerate(paths):
         if not path.is_file():
             raise TransferError(f"{path}: no such log file")
         clock.start_file(path.name)
-        testing: int | None = None   # iteration of the test pass whose outputs follow
-        current: int | None = None   # iteration of the latest `Iteration N` line
+        reader.testing = reader.current = None
         for li, line in enumerate(_lines(path, out.warnings)):
-            m = _PREFIX.match(line)
-            if m:
-                when = clock.stamp(*m.groups()[:7])
-                msg = m.group(8)
-            else:  # not a glog line (stdout of a wrapper script): order alone decides
-                when, msg = None, line.strip()
-            if "Iteration" not in msg and "Test " not in msg and "Train net output" not in msg:
-                continue
-            stamp = (when or datetime.min, fi, li)
-            if mt := _TESTING.search(msg):
-                current = int(mt.group(1))
-                # only test net #0 is the validation set; extra test nets are ignored
-                testing = current if (mt.group(2) in (None, "0")) else None
-                continue
-            if ms := _SCORE_2014.search(msg):
-                if testing is not None:
-                    key = {0: "val_accuracy", 1: "val_loss"}.get(int(ms.group(1)))
-                    if key:
-                        _put(stores[key], testing, float(ms.group(2)), stamp)
-                continue
-            if mo := _TEST_OUTPUT.search(msg):
-                if testing is not None:
-                    name = mo.group(2)
-                    key = "val_loss" if "loss" in name.lower() else (
-                        "val_accuracy" if _is_accuracy(name) else None)
-                    if key:
-                        _put(stores[key], testing, float(mo.group(3)), stamp)
-                continue
-            if mo := _TRAIN_OUTPUT.search(msg):
-                if current is not None and "loss" in mo.group(2).lower():
-                    _put(train_output_loss, current, float(mo.group(3)), stamp)
-                continue
-            if when is not None and (mi := _ITERATION.search(msg)):
-                out.times[int(mi.group(1))] = when
-            if ml := _ITER_LR.search(msg):
-                current, testing = int(ml.group(1)), None
-                _put(stores["lr"], current, float(ml.group(2)), stamp)
-            elif ml := _ITER_LOSS.search(msg):
-                current, testing = int(ml.group(1)), None
-                _put(stores["train_loss"], current, float(ml.group(2)), stamp)
-            elif ml := _ITERATION.search(msg):
-                current, testing = int(ml.group(1)), None
-    # `Train net output` loss only where the `Iteration N, loss` line is absent
-    for it, v in train_output_loss.items():
-        stores["train_loss"].setdefault(it, v)
-    for key, store in stores.items():
-        setattr(out, key, {it: store[it][1] for it in sorted(store)})
-    out.times = dict(sorted(out.times.items()))
-    return out
+            when, msg = glog_line(line, clock)
+            if "Iteration" in msg or "Test " in msg or "Train net output" in msg:
+                reader.line(msg, when, (when or datetime.min, fi, li))
+    return reader.into(out)
+
+
+def glog_line(line: str, clock: _Clock | None = None) -> tuple[datetime | None, str]:
+    """(time, message) of a glog line; (None, the line) for a line without glog's prefix (a
+    wrapper script's output), where the order alone decides."""
+    m = _PREFIX.match(line)
+    if not m:
+        return None, line.strip()
+    return (clock or _Clock()).stamp(*m.groups()[:7]), m.group(8)
 
 
 def read_run(directory: Path | str) -> NetLog | None:

@@ -182,53 +182,52 @@ def _m(rs: dict[str, Any], label: str, n: int) -> float | None:
     return _mean(rs[label][str(n)])
 
 
-def qualitative(rs: dict[str, Any], t1: dict[str, Any], drops: dict[str, Any]) -> dict[str, Any]:
-    """Whether the paper's pattern shows, stated either way; holds=None when data are lacking."""
-    base = _mean(rs["baseB"])
-    out: dict[str, Any] = {}
-
+def _anb_drops(rs: dict[str, Any], base: float | None) -> dict[str, Any]:
     hi = [v for v in (_m(rs, "AnB", 6), _m(rs, "AnB", 7)) if v is not None]
     if base is None or not hi:
-        out["anb_drops_at_high_n"] = {"holds": None, "detail": "needs baseB and AnB at n=6 or 7"}
-    else:
-        v = float(np.mean(hi))
-        out["anb_drops_at_high_n"] = {
-            "holds": bool(v < base),
+        return {"holds": None, "detail": "needs baseB and AnB at n=6 or 7"}
+    v = float(np.mean(hi))
+    return {"holds": bool(v < base),
             "detail": f"AnB mean at n=6-7 {v:.4f} vs baseB {base:.4f} (difference {v - base:+.4f}); "
                       f"paper: clearly below (about -0.08 at n=7)"}
 
+
+def _bnb_dips(rs: dict[str, Any], base: float | None) -> dict[str, Any]:
     mid = {n: _m(rs, "BnB", n) for n in (3, 4, 5)}
     mid = {n: v for n, v in mid.items() if v is not None}
     b1, b7 = _m(rs, "BnB", 1), _m(rs, "BnB", 7)
     if base is None or not mid or b1 is None or b7 is None:
-        out["bnb_dips_in_middle"] = {"holds": None, "detail": "needs baseB and BnB at n=1, 7 and some of 3-5"}
-    else:
-        n_min = min(mid, key=mid.get)
-        v = mid[n_min]
-        out["bnb_dips_in_middle"] = {
-            "holds": bool(v < base and v < b1 and v < b7),
+        return {"holds": None, "detail": "needs baseB and BnB at n=1, 7 and some of 3-5"}
+    n_min = min(mid, key=mid.get)
+    v = mid[n_min]
+    return {"holds": bool(v < base and v < b1 and v < b7),
             "detail": f"min BnB over n=3-5 is {v:.4f} at n={n_min}; baseB {base:.4f}, "
                       f"BnB n=1 {b1:.4f}, n=7 {b7:.4f}"}
 
+
+def _anb_ft_boost(t1: dict[str, Any]) -> dict[str, Any]:
     boost = t1.get("1-7", {}).get("vs_base")
     if boost is None:
-        out["anb_ft_at_or_above_base"] = {"holds": None, "detail": "needs AnB+ nets and baseB"}
-    else:
-        ci = t1["1-7"].get("vs_base_ci95")
-        out["anb_ft_at_or_above_base"] = {
-            "holds": bool(boost >= 0),
+        return {"holds": None, "detail": "needs AnB+ nets and baseB"}
+    ci = t1["1-7"].get("vs_base_ci95")
+    return {"holds": bool(boost >= 0),
             "detail": f"mean AnB+ (n=1-7) minus baseB = {boost:+.4f}"
-                      + (f" (bootstrap 95% [{ci[0]:+.4f}, {ci[1]:+.4f}])" if ci else "")
-                      + "; paper: +0.016"}
+                      + (f" (bootstrap 95% [{ci[0]:+.4f}, {ci[1]:+.4f}])" if ci else "") + "; paper: +0.016"}
 
+
+def _natman_drops(drops: dict[str, Any]) -> dict[str, Any]:
     r, nm = drops.get("random_split"), drops.get("natman")
     if r is None or nm is None:
-        out["natman_drops_more"] = {"holds": None, "detail": "needs AnB and man-made/natural transfer at n=7"}
-    else:
-        out["natman_drops_more"] = {
-            "holds": bool(nm > r),
+        return {"holds": None, "detail": "needs AnB and man-made/natural transfer at n=7"}
+    return {"holds": bool(nm > r),
             "detail": f"drop at n=7: random split {r:.4f}, man-made/natural {nm:.4f}; paper: 0.08 vs 0.25"}
-    return out
+
+
+def qualitative(rs: dict[str, Any], t1: dict[str, Any], drops: dict[str, Any]) -> dict[str, Any]:
+    """Whether the paper's pattern shows, stated either way; holds=None when data are lacking."""
+    base = _mean(rs["baseB"])
+    return {"anb_drops_at_high_n": _anb_drops(rs, base), "bnb_dips_in_middle": _bnb_dips(rs, base),
+            "anb_ft_at_or_above_base": _anb_ft_boost(t1), "natman_drops_more": _natman_drops(drops)}
 
 
 def metric_dict(m: NetMetric) -> dict[str, Any]:

@@ -38,6 +38,20 @@ TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_di
 # ---------------------------------------------------------------------------- nets
 
 @dataclass(frozen=True)
+class DatasetFiles:
+    """One data set's files under the plan's data directory: <data>/<name>/{train_lmdb,val_lmdb,mean}."""
+
+    train: Path
+    val: Path
+    mean: Path
+
+    @staticmethod
+    def under(data_dir: Path, name: str) -> DatasetFiles:
+        d = data_dir / name
+        return DatasetFiles(train=d / "train_lmdb", val=d / "val_lmdb", mean=d / "mean.binaryproto")
+
+
+@dataclass(frozen=True)
 class NetFiles:
     """A net's generated files and the data it reads, as the plan gives them (relative to the
     repository, or absolute): these strings go into the generated prototxt as they are."""
@@ -128,6 +142,10 @@ class Plan:
     def dependents(self, name: str) -> list[Net]:
         return [n for n in self.nets if n.base == name]
 
+    def dataset(self, name: str) -> DatasetFiles:
+        """A data set's databases and mean, as absolute paths."""
+        return DatasetFiles.under(repo_path(self.dirs.data), name)
+
     def base_of(self, net: Net) -> Net | None:
         """The net whose weights `net` copies (None when it copies none)."""
         return self.net(net.base) if net.copied and net.base else None
@@ -217,8 +235,8 @@ class _Builder:
         d = self.dirs
         files = NetFiles(train_net=d.nets / f"{name}.train.prototxt", test_net=d.nets / f"{name}.test.prototxt",
                          solver=d.solvers / f"{name}.solver.prototxt",
-                         train_data=d.data / target / "train_lmdb", val_data=d.data / val_ds / "val_lmdb",
-                         mean=d.data / mean_ds / "mean.binaryproto")
+                         train_data=DatasetFiles.under(d.data, target).train,
+                         val_data=DatasetFiles.under(d.data, val_ds).val, mean=DatasetFiles.under(d.data, mean_ds).mean)
         self.nets.append(Net(
             name=name, treatment=treatment, family=family, split=split, source=source, target=target,
             val_dataset=val_ds, mean_dataset=mean_ds, n=n, base=base, frozen=frozen, copied=copied,

@@ -81,53 +81,60 @@ def _link(path: Path, target: Path) -> None:
     path.symlink_to(rel)
 
 
+def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: bool) -> None:
+    """A data set's databases, derived from the whole set's (or linked to them, when equal)."""
+    whole, out = plan.dataset(WHOLE), plan.dataset(name)
+    train_list = lists / "train" / name / "files.txt"
+    if digest(train_list) == whole_sha:
+        # e.g. reduced1300 keeps every image: the derived database would be the whole one again
+        # (some 250 GB for ImageNet), so it is the whole one, mean included.
+        _link(out.train, whole.train)
+        _link(out.mean, whole.mean)
+    else:
+        datasets.derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED)
+    if not train_only:
+        datasets.derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val))
+
+
+def _means(plan: Plan, used: list[str]) -> None:
+    for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
+        files = plan.dataset(name)
+        if files.mean.is_symlink():
+            continue
+        manifest = files.train / "manifest.json"
+        if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
+            datasets.compute_mean(str(files.train), str(files.mean))
+
+
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
                       val_root: str | None = None, val_list: str | None = None, jobs: int = 0) -> None:
     """Make every dataset the plan's nets train or validate on, then their net files."""
     train_root_p, train_whole, val_root_p, val_whole = image_source(plan, train_root, train_list,
                                                                     val_root, val_list)
     split_dir = repo_path(plan.dirs.split)
-    data_dir = repo_path(plan.dirs.data)
     if plan.synthetic:
         splits.make_splits(out=split_dir, num_classes=plan.synthetic.classes)
     size = plan.model.image_size
     used = sorted({n.target for n in plan.nets} | {n.val_dataset for n in plan.nets} | {WHOLE})
     derived = [d for d in used if d != WHOLE]
     train_only = [d for d in derived if d.startswith("reduced")]  # validated on the whole val set
-    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {data_dir}; "
+    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {repo_path(plan.dirs.data)}; "
              f"{disk_estimate(plan, train_whole, val_whole, derived)}")
 
-    lists = data_dir / "lists"
+    lists = repo_path(plan.dirs.data) / "lists"
     splits.write_lists(train_whole, lists / "train", derived, split_dir)
     splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
 
-    whole = data_dir / WHOLE
-    log.info(f"whole-set LMDBs ({size}x{size}) -> {whole}")
-    datasets.build(str(train_whole), str(train_root_p), str(whole / "train_lmdb"), size=size, shuffle=True,
+    whole = plan.dataset(WHOLE)
+    log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
+    datasets.build(str(train_whole), str(train_root_p), str(whole.train), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs)
-    datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs)
+    datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs)
     whole_sha = digest(train_whole)
     for name in derived:
         log.info(f"dataset {name}")
-        out = data_dir / name
-        if digest(lists / "train" / name / "files.txt") == whole_sha:
-            # e.g. reduced1300 keeps every image: the derived database would be the whole one again
-            # (some 250 GB for ImageNet), so it is the whole one, mean included.
-            _link(out / "train_lmdb", whole / "train_lmdb")
-            _link(out / "mean.binaryproto", whole / "mean.binaryproto")
-        else:
-            datasets.derive(str(whole / "train_lmdb"), str(lists / "train" / name / "files.txt"),
-                            str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED)
-        if name not in train_only:
-            datasets.derive(str(whole / "val_lmdb"), str(lists / "val" / name / "files.txt"),
-                            str(out / "val_lmdb"))
-    for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
-        mean = data_dir / name / "mean.binaryproto"
-        if mean.is_symlink():
-            continue
-        manifest = data_dir / name / "train_lmdb" / "manifest.json"
-        if not mean.is_file() or mean.stat().st_mtime < manifest.stat().st_mtime:
-            datasets.compute_mean(str(data_dir / name / "train_lmdb"), str(mean))
+        _derived(plan, name, lists, whole_sha, name in train_only)
+    _means(plan, used)
     changed = nets.write_plan(plan)
     log.info(f"net files: {len(changed)} written for {len(plan.nets)} nets")
 

@@ -22,6 +22,8 @@ from .plan import Net, Plan, load_plan
 from .rundir import RunDir
 
 LAYOUTS = ("runs", "released")
+# What each number is and where it comes from; the report links it (relative to the repository).
+FAITHFUL_DOC = "docs/FAITHFUL.md"
 
 
 def run_logs(net: Net, logs_dir: Path, layout: str) -> tuple[list[Path], str | None]:
@@ -55,10 +57,8 @@ def collect(plan: Plan, logs_dir: Path, layout: str) -> tuple[dict[str, NetLog],
     return logs, missing
 
 
-def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: int = metrics.TOP_K,
-          resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """The whole report as a JSON-able dict."""
-    missing = dict(missing)
+def _metrics(logs: dict[str, NetLog], missing: dict[str, str], k: int) -> dict[str, metrics.NetMetric]:
+    """The metric of every net whose logs hold a validation test (the others join `missing`)."""
     per_net: dict[str, metrics.NetMetric] = {}
     for name, log in logs.items():
         m = metrics.net_metric(log, k)
@@ -66,6 +66,26 @@ def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: in
             missing[name] = "logs hold no validation test"
         else:
             per_net[name] = m
+    return per_net
+
+
+def _net_entry(net: Net, m: metrics.NetMetric | None, logs: dict[str, NetLog]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "released_name": net.released_name, "family": net.family, "treatment": net.treatment,
+        "n": net.n, "target": net.target, "max_iter": net.max_iter,
+        "metric": None, "final": None, "best": None, "iterations": None, "tests": None,
+        "attempts": logs[net.name].attempts if net.name in logs else 0, "complete": False}
+    if m:
+        entry.update(metrics.metric_dict(m))
+        entry["complete"] = m.iterations >= net.max_iter
+    return entry
+
+
+def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: int = metrics.TOP_K,
+          resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """The whole report as a JSON-able dict."""
+    missing = dict(missing)
+    per_net = _metrics(logs, missing, k)
     nets = plan.nets
     rs = metrics.random_split(nets, per_net)
     t1 = metrics.table1(nets, per_net, resamples, seed)
@@ -85,22 +105,11 @@ def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: in
         "random_split_normalized": metrics.random_split_normalized(rs),
         "drops_n7": drops,
         "qualitative": metrics.qualitative(rs, t1, drops),
-        "nets": {},
+        "nets": {net.name: _net_entry(net, per_net.get(net.name), logs) for net in nets},
         "missing": [n.name for n in nets if n.name in missing],
         "missing_reasons": {n.name: missing[n.name] for n in nets if n.name in missing},
         "warnings": [w for log in logs.values() for w in log.warnings],
     }
-    for net in nets:
-        m = per_net.get(net.name)
-        entry: dict[str, Any] = {
-            "released_name": net.released_name, "family": net.family, "treatment": net.treatment,
-            "n": net.n, "target": net.target, "max_iter": net.max_iter,
-            "metric": None, "final": None, "best": None, "iterations": None, "tests": None,
-            "attempts": logs[net.name].attempts if net.name in logs else 0, "complete": False}
-        if m:
-            entry.update(metrics.metric_dict(m))
-            entry["complete"] = m.iterations >= net.max_iter
-        report["nets"][net.name] = entry
     report["published"] = compare_published(report)
     return report
 
@@ -139,30 +148,36 @@ def _cell(s: dict[str, Any] | None) -> str:
     return f"{s['mean']:.4f}{spread} (n={s['count']})"
 
 
-def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
-    pub = report["published"]
+def _head_md(report: dict[str, Any], figure_files: list[str]) -> list[str]:
     L = [f"# Results: plan `{report['plan']}`", "",
          f"Per-net number: mean of the {report['top_k']} highest validation accuracies of the run "
-         f"(FAITHFUL_SPEC). {report['counts']['with_results']} of {report['counts']['plan_nets']} nets "
-         f"have results; {report['counts']['missing']} missing. Cells: mean ±std (number of nets).", ""]
+         f"(how it is read off a log: {FAITHFUL_DOC}). {report['counts']['with_results']} of "
+         f"{report['counts']['plan_nets']} nets have results; {report['counts']['missing']} missing. "
+         f"Cells: mean ±std (number of nets).", ""]
     L += ["## Figures", ""]
     for stem in ("figure2", "figure3", "figureS1", "curves"):
         if f"{stem}.png" in figure_files:
             L.append(f"- [{stem}]({stem}.png) ([pdf]({stem}.pdf))")
-    L += ["", "![figure2](figure2.png)", ""]
+    return L + ["", "![figure2](figure2.png)", ""]
 
-    rs = report["random_split"]
-    L += ["## Figure 2: random A/B splits", "",
-          f"baseB: {_cell(rs['baseB'])}; published {published.BASE_B_TOP1} "
-          f"(difference {_f(pub['random_split.baseB.mean']['difference'], signed=True)})", "",
-          "| n | BnB | BnB+ | AnB | AnB+ |", "|---|---|---|---|---|"]
+
+def _random_split_md(report: dict[str, Any]) -> list[str]:
+    pub, rs = report["published"], report["random_split"]
+    L = ["## Figure 2: random A/B splits", "",
+         f"baseB: {_cell(rs['baseB'])}; published {published.BASE_B_TOP1} "
+         f"(difference {_f(pub['random_split.baseB.mean']['difference'], signed=True)})", "",
+         "| n | BnB | BnB+ | AnB | AnB+ |", "|---|---|---|---|---|"]
     for n in metrics.NS:
         L.append(f"| {n} | " + " | ".join(_cell(rs[t][str(n)]) for t in ("BnB", "BnB+", "AnB", "AnB+")) + " |")
+    return L
 
-    L += ["", "## Table 1: boost of AnB+ over the controls", "",
-          "| layers | over baseB (ours) | 95% CI | published | difference | over BnB+ (ours) | 95% CI "
-          "| published | difference | nets AnB+ / baseB / BnB+ |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+
+def _table1_md(report: dict[str, Any]) -> list[str]:
+    pub = report["published"]
+    L = ["", "## Table 1: boost of AnB+ over the controls", "",
+         "| layers | over baseB (ours) | 95% CI | published | difference | over BnB+ (ours) | 95% CI "
+         "| published | difference | nets AnB+ / baseB / BnB+ |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for rng, row in report["table1"].items():
         cells = []
         for col in ("vs_base", "vs_selffer_ft"):
@@ -172,7 +187,11 @@ def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
                       _pct(p["published"]), _pct(p["difference"])]
         L.append(f"| {rng} | " + " | ".join(cells)
                  + f" | {row['count_anb_ft']} / {row['count_base']} / {row['count_bnb_ft']} |")
+    return L
 
+
+def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
+    L = _head_md(report, figure_files) + _random_split_md(report) + _table1_md(report)
     fams = set(report.get("families", []))
     absent = [f for f in ("natman", "whole", "random_weights", "reduced") if f not in fams]
     if absent:

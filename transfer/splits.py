@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import REPO
+from . import REPO, wordnet
 from .errors import TransferError
 from .files import atomic_write, digest
 
@@ -175,6 +175,22 @@ def _write_all(files: dict[Path, str], force: bool = False) -> list[Path]:
     return changed
 
 
+def _class_list(out: Path, synsets: str | os.PathLike | None, files: dict[Path, str]) -> tuple[list, list]:
+    """(wnids, words) of the split directory: copied in from `synsets` (and its synset_words.txt)
+    when given, else read from the directory; ([], []) when it has none."""
+    if synsets is not None:
+        src = Path(synsets)
+        if not src.is_file():
+            raise TransferError(f"{src}: no such synsets file")
+        files[out / "synsets.txt"] = src.read_text()
+        if (src.parent / "synset_words.txt").is_file():
+            files[out / "synset_words.txt"] = (src.parent / "synset_words.txt").read_text()
+        return _read_synsets(src)
+    if (out / "synsets.txt").is_file():
+        return _read_synsets(out / "synsets.txt")
+    return [], []
+
+
 def make_splits(out: str | os.PathLike | None = None, num_classes: int | None = None,
                 synsets: str | os.PathLike | None = None, wordnet_dir: str | os.PathLike | None = None,
                 force: bool = False) -> list[Path]:
@@ -185,20 +201,9 @@ def make_splits(out: str | os.PathLike | None = None, num_classes: int | None = 
     1000-class set (ILSVRC2012): a smaller set (the synthetic one) brings its own."""
     out = Path(out) if out is not None else SPLIT_DIR
     files: dict[Path, str] = {}
-    if synsets is not None:
-        src = Path(synsets)
-        if not src.is_file():
-            raise TransferError(f"{src}: no such synsets file")
-        wnids, words = _read_synsets(src)
-        files[out / "synsets.txt"] = src.read_text()
-        if (src.parent / "synset_words.txt").is_file():
-            files[out / "synset_words.txt"] = (src.parent / "synset_words.txt").read_text()
-    elif (out / "synsets.txt").is_file():
-        wnids, words = _read_synsets(out / "synsets.txt")
-    else:
-        wnids = words = []
-        if num_classes is None:
-            raise TransferError(f"{out} has no synsets.txt: pass --synsets FILE or --num-classes N")
+    wnids, words = _class_list(out, synsets, files)
+    if num_classes is None and not wnids:
+        raise TransferError(f"{out} has no synsets.txt: pass --synsets FILE or --num-classes N")
     if num_classes is None:
         num_classes = len(wnids)
     if wnids and num_classes != len(wnids):
@@ -211,7 +216,6 @@ def make_splits(out: str | os.PathLike | None = None, num_classes: int | None = 
         files[out / f"half{seed}A.txt"] = format_indices(a)
         files[out / f"half{seed}B.txt"] = format_indices(b)
     if num_classes == 1000 and wnids:
-        from . import wordnet   # only the ImageNet set needs WordNet
         manmade, natural = wordnet.natman_split(wordnet.load_nouns(wordnet_dir), wnids, words)
         files[out / "manmade.txt"] = format_indices(manmade)
         files[out / "natural.txt"] = format_indices(natural)
@@ -340,7 +344,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from . import wordnet
     split = load_split_dir(args.splits)
     print("n_i  x_i")
     for n, wnid, words in wordnet.largest_counts(wordnet.load_nouns(args.wordnet), list(split.wnids), args.top):

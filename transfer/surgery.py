@@ -92,6 +92,45 @@ def base_weights(plan: Plan, net: Net) -> Path | None:
     return path
 
 
+def copy_layers(net: Net, mine: dict[str, Any], base_path: Path) -> None:
+    """Replace the blobs of layers 1..copied in `mine` by the base's, after checking every shape."""
+    theirs = learned_layers(read_model(base_path))
+    copied = LAYERS[:net.copied]
+    for name in copied:  # check every layer before changing any
+        if name not in theirs:
+            raise TransferError(f"net '{net.name}': layer {name} cannot be copied: "
+                                f"{shown(base_path)} has no layer {name}")
+        want = [blob_shape(b) for b in mine[name].blobs]
+        have = [blob_shape(b) for b in theirs[name].blobs]
+        if want != have:
+            raise TransferError(
+                f"net '{net.name}': layer {name} cannot be copied from '{net.base}': shapes {have} "
+                f"in {shown(base_path)} but {want} in {net.files.train_net}")
+    for name in copied:
+        del mine[name].blobs[:]
+        mine[name].blobs.extend(theirs[name].blobs)
+
+
+def surgery_record(net: Net, seed: int, model: Any, base_path: Path | None) -> dict[str, Any]:
+    """What surgery.json says: per layer copied or drawn, frozen or learning, shapes and norms."""
+    arrays = layer_arrays(model)
+    layers = [{"layer": name,
+               "init": f"copied from {net.base}" if i <= net.copied else "random (filler)",
+               "frozen": i <= net.frozen,
+               "shapes": [list(a.shape) for a in arrays[name]],
+               "norms": [float(np.linalg.norm(a.astype(np.float64))) for a in arrays[name]]}
+              for i, name in enumerate(LAYERS, start=1)]
+    return {
+        "net": net.name, "treatment": net.treatment, "seed": seed,
+        "base": net.base if base_path else None,
+        "base_weights": shown(base_path) if base_path else None,
+        "base_sha256": digest(base_path) if base_path else None,
+        "copied": LAYERS[:net.copied], "frozen": LAYERS[:net.frozen],
+        "init_sha256": digest(net.run.init_weights), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "layers": layers,
+    }
+
+
 def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False) -> Path:
     """Write the run directory's init weights and surgery record; returns the weights' path.
 
@@ -111,53 +150,15 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
     if missing:
         raise TransferError(f"net '{net.name}': {shown(repo_path(net.files.train_net))} has no layer(s) "
                             f"{missing}; expected {LAYERS}")
-
-    copied = LAYERS[:net.copied]
     if base_path is not None:
-        theirs = learned_layers(read_model(base_path))
-        for name in copied:  # check every layer before changing any
-            if name not in theirs:
-                raise TransferError(f"net '{net.name}': layer {name} cannot be copied: "
-                                    f"{shown(base_path)} has no layer {name}")
-            want = [blob_shape(b) for b in mine[name].blobs]
-            have = [blob_shape(b) for b in theirs[name].blobs]
-            if want != have:
-                raise TransferError(
-                    f"net '{net.name}': layer {name} cannot be copied from '{net.base}': shapes {have} "
-                    f"in {shown(base_path)} but {want} in {net.files.train_net}")
-        for name in copied:
-            del mine[name].blobs[:]
-            mine[name].blobs.extend(theirs[name].blobs)
-
+        copy_layers(net, mine, base_path)
     # Keep only the weight layers: all `caffe train --weights` reads.
-    pb = caffe_pb2()
-    model = pb.NetParameter(name=fresh.name)
+    model = caffe_pb2().NetParameter(name=fresh.name)
     for layer in fresh.layer:
         if len(layer.blobs):
             model.layer.add().CopyFrom(layer)
     atomic_write(init, model.SerializeToString())
-
-    arrays = layer_arrays(model)
-    layers = []
-    for i, name in enumerate(LAYERS, start=1):
-        ws = arrays[name]
-        layers.append({
-            "layer": name,
-            "init": f"copied from {net.base}" if name in copied else "random (filler)",
-            "frozen": i <= net.frozen,
-            "shapes": [list(a.shape) for a in ws],
-            "norms": [float(np.linalg.norm(a.astype(np.float64))) for a in ws],
-        })
-    rec = {
-        "net": net.name, "treatment": net.treatment, "seed": seed,
-        "base": net.base if base_path else None,
-        "base_weights": shown(base_path) if base_path else None,
-        "base_sha256": digest(base_path) if base_path else None,
-        "copied": copied, "frozen": LAYERS[:net.frozen],
-        "init_sha256": digest(init), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "layers": layers,
-    }
-    atomic_write(record, json.dumps(rec, indent=1) + "\n")
+    atomic_write(record, json.dumps(surgery_record(net, seed, model, base_path), indent=1) + "\n")
     return init
 
 

@@ -98,6 +98,49 @@ def _write_images(root: Path, classes: list[Recipe], split: str, per_class: int,
     return lines
 
 
+def _reuse(out: Path, params: dict) -> bool:
+    """Whether `out` already holds this very dataset (refusing anything else that is there)."""
+    if not (out.exists() and any(out.iterdir())):
+        return False
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        raise TransferError(f"{out} exists and is not a synthetic dataset "
+                            f"(no manifest.json); choose another --out")
+    old = json.loads(manifest.read_text()).get("parameters")
+    if old != params:
+        diff = ", ".join(f"{k} {old.get(k) if old else None} != {v}"
+                         for k, v in params.items() if not old or old.get(k) != v)
+        raise TransferError(f"{out} holds a dataset with other parameters "
+                            f"({diff}); remove it or choose another --out")
+    return True
+
+
+def _write_dataset(tmp: Path, params: dict) -> None:
+    """Images, lists, README and manifest of the dataset, into the (temporary) directory `tmp`."""
+    n, size, seed, quality = params["num_classes"], params["size"], params["seed"], params["quality"]
+    classes = recipes(n, seed)
+    train = _write_images(tmp, classes, "train", params["train_per_class"], size, seed, quality)
+    val = _write_images(tmp, classes, "val", params["val_per_class"], size, seed, quality)
+    manmade = [k for k, r in enumerate(classes) if r.manmade]
+    natural = [k for k, r in enumerate(classes) if not r.manmade]
+    texts = {
+        "train.txt": train, "val.txt": val,
+        "synsets.txt": [wnid(k) for k in range(n)],
+        "synset_words.txt": [f"{wnid(k)} {r.name()}" for k, r in enumerate(classes)],
+        "manmade.txt": [str(k) for k in manmade], "natural.txt": [str(k) for k in natural],
+    }
+    for name, rows in texts.items():
+        (tmp / name).write_text("".join(f"{row}\n" for row in rows))
+    (tmp / "README.txt").write_text(_readme(params))
+    manifest = {
+        "dataset": "transfer synthetic (not ImageNet)", "parameters": params,
+        "counts": {"classes": n, "train": len(train), "val": len(val),
+                   "manmade": len(manmade), "natural": len(natural)},
+        "sha256": {name: digest(tmp / name) for name in LISTS},
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def make_synthetic(out: Path, num_classes: int = 20, train_per_class: int = 260,
                    val_per_class: int = 50, size: int = 64, seed: int = 0,
                    quality: int = 90) -> Path:
@@ -107,44 +150,12 @@ def make_synthetic(out: Path, num_classes: int = 20, train_per_class: int = 260,
     params = {"generator": GENERATOR_VERSION, "num_classes": num_classes,
               "train_per_class": train_per_class, "val_per_class": val_per_class,
               "size": size, "seed": seed, "quality": quality}
-
-    if out.exists() and any(out.iterdir()):
-        manifest = out / "manifest.json"
-        if not manifest.is_file():
-            raise TransferError(f"{out} exists and is not a synthetic dataset "
-                                f"(no manifest.json); choose another --out")
-        old = json.loads(manifest.read_text()).get("parameters")
-        if old != params:
-            diff = ", ".join(f"{k} {old.get(k) if old else None} != {v}"
-                             for k, v in params.items() if not old or old.get(k) != v)
-            raise TransferError(f"{out} holds a dataset with other parameters "
-                                f"({diff}); remove it or choose another --out")
+    if _reuse(out, params):
         return out
-
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        classes = recipes(num_classes, seed)
-        train = _write_images(tmp, classes, "train", train_per_class, size, seed, quality)
-        val = _write_images(tmp, classes, "val", val_per_class, size, seed, quality)
-        manmade = [k for k, r in enumerate(classes) if r.manmade]
-        natural = [k for k, r in enumerate(classes) if not r.manmade]
-        texts = {
-            "train.txt": train, "val.txt": val,
-            "synsets.txt": [wnid(k) for k in range(num_classes)],
-            "synset_words.txt": [f"{wnid(k)} {r.name()}" for k, r in enumerate(classes)],
-            "manmade.txt": [str(k) for k in manmade], "natural.txt": [str(k) for k in natural],
-        }
-        for name, rows in texts.items():
-            (tmp / name).write_text("".join(f"{row}\n" for row in rows))
-        (tmp / "README.txt").write_text(_readme(params))
-        manifest = {
-            "dataset": "transfer synthetic (not ImageNet)", "parameters": params,
-            "counts": {"classes": num_classes, "train": len(train), "val": len(val),
-                       "manmade": len(manmade), "natural": len(natural)},
-            "sha256": {name: digest(tmp / name) for name in LISTS},
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _write_dataset(tmp, params)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         if out.exists():
             out.rmdir()  # an empty directory left for us

@@ -101,6 +101,8 @@ def _col(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=F)[:, None, None]
 
 
+# draw_part and render are long on purpose: each is one vectorised drawing recipe (shape by shape,
+# then the layers of an image), and a change to the images is a change to GENERATOR_VERSION anyway.
 def draw_part(part: Part, a: np.ndarray, b: np.ndarray, px: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
     """Alpha (N, H, W) of one part; (a, b) are the part's own coordinates, px one pixel's size."""
