@@ -9,10 +9,11 @@ PY := $(VENV)/bin/python
 TRANSFER := $(VENV)/bin/transfer
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup deps venv test demo clean-venv
+.PHONY: help setup deps venv test test-fast demo clean-venv
 help:
 	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
 	@echo "make test    set up everything, then run the tests"
+	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"
 	@echo "make setup   Debian packages, Caffe (cached build), .venv with pycaffe and transfer"
 	@echo "make caffe   build Caffe (CAFFE_SRC=tree to build another tree, CAFFE_ROOT=dir to use a build, CAFFE_GPU=1 for CUDA)"
 	@echo "make nets    regenerate prototxt/, solvers/ and splits/ for the paper's plan"
@@ -38,6 +39,11 @@ setup: deps venv caffe
 # A test skipped for want of Caffe, SLURM or WordNet fails `make test`: set-up provides all three.
 test: setup
 	TRANSFER_TEST_REQUIRE=caffe,slurm,wordnet $(PY) -m pytest -q tests
+
+# No Caffe build, no training, no cluster: the tests marked slow are left out. Tests that read
+# caffe_pb2 use the Caffe `make caffe` recorded (or CAFFE_ROOT), and skip without one.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 # The main job: the whole pipeline on the synthetic dataset, every core busy; a rerun reuses what is done.
 demo: setup

@@ -10,6 +10,12 @@ REQUIRED = [w.strip().lower() for w in os.environ.get("TRANSFER_TEST_REQUIRE", "
 _skipped_required: list[str] = []
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: needs a built Caffe to train or load nets, a SLURM cluster, or draws every figure; "
+                   "`make test-fast` leaves these out")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and REQUIRED:
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)

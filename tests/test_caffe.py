@@ -13,6 +13,7 @@ import pytest
 
 from transfer import caffe_env
 
+pytestmark = pytest.mark.slow  # runs the caffe binary and pycaffe
 CLASSES, SIDE = 4, 8
 
 NET = """name: "tiny"

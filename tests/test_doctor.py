@@ -18,6 +18,7 @@ def run_doctor(**env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_doctor_passes_here():
     proc = run_doctor()
     assert proc.returncode == 0, proc.stdout + proc.stderr

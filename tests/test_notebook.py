@@ -14,7 +14,8 @@ from transfer.plan import LAYERS
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
+              pytest.mark.slow]
 NOTEBOOK = REPO / "notebooks" / "inspect_weights.ipynb"
 
 

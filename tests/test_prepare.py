@@ -14,7 +14,8 @@ import tinyrun  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.prepare import prepare_plan_data  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
+              pytest.mark.slow]
 
 
 def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):

@@ -106,6 +106,7 @@ def test_stats_spread() -> None:
 
 # ------------------------------------------------------------------------------ whole report
 
+@pytest.mark.slow  # draws every figure
 def test_report_on_released_layout_subset(tmp_path: Path) -> None:
     plan = load_plan("paper")
     # Split 3, the 1000-class base, random weights n>=5 and most reduced nets are absent.
@@ -184,6 +185,7 @@ def test_report_on_released_layout_subset(tmp_path: Path) -> None:
     assert "| 1-7 | +1.50%" in md
 
 
+@pytest.mark.slow  # draws every figure
 def test_report_runs_layout_tiny_and_nothing_at_all(tmp_path: Path) -> None:
     plan = load_plan("tiny")
     runs = tmp_path / "runs"

@@ -140,6 +140,7 @@ def _reason(cluster: Cluster, job: str) -> str:
     return ""
 
 
+@pytest.mark.slow
 def test_submit_again_skips_queued_and_replaces_stale(cluster, tmp_path):
     path = plan_copy(tmp_path, "slurmstale")
     plan = load_plan(str(path))
@@ -182,6 +183,7 @@ def _iterations_logged(plan, net) -> bool:
     return any("Iteration" in f.read_text(errors="replace") for f in net.run.log_files())
 
 
+@pytest.mark.slow
 def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     if not (REPO / "transfer" / "train.py").is_file() or not tinyrun.caffe_available():
         pytest.skip("needs transfer train and a built Caffe (make caffe)")

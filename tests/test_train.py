@@ -23,7 +23,11 @@ from transfer.status import net_state
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+def needs_caffe(test):
+    """Trains with the real caffe binary: slow, and skipped (or, under TRANSFER_TEST_REQUIRE, failed)
+    without a built Caffe."""
+    skip = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+    return pytest.mark.slow(skip(test))
 
 
 def _logs(plan, net) -> list[Path]:
