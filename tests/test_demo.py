@@ -40,7 +40,7 @@ def test_every_net_trained_to_max_iter(demo_run):
         done = net.run.done_record()
         assert net.run.final_weights.is_file(), net.name
         first_log = net.run.log_files()[0]
-        assert first_log.name == "attempt-001.log"
+        assert first_log == net.run.attempt_log(1)
         assert max(int(m) for m in re.findall(r"Iteration (\d+)", first_log.read_text())) == net.max_iter, net.name
         assert done["final_iter"] == net.max_iter, net.name
         if net.frozen:

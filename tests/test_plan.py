@@ -51,6 +51,7 @@ def test_specs_are_typed_and_frozen():
     (lambda c: c["experiments"]["random_split"].update(split=[0]), r"experiments\.random_split\.split: "
                                                                    r"unknown field 'split' \(did you mean 'splits'\?\)"),
     (lambda c: c.update(experiments={}), r"the plan declares no nets"),
+    (lambda c: c["experiments"]["random_split"].update(splits=["0; rm"]), r"split '0; rm' must be a seed"),
     (lambda c: c.update(solver_mode="TPU"), r"solver_mode: 'TPU' is not one of CPU, GPU"),
     (lambda c: c.update(schedules={"fast": {"max_iters": 3}}), r"schedules\.fast\.max_iters: unknown solver field"),
 ])

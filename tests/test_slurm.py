@@ -25,7 +25,7 @@ from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 from transfer import REPO  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.plan import load_plan  # noqa: E402
-from transfer.slurm import job_name, nice_values, queued_jobs, read_records  # noqa: E402
+from transfer.slurm import job_name, nice_values, queued_jobs, read_records, state_file  # noqa: E402
 
 
 def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -83,7 +83,7 @@ def test_dry_run_writes_readable_job_scripts(tmp_path):
                  "#SBATCH --gres=gpu:1", 'train "$NET" --plan "$PLAN" --gpu 0 &', f"PLAN={path}"):
         assert line in text, line
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert not (tmp_path / "runs" / "slurm" / "submissions.jsonl").exists()  # a dry run records nothing
+    assert not state_file(plan).exists()  # a dry run records nothing
     cpu = submit("--plan", str(path), "--only", "base-half0B", "--dry-run", "--cpu", env=env)
     text = plan.net("base-half0B").run.job_script.read_text()
     assert "--cpu &" in text and "#SBATCH --cpus-per-task=1" in text and "gres" not in text, cpu.stdout

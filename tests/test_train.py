@@ -108,7 +108,8 @@ def test_run_trains_every_net_in_dependency_order(trained):
     assert res.returncode == 0, res.stdout + res.stderr
     for net in plan.nets:
         assert net.run.is_done(), net.name
-        assert net.run.final_weights.name == f"{net.name}_iter_{net.max_iter}.caffemodel"
+        newest, state = net.run.snapshots()[0]  # what caffe wrote last
+        assert newest == net.max_iter and net.run.final_weights == state.with_suffix(".caffemodel")
         assert len(_logs(plan, net)) == 1
         done = net.run.done_record()
         assert done["final_iter"] == net.max_iter and done["frozen_check"]["identical"] is True
@@ -127,7 +128,7 @@ def test_run_dir_layout_and_absolute_paths(trained):
     net = plan.net("half0A-2-half0B")
     run = net.run
     for path in (run.init_weights, run.surgery_record, run.net_copy("train"), run.net_copy("test"),
-                 run.net_copy("solver"), run.done_file, run.logs_dir / "attempt-001.log"):
+                 run.net_copy("solver"), run.done_file, run.attempt_log(1)):
         assert path.is_file(), path
         assert path.parent in (run.path, run.logs_dir)
     solver = run.net_copy("solver").read_text()
@@ -191,10 +192,9 @@ def scratch(tmp_path, tmp_path_factory):
 def test_kill9_then_rerun_resumes_from_snapshot(scratch):
     plan = scratch(max_iter=80, snapshot=20)
     net = plan.net("base-half0B")
-    snaps = net.run.snapshots_dir
     proc = subprocess.Popen(tinyrun.transfer_cmd("run", "--plan", str(plan.path), "--only", net.name, "--cpu"),
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_for(lambda: (snaps / f"{net.name}_iter_20.solverstate").is_file(), 120, "the first snapshot")
+    _wait_for(lambda: net.run.snapshot(20, "solverstate").is_file(), 120, "the first snapshot")
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)  # runner, `transfer train` and caffe, no chance to clean up
     proc.wait()
@@ -207,9 +207,9 @@ def test_kill9_then_rerun_resumes_from_snapshot(scratch):
     assert "took over the lock" in res.stderr and "gone" in res.stderr
     assert net.run.is_done()
     logs = _logs(plan, net)
-    assert [p.name for p in logs] == ["attempt-001.log", "attempt-002.log"]
+    assert logs == [net.run.attempt_log(1), net.run.attempt_log(2)]
     second = logs[1].read_text()
-    assert "-snapshot=" in second and "_iter_" in second
+    assert any(f"-snapshot={state}" in second for _, state in net.run.snapshots())
     resumed = net.run.attempts()[-1]
     assert resumed["resumed_from"] >= 20 and resumed["exit"] == 0
     assert net.run.snapshot(80).is_file()

@@ -269,6 +269,14 @@ def _ns(blk: Block) -> list[int]:
     return ns
 
 
+def _splits(blk: Block) -> list[int]:
+    splits = blk.sequence("splits")
+    for s in splits:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise TransferError(f"{blk.path}: {blk.where}: split {s!r} must be a seed, a non-negative integer")
+    return splits
+
+
 def _groups(blk: Block) -> list[tuple[Block, bool]]:
     """The `frozen` and `finetuned` groups of a transfer family, with whether they fine-tune."""
     return [(blk.block(kind), ft) for kind, ft in (("frozen", False), ("finetuned", True))
@@ -283,12 +291,12 @@ def _random_split(b: _Builder, blk: Block) -> None:
     """Bases on both halves of each random split; AnB / BnB (frozen and fine-tuned) for each n."""
     blk.check_keys(("splits", "n", "frozen", "finetuned"))
     ns = _ns(blk)
-    for s in blk.sequence("splits"):
+    for s in _splits(blk):
         for half in "AB":
             b.add_base(f"half{s}{half}", "random_split", str(s), f"half{s}{half}")
     for grp, ft in _groups(blk):
         grp.check_keys(("splits", "directions"))
-        for s in grp.sequence("splits"):
+        for s in _splits(grp):
             for d in grp.sequence("directions"):
                 if d not in ("AA", "AB", "BA", "BB"):
                     raise TransferError(f"{grp.path}: {grp.where}: direction {d!r} must be one of "

@@ -12,6 +12,8 @@
   lock                                 who trains the net (locks.py)
   slurm/job.sh, slurm/<job id>.out     the SLURM job script and the jobs' output
 
+and beside the run directories, `<runs_dir>/slurm/submissions.jsonl`: every SLURM submission.
+
 Training, surgery, the runner, SLURM, status, the report and the tests all ask a `RunDir`.
 """
 from __future__ import annotations
@@ -170,13 +172,16 @@ class RunDir:
         """Attempt logs, oldest first."""
         return sorted(self.logs_dir.glob("attempt-*.log")) if self.logs_dir.is_dir() else []
 
+    def attempt_log(self, attempt: int) -> Path:
+        return self.logs_dir / f"attempt-{attempt:03d}.log"
+
     def new_log(self) -> tuple[int, Path]:
         """The next attempt's number and its (created, empty) log file."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         n = 1 + max((int(m.group(1)) for p in self.logs_dir.iterdir()
                      if (m := _ATTEMPT.fullmatch(p.name))), default=0)
         while True:  # O_EXCL: a number is never reused, even by a racing process
-            path = self.logs_dir / f"attempt-{n:03d}.log"
+            path = self.attempt_log(n)
             try:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
                 return n, path
@@ -219,3 +224,8 @@ class RunDir:
                 continue
             return it, state
         return None
+
+
+def submissions_file(runs_dir: Path) -> Path:
+    """The log of every SLURM submission for the run directories under `runs_dir`."""
+    return repo_path(runs_dir) / "slurm" / "submissions.jsonl"

@@ -39,7 +39,7 @@ from . import REPO
 from .errors import Exit, TransferError
 from .files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
 from .plan import Net, Plan, load_plan
-from .rundir import RunDir
+from .rundir import RunDir, submissions_file
 from .schedule import jobs_of, tails
 
 STALE_REASON = "DependencyNeverSatisfied"
@@ -56,7 +56,7 @@ def job_name(plan: Plan, net_name: str) -> str:
 
 
 def state_file(plan: Plan) -> Path:
-    return repo_path(plan.dirs.runs) / "slurm" / "submissions.jsonl"
+    return submissions_file(plan.dirs.runs)
 
 
 def record(plan: Plan, **entry: Any) -> None:
