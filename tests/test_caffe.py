@@ -88,6 +88,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 def run_tool(args: list, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GLOG_logtostderr": "1"}
+    env.pop("GLOG_minloglevel", None)  # set by an earlier pycaffe import in this process; keep INFO lines
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=120)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .console import stage
 from .errors import TransferError
+from .files import duration
 from .plan import load_plan
 from .prepare import prepare_plan_data
 from .report import default_out, make_report
@@ -28,15 +29,15 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
     log.info("plan %s (%d nets) on the synthetic dataset, %d CPU jobs", plan.name, len(plan.nets), jobs)
     log.info("1/3 data: synthetic images, splits, file lists, LMDBs, means, net files")
     prepare_plan_data(plan, jobs=jobs)
-    log.info("2/3 training with caffe (%.0f s so far)", time.monotonic() - t0)
+    log.info("2/3 training with caffe (%s so far)", duration(time.monotonic() - t0))
     status = run_plan(plan, cpu=True, jobs=jobs)
     if status != 0:
         raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
                             "shows which nets failed; rerun to continue")
-    log.info("3/3 report (%.0f s so far)", time.monotonic() - t0)
+    log.info("3/3 report (%s so far)", duration(time.monotonic() - t0))
     out_dir = Path(out) if out else default_out(plan)
     report = make_report(plan_name, None, out_dir)
-    log.info("done in %.0f s", time.monotonic() - t0)
+    log.info("done in %s", duration(time.monotonic() - t0))
     for key, q in report["qualitative"].items():
         verdict = {True: "yes", False: "no", None: "not enough data"}[q["holds"]]
         print(f"   paper's pattern, {key}: {verdict}")

@@ -116,7 +116,7 @@ class Runner:
             took = time.time() - job.started
             if rc == Exit.OK and job.net.run.is_done():
                 self.done.add(name)
-                log.info("done  %s (%.0f s; %d/%d done)", name, took, len(self.done), len(self.nets))
+                log.info("done  %s (%s; %d/%d done)", name, duration(took), len(self.done), len(self.nets))
             elif rc == Exit.LOCKED:
                 self.elsewhere.add(name)  # lost a race with another process: wait for it
             elif rc == Exit.INTERRUPTED:

@@ -29,7 +29,7 @@ from .caffe_env import caffe_binary, caffe_pb2
 from .caffemodel import identical_layers, read_model
 from .console import stage
 from .errors import Exit, TransferError
-from .files import atomic_write, repo_path, shown
+from .files import atomic_write, duration, repo_path, shown
 from .plan import LAYERS, Net, Plan, load_plan
 from .rundir import RunDir
 from .surgery import make_init
@@ -239,7 +239,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop) -> int:
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
     if rc == 0 and run.final_weights.is_file():
         frozen = finish(net)["frozen_check"]["layers"]
-        log.info("%s: done: iteration %d in %.0f s%s", net.name, net.max_iter, seconds,
+        log.info("%s: done: iteration %d in %s%s", net.name, net.max_iter, duration(seconds),
                  f"; frozen {', '.join(frozen)} bit-identical to init.caffemodel" if frozen else "")
         return Exit.OK
     if asked or (rc == 0 and stop.why) or rc == -signal.SIGINT:
