@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from .caffe_env import caffe_pb2
 from .errors import Exit
 from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
-from .spec import ModelSpec
+from .spec import SOLVER_KEYS, ModelSpec
 
 
 def assign(msg: Any, **fields: Any) -> Any:
@@ -130,7 +129,7 @@ def solver_param(net: Net, solver_mode: str) -> Any:
     """The SolverParameter of a net: the plan's solver numbers, its files, its snapshot prefix."""
     return assign(caffe_pb2().SolverParameter(), train_net=str(net.files.train_net),
                   test_net=str(net.files.test_net), snapshot_prefix=str(net.run.plan_snapshot_prefix),
-                  solver_mode=solver_mode, **asdict(net.solver))
+                  solver_mode=solver_mode, **{key: getattr(net.solver, key) for key in SOLVER_KEYS})
 
 
 _WHOLE_FLOAT = re.compile(r"^(\s*\w+: -?\d+)\.0$", re.MULTILINE)

@@ -189,8 +189,8 @@ def load_plan(name_or_path: str) -> Plan:
 
 # ---------------------------------------------------------------------------- expansion
 
-class _Builder:
-    """Collects the nets of a plan while the family expanders run."""
+class Builder:
+    """Collects the nets of a plan while the family expanders run (what an expander is given)."""
 
     def __init__(self, top: Block):
         self.path = top.path
@@ -287,7 +287,7 @@ def _groups(blk: Block) -> list[tuple[Block, bool]]:
 # One function per experiment family: it reads its YAML block (experiments.<family>) and adds
 # its nets. A new family is one function here, one entry in FAMILIES and one YAML block.
 
-def _random_split(b: _Builder, blk: Block) -> None:
+def _random_split(b: Builder, blk: Block) -> None:
     """Bases on both halves of each random split; AnB / BnB (frozen and fine-tuned) for each n."""
     blk.check_keys(("splits", "n", "frozen", "finetuned"))
     ns = _ns(blk)
@@ -311,7 +311,7 @@ def _natman_letter(dataset: str) -> str:
     return {"natural": "A", "manmade": "B"}[dataset]
 
 
-def _natman(b: _Builder, blk: Block) -> None:
+def _natman(b: Builder, blk: Block) -> None:
     """Man-made and natural bases, and transfer between them for each n."""
     blk.check_keys(("n", "frozen", "finetuned"))
     ns = _ns(blk)
@@ -329,13 +329,13 @@ def _natman(b: _Builder, blk: Block) -> None:
                 b.add_copy(src, tgt, n, ft, "natman", "natman", rel)
 
 
-def _whole(b: _Builder, blk: Block) -> None:
+def _whole(b: Builder, blk: Block) -> None:
     """The base net on every class ("netbase")."""
     blk.check_keys(("dataset",))
     b.add_base(blk.name("dataset"), "whole", None, "netbase")
 
 
-def _random_weights(b: _Builder, blk: Block) -> None:
+def _random_weights(b: Builder, blk: Block) -> None:
     """Layers 1..n left at their random initial weights and frozen ("nolearn")."""
     blk.check_keys(("dataset", "n"))
     ds = blk.name("dataset")
@@ -344,7 +344,7 @@ def _random_weights(b: _Builder, blk: Block) -> None:
               n=n, frozen=n, released_name=f"nolearn_1_{n}")
 
 
-def _reduced(b: _Builder, blk: Block) -> None:
+def _reduced(b: Builder, blk: Block) -> None:
     """The whole-set base net on the first `count` training images of each class."""
     blk.check_keys(("counts", "val_dataset", "schedule"))
     val = blk.name("val_dataset", default="all")
@@ -358,7 +358,7 @@ def _reduced(b: _Builder, blk: Block) -> None:
               val_dataset=val, released_name=name)
 
 
-FAMILIES: dict[str, Callable[[_Builder, Block], None]] = {
+FAMILIES: dict[str, Callable[[Builder, Block], None]] = {
     "random_split": _random_split,
     "natman": _natman,
     "whole": _whole,
@@ -371,7 +371,7 @@ def expand(config: Any, path: Path) -> Plan:
     """The plan a parsed YAML document declares (every key checked)."""
     top = Block(path, "", config)
     top.check_keys(TOP_KEYS)
-    b = _Builder(top)
+    b = Builder(top)
     mode = top.choice("solver_mode", SOLVER_MODES, default="GPU")
     synthetic = read_synthetic(top.block("synthetic")) if top.has("synthetic") else None
     exps = top.block("experiments")
