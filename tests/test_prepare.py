@@ -41,7 +41,7 @@ def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):
     assert not (d / "reduced0010" / "train_lmdb").is_symlink() and small["count"] == 8 * 10
     assert (d / "reduced0010" / "mean.binaryproto").is_file()
     assert not (d / "reduced0010" / "val_lmdb").exists()  # reduced nets validate on the whole val set
-    assert {n.val_data for n in plan.nets} == {f"{d}/all/val_lmdb"}
+    assert {n.files.val_data for n in plan.nets} == {d / "all" / "val_lmdb"} == {plan.dataset("all").val}
 
 
 def test_a_plan_without_images_says_what_to_give():
