@@ -14,6 +14,7 @@ from .errors import TransferError
 COMMAND_MODULES = [
     "doctor",      # transfer doctor
     "splits",      # transfer splits ...
+    "labelsets",   # transfer labels list / show
     "plan",        # transfer plan show / simulate
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
