@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "doctor",      # transfer doctor
     "splits",      # transfer splits ...
     "plan_cli",    # transfer plan show / simulate
+    "labelsets",   # transfer labels list / show
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
     "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files

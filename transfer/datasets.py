@@ -2,6 +2,7 @@
 
     transfer data build   --list FILES --root DIR --out DB    decode + warp in parallel, resumable
     transfer data derive  --from WHOLE_DB --list SUBSET --out DB   relabel Datums, no JPEG decoding
+    transfer data relabel --from WHOLE_DB --labels NAME --out DB   a label set's view of the whole set, no decoding
     transfer data verify  DB                                  re-read and check against manifest.json
     transfer data mean    DB --out mean.binaryproto           per-pixel mean, one streaming pass
 
@@ -11,6 +12,8 @@ atomic database from transfer/lmdb_store.py.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 from collections import Counter
 from datetime import datetime, timezone
@@ -222,6 +225,100 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
     return out_p
 
 
+def read_label_map(path: str | os.PathLike) -> dict[int, int]:
+    """A label map file: 'old new' a line (label of the whole set -> new label); '#' starts a comment."""
+    out: dict[int, int] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise TransferError(f"{path}: cannot read the label map ({exc.strerror})") from None
+    for lineno, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].split()
+        if not text:
+            continue
+        if len(text) != 2 or not all(t.isdigit() for t in text):
+            raise TransferError(f"{path}:{lineno}: expected 'old_label new_label', got {line!r}")
+        old, new = int(text[0]), int(text[1])
+        if old in out:
+            raise TransferError(f"{path}:{lineno}: label {old} is mapped twice")
+        out[old] = new
+    if not out:
+        raise TransferError(f"{path}: the label map is empty")
+    return out
+
+
+def relabel(source: str, label_map: dict[int, int], out: str, name: str | None = None,
+            block: int = DEFAULT_BLOCK) -> Path:
+    """A database of the whole one's Datums whose label is in `label_map`, each given its new label.
+
+    Keys, order and pixels stay as they are (only the Datum's label field changes; nothing is decoded), so the
+    derived set is exactly the whole set's images of the kept classes. Resumable and atomic like `build`."""
+    pb2 = caffe_pb2()
+    whole = read_manifest(source)
+    if not label_map:
+        raise TransferError("the label map keeps no class")
+    bad = [(o, n) for o, n in label_map.items() if o < 0 or n < 0]
+    if bad:
+        raise TransferError(f"label map: negative label in {bad[0][0]} -> {bad[0][1]}")
+    unknown = sorted(o for o in label_map if str(o) not in whole["labels"])
+    if unknown:
+        raise TransferError(f"label map: labels {unknown[:10]} are not in {source} (it has "
+                            f"{whole['num_labels']} labels)")
+    canonical = json.dumps(sorted(label_map.items()))
+    identity = {"kind": "relabel", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
+                "from_count": whole["count"], "map_sha256": hashlib.sha256(canonical.encode()).hexdigest()}
+    out_p = Path(out)
+    if _up_to_date(out_p, identity):
+        log.info("%s is up to date", out)
+        return out_p
+    out_p.parent.mkdir(parents=True, exist_ok=True)
+    expected = sum(v for k, v in whole["labels"].items() if int(k) in label_map)
+    d = whole["datum"]
+    writer = PartialDB(out_p, identity, _estimate_bytes(expected, d["channels"], d["height"], d["width"]))
+    state = dict(writer.state)
+    labels = Counter({int(k): v for k, v in state["labels"].items()})
+    if writer.resumed:
+        log.info("relabel %s: resuming %s at %d/%d", out_p.name, writer.path, state["next"], whole["count"])
+    progress = Progress(f"relabel {out_p.name}", whole["count"], state["next"])
+    env = open_read(source)
+    try:
+        with env.begin(buffers=True) as txn:
+            cur = txn.cursor()
+            pos, items = 0, []
+            for key, value in cur:    # `next` counts source Datums already looked at
+                if key == PROGRESS_KEY:
+                    raise TransferError(f"{source} holds an unfinished build; finish it first")
+                pos += 1
+                if pos <= state["next"]:
+                    continue
+                datum = pb2.Datum.FromString(value)
+                new = label_map.get(datum.label)
+                if new is not None:
+                    datum.label = new
+                    items.append((bytes(key), datum.SerializeToString()))
+                    labels[new] += 1
+                if pos % block == 0 or pos == whole["count"]:
+                    state = {"next": pos, "count": state["count"] + len(items), "skipped": [],
+                             "labels": {str(k): v for k, v in sorted(labels.items())}}
+                    writer.commit(items, state)
+                    items = []
+                    progress.update(pos)
+        if pos != whole["count"]:
+            raise TransferError(f"{source}: {pos} Datums, its manifest says {whole['count']}")
+    except BaseException:
+        writer.close()
+        raise
+    finally:
+        progress.close()
+        env.close()
+    manifest = {"identity": identity, "tool": "transfer data relabel", "datum": dict(d),
+                "list": {"path": whole["list"]["path"], "sha256": whole["list"]["sha256"], "lines": whole["count"]},
+                "derived_from": {"path": str(source), "list_sha256": whole["list"]["sha256"]},
+                "label_map": {str(o): n for o, n in sorted(label_map.items())}, "label_set": name}
+    _finish(writer, state, manifest, False)
+    return out_p
+
+
 # ---------------------------------------------------------------------------- verify / mean
 
 def verify(db: str) -> list[str]:
@@ -317,6 +414,21 @@ def _cmd_derive(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_relabel(a: argparse.Namespace) -> int:
+    if (a.labels is None) == (a.map is None):
+        raise TransferError("give one of --labels NAME (a label set) or --map FILE ('old new' a line)")
+    if a.labels is not None:
+        from . import labelsets
+        split, sets = labelsets.load_label_sets(a.splits, a.wordnet)
+        label_map = labelsets.class_label_map(labelsets.get_label_set(sets, a.labels), list(split.wnids))
+    else:
+        label_map = read_label_map(a.map)
+    out = relabel(a.source, label_map, a.out, name=a.labels, block=a.commit_every)
+    m = read_manifest(out)
+    print(f"{out}: {m['count']} Datums, {m['num_labels']} labels")
+    return 0
+
+
 def _cmd_verify(a: argparse.Namespace) -> int:
     problems = verify(a.db)
     if problems:
@@ -362,6 +474,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--out", required=True, help="database directory to create")
     common(d)
     d.set_defaults(func=_cmd_derive)
+
+    r = sub.add_parser("relabel", help="a whole database's Datums of the kept classes with new labels (no decoding)")
+    r.add_argument("--from", dest="source", required=True, help="finished whole database")
+    r.add_argument("--out", required=True, help="database directory to create")
+    r.add_argument("--labels", help="a label set of `transfer labels list` (bottomup-486, pascal-removed, ...)")
+    r.add_argument("--map", help="instead: a file of 'old_label new_label' lines; unlisted labels are dropped")
+    r.add_argument("--splits", type=Path, help="split directory of the whole set's classes (default: the repo's)")
+    r.add_argument("--wordnet", type=Path, help="WordNet 3.0 dict directory")
+    r.add_argument("--commit-every", type=int, default=DEFAULT_BLOCK, metavar="N",
+                   help=f"source Datums a transaction (default {DEFAULT_BLOCK})")
+    r.set_defaults(func=_cmd_relabel)
 
     v = sub.add_parser("verify", help="re-read a database and check it against its manifest")
     v.add_argument("db")

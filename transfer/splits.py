@@ -249,6 +249,9 @@ def read_whole_list(path: Path, num_classes: int) -> tuple[list[str], list[int]]
 def _list_files(name: str, split: SplitSet, whole_list: Path, paths: list[str], labels: list[int],
                 counts: list[int]) -> dict[str, str]:
     """{'files.txt': ..., 'idxmap.txt': ...} of one derived list (reduced lists have no idxmap, as released)."""
+    from . import budgets    # imports this module
+    if budgets.is_budget_name(name):
+        return budgets.budget_lists(name, paths, labels, split.num_classes)
     m = REDUCED_RE.fullmatch(name)
     if m:
         keep, classes = int(m.group(1)), list(range(split.num_classes))
@@ -285,7 +288,8 @@ def write_lists(whole_list: Path, out: Path, names: list[str] | tuple[str, ...] 
                 split_dir: Path | None = None) -> None:
     """Write out/NAME/files.txt (and idxmap.txt) for each NAME, cut from the whole list.
 
-    NAME is a class list of the split directory (half0A..half3B, manmade, natural) or reducedNNNN (4 digits).
+    NAME is a class list of the split directory (half0A..half3B, manmade, natural), reducedNNNN (4 digits) or a
+    data budget of transfer/budgets.py (imagesNNNN, budgetNk-images, budgetNk-classes).
     Existing identical files are left alone; different ones are an error, never overwritten. If the whole list
     is one the released code used, every files.txt is checked against the released md5."""
     whole_list, out = Path(whole_list), Path(out)
@@ -388,7 +392,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w = sub.add_parser("write-lists", help="cut a whole-dataset Caffe list into OUT/NAME/files.txt + idxmap.txt")
     w.add_argument("--whole-list", required=True, help="Caffe list of the whole set: 'path label' a line")
     w.add_argument("--out", required=True, help="directory to hold NAME/files.txt")
-    w.add_argument("--only", help="comma-separated NAMEs: half0A..half3B, manmade, natural, reduced0001..reduced1300"
+    w.add_argument("--only", help="comma-separated NAMEs: half0A..half3B, manmade, natural, reduced0001..reduced1300,"
+                                  " images0050..images0500, budget500k-images, budget500k-classes, ..."
                                   " (default: the eight halves, manmade and natural)")
     w.add_argument("--splits", type=Path, help="split directory (default: splits/ of the repo)")
     w.set_defaults(func=_cmd_write_lists)

@@ -9,6 +9,10 @@
 
 Classes alternate man-made (even index) and natural (odd index), so neither superclass is a
 contiguous block of labels. How the images are drawn is in synthetic_draw.py.
+
+The classes form a small taxonomy, the synthetic stand-in for WordNet: class -> kind (its primary
+part, e.g. `kind-stripes`) -> `manmade` / `natural` -> `root`. It follows from the parameters alone
+(`class_tree`), so datasets made before it existed have it too and no image depends on it.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from PIL import Image
 
 from .errors import TransferError
 from .files import digest
-from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, Recipe, make_recipe, render
+from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, WORDS, Recipe, make_recipe, render
 
 GENERATOR_VERSION = 1  # bump when the drawing changes, so old datasets are refused, not reused
 LISTS = ("train.txt", "val.txt", "synsets.txt", "synset_words.txt", "manmade.txt", "natural.txt")
@@ -55,6 +59,56 @@ def recipes(num_classes: int, seed: int) -> list[Recipe]:
             kinds = kinds + (str(rng.choice(pool)),)
         out.append(make_recipe(rng, manmade, kinds))
     return out
+
+
+TREE_ROOT = "root"
+SUPERCLASSES = {True: "manmade", False: "natural"}
+
+
+def class_tree(num_classes: int, seed: int) -> tuple[dict[str, str | None], dict[str, str]]:
+    """(parent of every node, words of every node): class -> kind -> manmade/natural -> root.
+
+    A class's kind is its primary (largest) part, so classes of one kind share their most visible
+    mid-level feature, as the classes under one WordNet synset share a look."""
+    parents: dict[str, str | None] = {TREE_ROOT: None}
+    words = {TREE_ROOT: "synthetic object"}
+    for manmade, sup in SUPERCLASSES.items():
+        parents[sup] = TREE_ROOT
+        words[sup] = "man-made" if manmade else "natural"
+    for k, recipe in enumerate(recipes(num_classes, seed)):
+        sup = SUPERCLASSES[recipe.manmade]
+        primary = recipe.parts[0].kind
+        kind = f"kind-{primary}"
+        parents[kind] = sup
+        words[kind] = f"{words[sup]}: {WORDS[primary]}"
+        parents[wnid(k)] = kind
+        words[wnid(k)] = recipe.name()
+    return parents, words
+
+
+def is_synthetic(out: Path) -> bool:
+    """Whether `out` holds a dataset made by make_synthetic (its manifest says so)."""
+    manifest = Path(out) / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("dataset", "").startswith("transfer synthetic")
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def dataset_tree(out: Path) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The class taxonomy of the synthetic dataset in `out`, from its manifest's parameters."""
+    manifest = Path(out) / "manifest.json"
+    try:
+        params = json.loads(manifest.read_text())["parameters"]
+        num_classes, seed = int(params["num_classes"]), int(params["seed"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise TransferError(f"{manifest}: not a synthetic dataset's manifest ({exc})") from None
+    if params.get("generator") != GENERATOR_VERSION:
+        raise TransferError(f"{manifest}: generator version {params.get('generator')}, this code draws "
+                            f"version {GENERATOR_VERSION}; remake the dataset")
+    return class_tree(num_classes, seed)
 
 
 def check_params(num_classes: int, train_per_class: int, val_per_class: int, size: int,

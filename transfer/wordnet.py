@@ -8,7 +8,7 @@ directly: the format is simple and fixed (wndb(5WN)), and a 15 MB file reads in 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TransferError
@@ -100,7 +100,9 @@ MANUAL_NATURAL = (
 class NounGraph:
     """The WordNet noun synsets: their words and their hypernym parents, keyed by wnid ('n' + 8-digit offset)."""
     words: dict[str, str]              # wnid -> "entity" / "artifact, artefact" (underscores as spaces)
-    parents: dict[str, tuple[str, ...]]
+    parents: dict[str, tuple[str, ...]]                     # `@` and `@i` hypernyms
+    hypernyms: dict[str, tuple[str, ...]] = field(default_factory=dict)   # `@` only (class hypernyms)
+    lemmas: dict[str, str] = field(default_factory=dict)    # wnid -> first lemma as in data.noun ("Granny_Smith")
 
 
 def find_wordnet_dir(path: str | os.PathLike | None = None) -> Path:
@@ -118,6 +120,8 @@ def load_nouns(wordnet_dir: str | os.PathLike | None = None) -> NounGraph:
     path = find_wordnet_dir(wordnet_dir) / "data.noun"
     words: dict[str, str] = {}
     parents: dict[str, tuple[str, ...]] = {}
+    hypernyms: dict[str, tuple[str, ...]] = {}
+    lemmas: dict[str, str] = {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if line.startswith("  "):          # the licence header: lines start with two spaces
@@ -133,9 +137,43 @@ def load_nouns(wordnet_dir: str | os.PathLike | None = None) -> NounGraph:
             except (IndexError, ValueError) as exc:
                 raise TransferError(f"{path}:{lineno}: not a WordNet data line ({exc})") from None
             words[wnid] = ", ".join(names)
+            lemmas[wnid] = fields[4]
             parents[wnid] = tuple("n" + off for sym, off, pos, _ in ptrs
                                   if sym in HYPERNYM_POINTERS and pos == "n")
-    return NounGraph(words, parents)
+            hypernyms[wnid] = tuple("n" + off for sym, off, pos, _ in ptrs if sym == "@" and pos == "n")
+    return NounGraph(words, parents, hypernyms, lemmas)
+
+
+def synset_names(graph: NounGraph, wordnet_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """NLTK's name of every noun synset: first lemma lowercased, '.n.', two-digit sense number ('dog.n.01').
+
+    The sense number is the synset's position in its lemma's line of index.noun (lemma synset_cnt p_cnt
+    {ptr_symbol} sense_cnt tagsense_cnt {synset_offset}, offsets in sense order), as NLTK numbers them."""
+    path = find_wordnet_dir(wordnet_dir) / "index.noun"
+    senses: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.startswith("  "):
+                continue
+            fields = line.split()
+            try:
+                p_cnt = int(fields[3])
+                offsets = fields[6 + p_cnt:]
+                if len(offsets) != int(fields[2]):
+                    raise ValueError(f"{len(offsets)} offsets, synset_cnt {fields[2]}")
+            except (IndexError, ValueError) as exc:
+                raise TransferError(f"{path}:{lineno}: not a WordNet index line ({exc})") from None
+            senses[fields[0]] = offsets
+    names: dict[str, str] = {}
+    for wnid, lemma in graph.lemmas.items():
+        key = lemma.lower()
+        try:
+            sense = senses[key].index(wnid[1:]) + 1
+        except (KeyError, ValueError):
+            raise TransferError(f"{path}: synset {wnid} ({graph.words[wnid]}) is not among the senses of "
+                                f"'{key}'") from None
+        names[wnid] = f"{key}.n.{sense:02d}"
+    return names
 
 
 def ancestors(graph: NounGraph, wnid: str) -> set[str]:
