@@ -42,6 +42,7 @@ from .caffe_env import caffe_binary, caffe_pb2
 from .errors import TransferError
 from .plan import LAYERS, Net, Plan, load_plan
 from .files import atomic_write, read_jsonl
+from . import gpu as gpu_info  # noqa: I001
 from .surgery import INIT, final_weights, identical_layers, make_init, read_model, run_dir, shown
 
 EXIT_OK = 0
@@ -308,6 +309,7 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
                 _say(net, lock.took_over)
             if is_done(plan, net):  # finished by the previous holder while we waited
                 return EXIT_OK
+            device = gpu_info.attempt_record(gpu or 0) if mode == "GPU" else {}  # device, driver, CUDA
             solver = write_run_files(plan, net, mode)
             make_init(plan, net, seed=seed)
             point = resume_point(plan, net)
@@ -330,7 +332,7 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
             seconds = time.time() - t0
             _append_jsonl(out / "attempts.jsonl", {
                 "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": mode,
-                "gpu": gpu, "resumed_from": point[0] if point else None,
+                "gpu": gpu, **device, "resumed_from": point[0] if point else None,
                 "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
             if rc == 0 and final_weights(plan, net).is_file():
