@@ -73,7 +73,11 @@ if [[ -n ${CAFFE_ROOT:-} ]]; then
   root=$(cd "$CAFFE_ROOT" && pwd)
   [[ -x $root/build/tools/caffe || -x $root/bin/caffe ]] ||
     die "CAFFE_ROOT=$root has no build/tools/caffe (expected the layout of a BVLC Makefile build)"
-  [[ -f $root/python/caffe/__init__.py ]] || die "CAFFE_ROOT=$root has no python/caffe/__init__.py (pycaffe)"
+  # Training needs only the binary and caffe_pb2.py; surgery needs pycaffe, which may be built elsewhere.
+  [[ -f $root/python/caffe/proto/caffe_pb2.py ]] ||
+    die "CAFFE_ROOT=$root has no python/caffe/proto/caffe_pb2.py (build its pycaffe or proto target)"
+  compgen -G "$root/python/caffe/_caffe*.so" >/dev/null ||
+    say "note: $root has no pycaffe (_caffe.so): training works, surgery must run where pycaffe loads"
   say "using external Caffe at $root (nothing built)"
   record "$root"
   exit 0

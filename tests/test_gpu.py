@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,3 +109,27 @@ def test_train_needs_only_the_caffe_binary_once_surgery_is_done(tmp_path, tmp_pa
     res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu", env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert is_done(plan, net)
+
+
+@pytest.mark.parametrize("env, want", [
+    ({"GPUS": "2,3"}, "run --plan tiny --gpus 2,3"),
+    ({"CUDA_VISIBLE_DEVICES": "5,7"}, "run --plan tiny --gpus 0,1"),   # an allocation's GPUs count from 0
+])
+def test_run_plan_script_passes_the_gpus_on(env, want):
+    from transfer import REPO
+    base = {k: v for k, v in os.environ.items() if k not in ("GPUS", "CUDA_VISIBLE_DEVICES")}
+    proc = subprocess.run([str(REPO / "scripts" / "run-plan.sh"), "tiny"], capture_output=True, text=True,
+                          env={**base, "TRANSFER": "echo", **env}, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == want, proc.stdout + proc.stderr
+
+
+def test_node_scripts_without_a_gpu_say_so():
+    from transfer import REPO
+    base = {k: v for k, v in os.environ.items() if k not in ("GPUS", "CUDA_VISIBLE_DEVICES")}
+    if not shutil.which("nvidia-smi", path="/usr/bin:/bin"):
+        proc = subprocess.run([str(REPO / "scripts" / "run-plan.sh"), "tiny"], capture_output=True, text=True,
+                              env={**base, "TRANSFER": "echo", "PATH": "/usr/bin:/bin"}, timeout=30)
+        assert proc.returncode == 2 and "no GPU found" in proc.stderr
+    proc = subprocess.run([str(REPO / "scripts" / "train-net.sh"), "base-half0A", "tiny", "3"], capture_output=True,
+                          text=True, env={**base, "TRANSFER": "echo"}, timeout=30)
+    assert proc.stdout.strip() == "train base-half0A --plan tiny --gpu 3"
