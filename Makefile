@@ -12,8 +12,10 @@ export PYTHONUNBUFFERED := 1
 .PHONY: help setup deps venv test test-fast demo clean-venv
 help:
 	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
-	@echo "make test    set up everything, then run the tests"
+	@echo "make test    set up everything, check that the CUDA build links, then run the tests"
 	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"
+	@echo "make check-gpu-build   compile and link the CUDA build (PyPI CUDA, no GPU needed; cached)"
+	@echo "make test-gpu          the GPU tier on a GPU node (tiny plan on GPU 0, kill -9/resume, CaffeNet timing)"
 	@echo "make setup   Debian packages, Caffe (cached build), .venv with pycaffe and transfer"
 	@echo "make caffe   build Caffe (CAFFE_SRC=tree to build another tree, CAFFE_ROOT=dir to use a build, CAFFE_GPU=1 for CUDA)"
 	@echo "make nets    regenerate prototxt/, solvers/ and splits/ for the paper's plan"
@@ -37,8 +39,9 @@ $(VENV)/.installed: requirements.txt setup.py | deps
 setup: deps venv caffe
 
 # A test skipped for want of Caffe, SLURM or WordNet fails `make test`: set-up provides all three.
-test: setup
-	TRANSFER_TEST_REQUIRE=caffe,slurm,wordnet $(PY) -m pytest -q tests
+# check-gpu-build (mk/gpu.mk) compiles and links the CUDA build; the GPU tier (tests/gpu) is not run.
+test: setup check-gpu-build
+	TRANSFER_TEST_REQUIRE=caffe,slurm,wordnet $(PY) -m pytest -q tests --ignore=tests/gpu
 
 # No Caffe build, no training, no cluster: the tests marked slow are left out. Tests that read
 # caffe_pb2 use the Caffe `make caffe` recorded (or CAFFE_ROOT), and skip without one.

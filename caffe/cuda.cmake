@@ -26,6 +26,9 @@ list(TRANSFORM _archs APPEND "-real")
 list(APPEND _archs ${_newest}-virtual)
 set(CMAKE_CUDA_ARCHITECTURES ${_archs})
 message(STATUS "transfer caffe: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}")
+# The CUDA libraries may live outside the system paths (a PyPI toolkit in the cache, /usr/local/cuda):
+# record their directories in the rpath so the tools and pycaffe load them without LD_LIBRARY_PATH.
+set(CMAKE_INSTALL_RPATH_USE_LINK_PATH ON)
 # CUDA 13's thrust/cub need C++17, also in the .cpp files that include thrust (g++ compiles those).
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
@@ -47,18 +50,30 @@ foreach(d ${CUDAToolkit_INCLUDE_DIRS})
   endif()
 endforeach()
 
-# cuDNN is optional; its version moved from cudnn.h to cudnn_version.h in cuDNN 8.
-find_path(CUDNN_INCLUDE cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} "$ENV{CUDNN_ROOT}/include")
-find_library(CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} "$ENV{CUDNN_ROOT}/lib" "$ENV{CUDNN_ROOT}/lib64")
+# cuDNN: CAFFE_CUDNN=AUTO uses it when found, ON requires it, OFF leaves it out. Its version moved
+# from cudnn.h to cudnn_version.h in cuDNN 8.
+set(CAFFE_CUDNN AUTO CACHE STRING "use cuDNN: AUTO, ON or OFF")
 set(CUDNN_VERSION "")
-if(CUDNN_INCLUDE AND CUDNN_LIBRARY)
-  foreach(h cudnn_version.h cudnn.h)
-    if(EXISTS "${CUDNN_INCLUDE}/${h}" AND NOT CUDNN_VERSION)
-      file(STRINGS "${CUDNN_INCLUDE}/${h}" _major REGEX "^#define CUDNN_MAJOR +[0-9]+")
-      string(REGEX MATCH "[0-9]+" CUDNN_VERSION "${_major}")
-    endif()
-  endforeach()
+if(NOT CAFFE_CUDNN STREQUAL "OFF")
+  find_path(CUDNN_INCLUDE cudnn.h HINTS "$ENV{CUDNN_ROOT}/include" ${CUDAToolkit_INCLUDE_DIRS})
+  find_library(CUDNN_LIBRARY cudnn HINTS "$ENV{CUDNN_ROOT}/lib" "$ENV{CUDNN_ROOT}/lib64" ${CUDAToolkit_LIBRARY_DIR})
+  if(CUDNN_INCLUDE AND CUDNN_LIBRARY)
+    foreach(h cudnn_version.h cudnn.h)
+      if(EXISTS "${CUDNN_INCLUDE}/${h}" AND NOT CUDNN_VERSION)
+        file(STRINGS "${CUDNN_INCLUDE}/${h}" _ver REGEX "^#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) +[0-9]+")
+        string(REGEX REPLACE "[^0-9]*([0-9]+)[^0-9]+([0-9]+)[^0-9]+([0-9]+).*" "\\1.\\2.\\3" CUDNN_VERSION "${_ver}")
+      endif()
+    endforeach()
+  endif()
+  if(CAFFE_CUDNN STREQUAL "ON" AND NOT CUDNN_VERSION)
+    message(FATAL_ERROR "CAFFE_CUDNN=ON but cudnn.h / libcudnn were not found (set CUDNN_ROOT)")
+  endif()
 endif()
+
+# What the build used, for BUILD_INFO (scripts/build-caffe.sh merges this file into it).
+file(WRITE "${CMAKE_BINARY_DIR}/cuda_info.json"
+  "{\"cuda\": \"${CMAKE_CUDA_COMPILER_VERSION}\", \"nvcc\": \"${CMAKE_CUDA_COMPILER}\", "
+  "\"cudnn\": \"${CUDNN_VERSION}\", \"archs\": \"${CMAKE_CUDA_ARCHITECTURES}\"}\n")
 
 function(caffe_cuda_setup target)
   target_link_libraries(${target} PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)

@@ -58,7 +58,53 @@ FIXES: list[tuple[str, str, str, str]] = [
      r"\A(?!#include \"caffe/util/cudnn8_compat.hpp\")",
      "#include \"caffe/util/cudnn8_compat.hpp\"\n",
      "declare the caffe_compat_* functions"),
+    # brocolli's proposal_layer.cu instantiates Backward_gpu (INSTANTIATE_LAYER_GPU_FUNCS) but defines
+    # only Forward_gpu: the CUDA build fails to compile. Proposals take no gradient (Backward_cpu is
+    # empty too), so the GPU backward is empty as well.
+    ("src/caffe/layers/proposal_layer.cu",
+     r"\A(?![\s\S]*ProposalLayer<Dtype>::Backward_gpu)([\s\S]*?)^(INSTANTIATE_LAYER_GPU_FUNCS\(ProposalLayer\);)",
+     "\\1template <typename Dtype>\n"
+     "void ProposalLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,\n"
+     "    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {}\n\n\\2",
+     "define ProposalLayer::Backward_gpu (instantiated but never defined; proposals take no gradient)"),
 ]
+
+# A layer that declares Forward_gpu/Backward_gpu and stubs them only under CPU_ONLY, with no .cu file
+# defining them (brocolli's ReLU6, HardSwish, HardSigmoid, PixelShuffle, MaxUnPool, Upsample): the
+# CUDA build leaves them undefined and the tools fail to link. Give the CUDA build GPU functions that
+# run the CPU code; cpu_data()/mutable_cpu_data() copy the blobs between device and host as needed.
+CPU_ONLY_STUB = re.compile(r"^([ \t]*)#ifdef CPU_ONLY\n[ \t]*STUB_GPU\((\w+)\);[ \t]*\n[ \t]*#endif[ \t]*$",
+                           re.MULTILINE)
+GPU_VIA_CPU = """\\1#ifdef CPU_ONLY
+\\1STUB_GPU(\\2);
+\\1#else  // no CUDA kernels for this layer: the GPU functions run the CPU ones (patch_tree.py)
+template <typename Dtype>
+void \\2<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+    const vector<Blob<Dtype>*>& top) { Forward_cpu(bottom, top); }
+template <typename Dtype>
+void \\2<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
+    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  Backward_cpu(top, propagate_down, bottom);
+}
+\\1#endif"""
+
+
+def gpu_via_cpu(tree: Path) -> list[str]:
+    """Apply GPU_VIA_CPU to each layer whose GPU functions no .cu file defines."""
+    cuda = "\n".join(p.read_text(errors="replace") for p in sorted(tree.glob("src/caffe/**/*.cu")))
+    done = []
+    for path in sorted(tree.glob("src/caffe/layers/*.cpp")):
+        text = path.read_text()
+        names = [m.group(2) for m in CPU_ONLY_STUB.finditer(text)]
+        missing = {n for n in names if f"{n}<Dtype>::Forward_gpu" not in cuda
+                   and f"GPU_FUNCS({n})" not in cuda}
+        if not missing:
+            continue
+        new = CPU_ONLY_STUB.sub(lambda m: m.expand(GPU_VIA_CPU) if m.group(2) in missing else m.group(0), text)
+        path.write_text(new)
+        done.append(f"{path.relative_to(tree)}: GPU functions of {', '.join(sorted(missing))} run the CPU "
+                    "ones (no .cu defines them)")
+    return done
 
 # Shipped generated protobuf files from an older protoc; the build regenerates them.
 STALE = ["include/caffe/proto/caffe.pb.h", "src/caffe/proto/caffe.pb.cc"]
@@ -75,6 +121,7 @@ def patch_tree(tree: Path) -> list[str]:
             if n and new != text:
                 path.write_text(new)
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")
+    done += gpu_via_cpu(tree)
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()

@@ -4,7 +4,13 @@
 #   (default)              fetch the PyPI sdist brocolli-caffe==9.0.2 (sha256-checked) and build it
 #   CAFFE_SRC=/tree        build that BVLC-layout tree instead (the tree itself is not modified)
 #   CAFFE_ROOT=/build      build nothing; use an existing build (build/tools/caffe, python/caffe)
-#   CAFFE_GPU=1            CUDA build (CPU_ONLY otherwise)
+#   CAFFE_GPU=1            CUDA build (CPU_ONLY otherwise); with it:
+#     CAFFE_CUDA=auto      nvcc on PATH, in $CUDA_HOME or /usr/local/cuda, else the PyPI toolkit
+#     CAFFE_CUDA=system    that nvcc only;  CAFFE_CUDA=pypi: the PyPI toolkit (scripts/cuda-pypi.sh)
+#     CAFFE_CUDNN=auto     cuDNN if found (with the PyPI toolkit: its wheel); 1 requires it, 0 omits it
+#     CAFFE_CUDA_ARCHS="75;80;86;89;90"  SM versions (real code each, PTX of the newest)
+#   CAFFE_PYTHON=0         no pycaffe (the `caffe` binary and tools only)
+#   CAFFE_RECORD=0         build (or find) it in the cache but do not record it in the venv
 #   TRANSFER_CACHE=/dir    cache directory (default ${XDG_CACHE_HOME:-~/.cache}/transfer)
 #   CAFFE_JOBS=N           parallel compile jobs (default 2)
 #   CAFFE_CMAKE_ARGS="..." extra cmake -D options (e.g. -DCUDA_cublas_LIBRARY=...); part of the cache key
@@ -21,6 +27,11 @@ PY=${PY:-$VENV/bin/python}
 CACHE=${TRANSFER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/transfer}
 JOBS=${CAFFE_JOBS:-2}
 GPU=${CAFFE_GPU:-0}
+CUDA_KIND=${CAFFE_CUDA:-auto}
+CUDNN=${CAFFE_CUDNN:-auto}
+ARCHS=${CAFFE_CUDA_ARCHS:-75;80;86;89;90}
+PYTHON=${CAFFE_PYTHON:-1}
+RECORD=${CAFFE_RECORD:-1}
 SDIST_NAME=brocolli-caffe
 SDIST_VERSION=9.0.2
 SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
@@ -31,6 +42,11 @@ die() { echo "caffe: error: $*" >&2; exit 1; }
 [[ -x $PY ]] || die "no python at $PY; run make venv"
 case $GPU in 0|1) ;; *) die "CAFFE_GPU='$GPU' must be 0 or 1" ;; esac
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "CAFFE_JOBS='$JOBS' must be a positive integer"
+case $CUDA_KIND in auto|system|pypi) ;; *) die "CAFFE_CUDA='$CUDA_KIND' must be auto, system or pypi" ;; esac
+case $CUDNN in auto|0|1) ;; *) die "CAFFE_CUDNN='$CUDNN' must be auto, 0 or 1" ;; esac
+[[ $ARCHS =~ ^[0-9]+(\;[0-9]+)*$ ]] || die "CAFFE_CUDA_ARCHS='$ARCHS' must be SM numbers separated by ';' (e.g. 75;90)"
+case $PYTHON in 0|1) ;; *) die "CAFFE_PYTHON='$PYTHON' must be 0 or 1" ;; esac
+case $RECORD in 0|1) ;; *) die "CAFFE_RECORD='$RECORD' must be 0 or 1" ;; esac
 
 # Write "$2" into file "$1" atomically (temp + rename in the same directory).
 write_atomic() {
@@ -44,6 +60,7 @@ write_atomic() {
 # Point the venv at a Caffe root: <venv>/caffe-root for transfer.caffe_env, caffe.pth for `import caffe`.
 record() {
   local root=$1 site
+  if [[ $RECORD == 0 ]]; then say "not recorded in the venv (CAFFE_RECORD=0): $root"; return; fi
   site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   write_atomic "$VENV/caffe-root" "$root"
   write_atomic "$site/caffe.pth" "$root/python"
@@ -56,7 +73,11 @@ if [[ -n ${CAFFE_ROOT:-} ]]; then
   root=$(cd "$CAFFE_ROOT" && pwd)
   [[ -x $root/build/tools/caffe || -x $root/bin/caffe ]] ||
     die "CAFFE_ROOT=$root has no build/tools/caffe (expected the layout of a BVLC Makefile build)"
-  [[ -f $root/python/caffe/__init__.py ]] || die "CAFFE_ROOT=$root has no python/caffe/__init__.py (pycaffe)"
+  # Training needs only the binary and caffe_pb2.py; surgery needs pycaffe, which may be built elsewhere.
+  [[ -f $root/python/caffe/proto/caffe_pb2.py ]] ||
+    die "CAFFE_ROOT=$root has no python/caffe/proto/caffe_pb2.py (build its pycaffe or proto target)"
+  compgen -G "$root/python/caffe/_caffe*.so" >/dev/null ||
+    say "note: $root has no pycaffe (_caffe.so): training works, surgery must run where pycaffe loads"
   say "using external Caffe at $root (nothing built)"
   record "$root"
   exit 0
@@ -96,7 +117,36 @@ fi
 pyver=$("$PY" -c 'import sys, numpy; print("%d.%d numpy%s" % (sys.version_info[:2] + (numpy.__version__.split(".")[0],)))') ||
   die "$PY cannot import numpy (pycaffe is compiled against it); run make venv"
 read -r -a cmake_extra <<<"${CAFFE_CMAKE_ARGS:-}"
-options="gpu=$GPU python=$pyver${CAFFE_CMAKE_ARGS:+ cmake=$CAFFE_CMAKE_ARGS}"
+[[ $PYTHON == 1 ]] || pyver=none
+cuda_args=()
+if [[ $GPU == 1 ]]; then
+  # The toolkit: a system nvcc unless none is found or the PyPI one is asked for.
+  nvcc=""
+  if [[ $CUDA_KIND != pypi ]]; then
+    for cand in "$(command -v nvcc || true)" "${CUDA_HOME:+$CUDA_HOME/bin/nvcc}" /usr/local/cuda/bin/nvcc; do
+      if [[ -n $cand && -x $cand ]]; then nvcc=$cand; break; fi
+    done
+    [[ -n $nvcc || $CUDA_KIND == auto ]] ||
+      die "CAFFE_CUDA=system but no nvcc on PATH, in CUDA_HOME or /usr/local/cuda (CAFFE_CUDA=pypi needs none)"
+  fi
+  if [[ -z $nvcc ]]; then
+    CUDA_KIND=pypi
+    want=""; [[ $CUDNN == 0 ]] || want=cudnn
+    mapfile -t tk < <("$repo/scripts/cuda-pypi.sh" "$PY" $want) || die "the PyPI CUDA toolkit could not be installed"
+    nvcc=${tk[-1]}/bin/nvcc
+    for line in "${tk[@]}"; do [[ $line == cudnn=* ]] && export CUDNN_ROOT=${line#cudnn=}; done
+  else
+    CUDA_KIND=system
+  fi
+  nvcc=$(realpath "$nvcc")
+  nvcc_ver=$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+  [[ -n $nvcc_ver ]] || die "$nvcc --version does not say its release"
+  case $CUDNN in auto) cudnn_opt=AUTO ;; 1) cudnn_opt=ON ;; 0) cudnn_opt=OFF ;; esac
+  cuda_args=(-DCMAKE_CUDA_COMPILER="$nvcc" -DCAFFE_CUDNN=$cudnn_opt -DCAFFE_CUDA_ARCHS="$ARCHS")
+  gpu_opts=" cuda=$CUDA_KIND:$nvcc:$nvcc_ver cudnn=$CUDNN${CUDNN_ROOT:+:$CUDNN_ROOT} archs=$ARCHS"
+  say "CUDA $nvcc_ver from $nvcc ($CUDA_KIND), cuDNN $CUDNN, archs $ARCHS"
+fi
+options="gpu=$GPU python=$pyver${CAFFE_CMAKE_ARGS:+ cmake=$CAFFE_CMAKE_ARGS}${gpu_opts:-}"
 # Our CMake files, patches and compat header decide the result; this driver script does not.
 ours=$(find "$repo/caffe" -maxdepth 1 -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
        xargs -0 cat | sha256sum | cut -c1-64)
@@ -145,7 +195,8 @@ say "patching sources (caffe/patch_tree.py)"
 
 say "configuring (cmake)"
 cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" \
-      -DPython3_EXECUTABLE="$PY" "${cmake_extra[@]}" >>"$logf" 2>&1 ||
+      -DPython3_EXECUTABLE="$PY" -DCAFFE_PYTHON=$([[ $PYTHON == 1 ]] && echo ON || echo OFF) \
+      "${cuda_args[@]}" "${cmake_extra[@]}" >>"$logf" 2>&1 ||
   { tail -n 20 "$logf" >&2; die "cmake configure failed; full log: $logf"; }
 
 say "compiling (a few minutes on 2 cores; progress every 10%)"
@@ -154,18 +205,26 @@ cmake --build "$tmp/.cmake" -j "$JOBS" 2>&1 | tee -a "$logf" |
          if (p >= last + 10) { last = p - p % 10; printf "caffe:   %d%%\n", p; fflush() } }' ||
   { grep -E -m 20 'error|Error' "$logf" >&2 || true; die "compile failed; full log: $logf"; }
 
-for f in build/lib/libcaffe.so build/tools/caffe build/tools/upgrade_net_proto_text \
-         build/tools/upgrade_solver_proto_text python/caffe/_caffe.so python/caffe/proto/caffe_pb2.py; do
+want=(build/lib/libcaffe.so build/tools/caffe build/tools/upgrade_net_proto_text build/tools/upgrade_solver_proto_text
+      python/caffe/proto/caffe_pb2.py)
+[[ $PYTHON == 0 ]] || want+=(python/caffe/_caffe.so)
+for f in "${want[@]}"; do
   [[ -e $tmp/$f ]] || die "build finished but $f is missing; log: $logf"
 done
 GLOG_minloglevel=2 "$tmp/build/tools/caffe" --version >>"$logf" 2>&1 ||
   die "the new build/tools/caffe does not run; log: $logf"
 
-"$PY" - "$tmp/BUILD_INFO" "$src_desc" "$src_sha" "$GPU" "$pyver" "$key" <<'EOF'
+"$PY" - "$tmp/BUILD_INFO" "$src_desc" "$src_sha" "$GPU" "$pyver" "$key" "$tmp/.cmake/cuda_info.json" \
+  "$CUDA_KIND" <<'EOF'
 import datetime, json, os, sys
-path, source, sha, gpu, pyver, key = sys.argv[1:]
+path, source, sha, gpu, pyver, key, cuda_info, cuda_kind = sys.argv[1:]
 info = {"source": source, "sha256": sha, "options": {"gpu": gpu == "1", "python": pyver},
         "key": key, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+if gpu == "1":  # CUDA and cuDNN versions and the architectures, as configured (caffe/cuda.cmake)
+    with open(cuda_info) as f:
+        cuda = json.load(f)
+    info["cuda"] = {"toolkit": cuda_kind, "version": cuda["cuda"], "nvcc": cuda["nvcc"],
+                    "cudnn": cuda["cudnn"] or None, "archs": cuda["archs"].split(";")}
 with open(path + ".tmp", "w") as f:
     json.dump(info, f, indent=1)
 os.replace(path + ".tmp", path)

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Train every net of a plan on one GPU node, one net per GPU (the CLI's `transfer run`).
 #   scripts/run-plan.sh [PLAN] [ONLY]          e.g. scripts/run-plan.sh paper 'base-half0*,half0*'
-# GPUs: $GPUS if set (e.g. 0,1,2,3), else every GPU nvidia-smi lists. Ctrl-C or SIGTERM: every
-# running net snapshots; rerunning the same command resumes them. Progress: `transfer status --plan PLAN`.
+# GPUs: $GPUS if set (e.g. 0,1,2,3), else those CUDA_VISIBLE_DEVICES names, else every GPU nvidia-smi
+# lists. Ctrl-C or SIGTERM: every running net snapshots; rerunning the same command resumes them.
+# Progress: `transfer status --plan PLAN`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLAN=${1:-paper}
 ONLY=${2:-}
 TRANSFER=${TRANSFER:-.venv/bin/transfer}
+if [[ -z "${GPUS:-}" && -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+  # Inside an allocation (SLURM --gres sets this): CUDA numbers the visible GPUs 0..n-1.
+  IFS=, read -r -a visible <<<"$CUDA_VISIBLE_DEVICES"
+  GPUS=$(seq -s, 0 $((${#visible[@]} - 1)))
+fi
 if [[ -z "${GPUS:-}" ]]; then
-  GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | paste -sd, -)
+  GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | paste -sd, - || true)
   [[ -n "$GPUS" ]] || { echo "run-plan.sh: no GPU found (set GPUS=0,1,... or use: $TRANSFER run --cpu)" >&2; exit 2; }
 fi
 args=(run --plan "$PLAN" --gpus "$GPUS")

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import caffe_env
+from . import caffe_env, gpu
 from .errors import Exit, TransferError
 
 # Layer types the paper's nets use (Krizhevsky-style ImageNet net trained from LMDB).
@@ -33,6 +33,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    skipped: bool = False   # not run here (e.g. no GPU visible); not a problem
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -61,17 +62,6 @@ def root_info(root: Path) -> dict:
     if not isinstance(info, dict):
         raise TransferError(f"{path} should hold a JSON object; rebuild with `make caffe`")
     return info
-
-
-def _gpu_of(root: Path, info: dict) -> str:
-    if isinstance(info.get("options"), dict) and "gpu" in info["options"]:
-        return "GPU (CUDA)" if info["options"]["gpu"] else "CPU only"
-    lib = root / "build" / "lib" / "libcaffe.so"
-    try:  # an external build: CUDA builds link libcudart
-        linked = _run(["ldd", str(lib)]).stdout if lib.is_file() else ""
-    except (OSError, subprocess.SubprocessError):
-        linked = ""
-    return "GPU (CUDA)" if "libcudart" in linked else "CPU only (or unknown)"
 
 
 def check_binary() -> Check:
@@ -168,6 +158,21 @@ def check_packages() -> Check:
     return Check("python packages", True, ", ".join(f"{n} {found[n][1]}" for n in PY_PACKAGES))
 
 
+def check_gpu(build: gpu.Build) -> tuple[list[str], Check]:
+    """(lines about the node's GPUs, the tiny forward/backward on GPU 0 or why it is skipped)."""
+    devices, why = gpu.visible_gpus()
+    lines = [f"gpus       : {d.index}: {d.name}, driver {d.driver}, {d.memory_mib} MiB" for d in devices]
+    if devices:
+        lines.append(f"driver     : supports CUDA {gpu.driver_cuda() or '?'}")
+    if not devices:
+        return lines, Check("gpu run", True, f"skipped: no GPU visible ({why})", skipped=True)
+    if build.gpu is False:
+        return lines, Check("gpu run", True, "skipped: this Caffe is a CPU-only build; "
+                            "to use the GPU, " + gpu.FIX_GPU_BUILD, skipped=True)
+    run = gpu.tiny_forward_backward(0)
+    return lines, Check("gpu run", run.ok, f"{run.where}: {run.detail}", FIX_BUILD if not run.ok else "")
+
+
 def diagnose() -> tuple[list[str], list[Check]]:
     """Header lines describing the Caffe in use, and the checks."""
     try:
@@ -185,8 +190,15 @@ def diagnose() -> tuple[list[str], list[Check]]:
     source = str(info.get("source", "?"))
     if info.get("sha256"):
         source += f" (sha256 {str(info['sha256'])[:12]}..., built {info.get('date', '?')})"
-    header += [f"source     : {source}", f"mode       : {_gpu_of(root, info)}"]
-    return header, [check_binary(), check_tools(), *check_pycaffe(root), check_packages()]
+    try:
+        build = gpu.build_of(root)
+    except TransferError as exc:
+        return header, [Check("build info", False, str(exc), FIX_BUILD), check_packages()]
+    header += [f"source     : {source}", f"mode       : {build.describe()}"]
+    binary = check_binary()
+    gpu_lines, gpu_run = check_gpu(build) if binary.ok else ([], Check("gpu run", True, "skipped: no caffe binary",
+                                                                        skipped=True))
+    return header + gpu_lines, [binary, check_tools(), *check_pycaffe(root), check_packages(), gpu_run]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -194,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     for line in header:
         print(line)
     for c in checks:
-        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        print(f"{'skip' if c.skipped else 'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
         if not c.ok and c.fix:
             print(f"     fix: {c.fix}")
     problems = sum(not c.ok for c in checks)

@@ -31,6 +31,7 @@ from .console import stage
 from .errors import Exit, TransferError
 from .files import atomic_write, duration, repo_path, shown
 from .plan import LAYERS, Net, Plan, load_plan
+from . import gpu as gpu_info
 from .rundir import RunDir
 from .surgery import make_init
 
@@ -219,7 +220,7 @@ def choose_device(plan: Plan, gpu: int | None, cpu: bool) -> Device:
     return Device("GPU", gpu)  # no --gpu: caffe takes the solver's device (0)
 
 
-def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop) -> int:
+def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any]) -> int:
     """One caffe run of a net, from its newest snapshot (or its start); returns an exit status."""
     run = net.run
     solver = run.net_copy("solver")
@@ -234,7 +235,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop) -> int:
     seconds = time.time() - t0
     run.append_attempt({
         "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
-        "gpu": device.gpu, "resumed_from": point[0] if point else None,
+        "gpu": device.gpu, **record, "resumed_from": point[0] if point else None,
         "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
     if rc == 0 and run.final_weights.is_file():
@@ -260,6 +261,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
         log.info("%s: %s", net.name, lock.took_over)
     if net.run.is_done():  # finished by the previous holder while we waited
         return Exit.OK
+    record = gpu_info.attempt_record(device.gpu or 0) if device.mode == "GPU" else {}  # refuses a CPU build
     write_run_files(plan, net, device.mode)
     make_init(plan, net, seed=seed)
     point = net.run.resume_point()
@@ -270,7 +272,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     if stop.why:
         log.info("%s: %s before caffe started", net.name, stop.why)
         return Exit.INTERRUPTED
-    return _attempt(net, device, lock, stop)
+    return _attempt(net, device, lock, stop, record)
 
 
 def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,

@@ -1,0 +1,72 @@
+"""The CUDA build's inputs, without compiling: the patch step's GPU fixes on the real sdist, and the
+build script's refusal of bad GPU options. (`make check-gpu-build` compiles and links it all.)"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from transfer import REPO
+
+sys.path.insert(0, str(REPO / "caffe"))
+import patch_tree  # noqa: E402
+
+CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+             / "transfer")
+SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
+NO_KERNELS = {"relu6": "ReLU6Layer", "hardswish": "HardSwishLayer", "hardsigmoid": "HardSigmoidLayer",
+              "pixelshuffle": "PixelShuffleLayer", "maxunpool": "MaxUnPoolLayer", "upsample": "UpsampleLayer"}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    if not SDIST.is_file():
+        pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
+    root = tmp_path_factory.mktemp("sdist")
+    with tarfile.open(SDIST) as tar:
+        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
+        tar.extractall(root, members=members, filter="data")
+    (tree,) = root.iterdir()
+    (tree / "python" / "caffe").mkdir(parents=True)   # patch_tree copies into the tree; python/ unused here
+    return tree
+
+
+def test_gpu_fixes_apply_once_and_only_where_needed(tree):
+    layers = tree / "src" / "caffe" / "layers"
+    before = {p.name: p.read_text() for p in layers.glob("*")}
+    done = patch_tree.patch_tree(tree)
+    proposal = (layers / "proposal_layer.cu").read_text()
+    assert proposal.count("ProposalLayer<Dtype>::Backward_gpu(") == 1
+    assert proposal.index("ProposalLayer<Dtype>::Backward_gpu(") < proposal.index(
+        "INSTANTIATE_LAYER_GPU_FUNCS(ProposalLayer)")
+    for stem, cls in NO_KERNELS.items():
+        text = (layers / f"{stem}_layer.cpp").read_text()
+        assert not (layers / f"{stem}_layer.cu").exists()
+        assert f"STUB_GPU({cls});\n" in text                        # the CPU_ONLY build: unchanged
+        assert f"void {cls}<Dtype>::Forward_gpu(" in text and "Forward_cpu(bottom, top);" in text
+        assert f"void {cls}<Dtype>::Backward_gpu(" in text and "Backward_cpu(top, propagate_down, bottom);" in text
+        assert text.index("#else") < text.index("Forward_gpu(") < text.index("#endif", text.index("#else"))
+    changed = {name for name, text in before.items() if (layers / name).read_text() != text}
+    # only those six, the proposal layer and the cuDNN compat edit; never a layer that has its own .cu
+    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {"proposal_layer.cu", "cudnn_conv_layer.cpp"}
+    assert any("ProposalLayer::Backward_gpu" in line for line in done)
+    assert patch_tree.gpu_via_cpu(tree) == []                   # a second run changes nothing
+    assert not [line for line in patch_tree.patch_tree(tree) if "layers/" in line]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CAFFE_GPU": "1", "CAFFE_CUDA": "conda"}, "CAFFE_CUDA='conda' must be auto, system or pypi"),
+    ({"CAFFE_GPU": "1", "CAFFE_CUDNN": "yes"}, "CAFFE_CUDNN='yes' must be auto, 0 or 1"),
+    ({"CAFFE_GPU": "1", "CAFFE_CUDA_ARCHS": "sm_90"}, "CAFFE_CUDA_ARCHS='sm_90' must be SM numbers"),
+    ({"CAFFE_PYTHON": "no"}, "CAFFE_PYTHON='no' must be 0 or 1"),
+])
+def test_build_script_refuses_bad_gpu_options(env, message):
+    venv = Path(sys.prefix)
+    proc = subprocess.run([str(REPO / "scripts" / "build-caffe.sh")], capture_output=True, text=True,
+                          env={**os.environ, "VENV": str(venv), "PY": sys.executable, **env}, timeout=60)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
