@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import REPO, figures, metrics, published
+from . import REPO, metrics, published
 from .errors import TransferError
 from .files import atomic_write, repo_path
 from .logs import NetLog, log_files, read_logs
@@ -322,6 +322,7 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
         raise TransferError(f"cannot create output directory {out}: {exc}") from None
     files: list[str] = []
     if draw:
+        from . import figures  # noqa: PLC0415 (matplotlib takes a second to load; only drawing needs it)
         files += figures.figure2(report, out)
         files += figures.figure3(report, out)
         files += figures.figureS1(report, out)
