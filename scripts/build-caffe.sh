@@ -132,7 +132,8 @@ if [[ $GPU == 1 ]]; then
   if [[ -z $nvcc ]]; then
     CUDA_KIND=pypi
     want=""; [[ $CUDNN == 0 ]] || want=cudnn
-    mapfile -t tk < <("$repo/scripts/cuda-pypi.sh" "$PY" $want) || die "the PyPI CUDA toolkit could not be installed"
+    mapfile -t tk < <("$repo/scripts/cuda-pypi.sh" "$PY" $want)
+    [[ ${#tk[@]} -gt 0 && -x ${tk[-1]}/bin/nvcc ]] || die "the PyPI CUDA toolkit could not be installed (see above)"
     nvcc=${tk[-1]}/bin/nvcc
     for line in "${tk[@]}"; do [[ $line == cudnn=* ]] && export CUDNN_ROOT=${line#cudnn=}; done
   else

@@ -24,7 +24,7 @@ def _where(device: int | None) -> list[str]:
 def gpu_plan(tmp_path_factory, device):
     data = tinyrun.shared_data(tmp_path_factory)
     plan = tinyrun.write_plan_copy(tmp_path_factory.mktemp("gpuplan"), data)
-    res = tinyrun.run_cli("run", "--plan", str(plan.path), *_where(device), "--jobs", "1", timeout=900)
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), *_where(device), "--jobs", "1", timeout=2400)
     return plan, res
 
 
