@@ -158,10 +158,11 @@ def attempt_record(gpu: int) -> dict:
 
 # A net small enough to run anywhere in well under a second, with every kind of layer the
 # paper's nets use on the GPU path (convolution, pooling, LRN, inner product, dropout, loss).
+# One filler per top: a gaussian label would be negative half the time and abort SoftmaxWithLoss.
 TINY_NET = """name: "doctor"
 layer { name: "data" type: "DummyData" top: "data" top: "label"
   dummy_data_param { shape { dim: 4 dim: 3 dim: 16 dim: 16 } shape { dim: 4 }
-    data_filler { type: "gaussian" std: 1 } } }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
   convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
