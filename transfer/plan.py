@@ -16,23 +16,27 @@ from typing import Any, Callable
 
 import yaml
 
+from . import budgets
 from .errors import TransferError
 from .files import repo_path
 from .rundir import RunDir
 from .schedule import order
-from .spec import Block, DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, read_dirs, read_model, \
-    read_solver, read_synthetic
+from .spec import Block, DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, TargetSpec, read_dirs, read_model, \
+    read_solver, read_synthetic, read_target, check_name
 
 PLAN_DIR = Path(__file__).resolve().parent / "plans"
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
 
 # Treatments, as in the paper: base nets; selffer BnB and transfer AnB (copied layers frozen);
 # their fine-tuned versions BnB+ and AnB+; random weights (layers 1..n random and frozen);
-# reduced (the base net on fewer images per class).
-TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "random_weights", "reduced")
+# reduced (the base net on fewer images per class). Huh et al. 2016 add: readout (layers 1-7 copied
+# and frozen, a new fc8 on the whole set), target_ft (all layers copied but fc8, all fine-tuned on a
+# user's target dataset) and scratch (the target dataset from random weights).
+TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "random_weights", "reduced",
+              "readout", "target_ft", "scratch")
 SOLVER_MODES = ("CPU", "GPU")
 TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_dir", "solver_mode",
-            "synthetic", "model", "solver", "schedules", "datasets", "experiments")
+            "synthetic", "model", "solver", "schedules", "datasets", "experiments", "targets")
 
 
 # ---------------------------------------------------------------------------- nets
@@ -117,6 +121,7 @@ class Plan:
     synthetic: SyntheticSpec | None     # the built-in image set, for plans that train on it
     datasets: dict[str, int]            # data set -> classes
     nets: tuple[Net, ...]
+    targets: tuple[TargetSpec, ...] = ()   # the user's target datasets (`targets`)
 
     @cached_property
     def by_name(self) -> dict[str, Net]:
@@ -358,7 +363,68 @@ def _reduced(b: Builder, blk: Block) -> None:
               val_dataset=val, released_name=name)
 
 
+HUH_KEYS = ("original", "label_sets", "budgets", "schedule", "readout")
+
+
+def _huh2016(b: Builder, blk: Block) -> None:
+    """Huh et al. 2016: a base net per label set and data budget (and the original set), each read out
+    on the original set (layers 1-7 copied and frozen, a new fc8)."""
+    blk.check_keys(HUH_KEYS)
+    original = blk.name("original", default="all")
+    schedule = blk.name("schedule", default="default")
+    classes = b.dataset_classes(original, "huh2016.original")
+    names = [original]
+    for key in ("label_sets", "budgets"):
+        for ds in blk.sequence(key) if blk.has(key) else []:
+            names.append(check_name(blk, key, ds))
+    for ds in names:
+        val = ds
+        if budgets.IMAGES_RE.fullmatch(ds) or (budgets.budget_total(ds) or (0, ""))[1] == "images":
+            # every class, fewer images: validated on the original set, as the reduced sets are
+            b.datasets.setdefault(ds, classes)
+            val = original
+        name = base_name(ds)
+        if name not in {n.name for n in b.nets}:
+            b.add(name=name, treatment="base", family="huh2016", target=ds, val_dataset=val, schedule=schedule)
+    if blk.has("readout"):
+        ro = blk.block("readout")
+        ro.check_keys(("dataset", "schedule"))
+        on = ro.name("dataset", default=original)
+        for ds in names:
+            if ds == on:
+                continue
+            b.add(name=f"readout-{ds}", treatment="readout", family="huh2016", target=on, n=7,
+                  base=base_name(ds), source=ds, frozen=7, copied=7, mean_dataset=ds,
+                  schedule=ro.name("schedule", default="default"))
+
+
+def _targets(b: Builder, blk: Block) -> list[TargetSpec]:
+    """Transfer to each user dataset (`targets`): from every chosen net, a new fc8 and every layer fine-tuned."""
+    specs = []
+    for tname in blk.keys(safe=True):
+        spec = read_target(blk.block(tname), tname)
+        if tname in b.datasets and b.datasets[tname] != spec.classes:
+            raise TransferError(f"{b.path}: targets.{tname}: {spec.classes} classes, but datasets.{tname} "
+                                f"says {b.datasets[tname]}")
+        b.datasets[tname] = spec.classes
+        sources = [n for n in b.nets if n.treatment in ("base", "reduced")] if not spec.bases else \
+            [n for n in b.nets if any(fnmatch.fnmatchcase(n.name, p) for p in spec.bases)]
+        if not sources:
+            raise TransferError(f"{b.path}: targets.{tname}.from: {list(spec.bases) or 'every base net'} "
+                                f"matches no net of the plan")
+        for src in sources:
+            b.add(name=f"ft-{tname}-{src.name}", treatment="target_ft", family="target", target=tname, n=7,
+                  base=src.name, source=src.target, copied=7, frozen=0, mean_dataset=src.mean_dataset,
+                  schedule=spec.schedule)
+        if spec.scratch:
+            b.add(name=f"scratch-{tname}", treatment="scratch", family="target", target=tname,
+                  schedule=spec.scratch)
+        specs.append(spec)
+    return specs
+
+
 FAMILIES: dict[str, Callable[[Builder, Block], None]] = {
+    "huh2016": _huh2016,
     "random_split": _random_split,
     "natman": _natman,
     "whole": _whole,
@@ -377,11 +443,13 @@ def expand(config: Any, path: Path) -> Plan:
     exps = top.block("experiments")
     for family in exps.keys(known=tuple(FAMILIES), what="family"):
         FAMILIES[family](b, exps.block(family))
+    targets = _targets(b, top.block("targets")) if top.has("targets") else []
     if not b.nets:
         raise TransferError(f"{path}: experiments: the plan declares no nets (families: {', '.join(FAMILIES)})")
     _check_nets(b.nets, path)
     return Plan(name=b.plan_name, path=path, dirs=b.dirs, model=b.model, solver_mode=mode,
-                synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets))
+                synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets),
+                targets=tuple(targets))
 
 
 def _check_nets(nets: list[Net], path: Path) -> None:
