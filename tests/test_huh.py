@@ -152,3 +152,65 @@ def test_report_tables_and_figures_from_net_numbers(tmp_path):
     files = huh_figures.figures(h, tmp_path, plan.name)
     assert files == ["huh_classes.png", "huh_classes.pdf", "huh_images.png", "huh_images.pdf"]
     assert all((tmp_path / f).stat().st_size > 5000 for f in files)
+
+
+# ---------------------------------------------------------------------------- trained end to end (slow)
+
+def tiny_huh_config(root: Path) -> dict:
+    """huh-small at a test's size: 8 classes, the man-made/natural label set, a 4-class synthetic target."""
+    c = small_config()
+    c.update(name="huh-tiny", data_dir=str(root / "data"), runs_dir=str(root / "runs"),
+             split_dir=str(root / "synthetic"), nets_dir=str(root / "prototxt"), solvers_dir=str(root / "solvers"))
+    c["synthetic"] = {"classes": 8, "train_per_class": 60, "val_per_class": 10, "size": 64, "seed": 1}
+    c["model"].update(train_batch=32, test_batch=20)
+    c["solver"].update(stepsize=150, max_iter=200, test_interval=25, test_iter=4, snapshot=100, display=10)
+    c["schedules"] = {"readout": {"stepsize": 150, "max_iter": 150},
+                      "target": {"base_lr": 0.001, "stepsize": 60, "max_iter": 60, "test_iter": 2}}
+    c["datasets"] = {"all": 8, "bottomup-2": 2}
+    c["experiments"] = {"huh2016": {"original": "all", "label_sets": ["bottomup-2"],
+                                    "readout": {"dataset": "all", "schedule": "readout"}}}
+    c["targets"] = {"synth4": {"classes": 4, "schedule": "target",
+                               "synthetic": {"classes": 4, "train_per_class": 20, "val_per_class": 10,
+                                             "size": 64, "seed": 9}}}
+    return c
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+def test_tiny_huh_plan_trains_end_to_end(tmp_path):
+    from transfer.caffe_env import caffe_pb2
+    from transfer.lmdb_store import iter_items, open_read
+    from transfer.nets import write_plan
+    from transfer.prepare import prepare_plan_data
+    from transfer.report import make_report
+
+    root = tmp_path / "huh"
+    root.mkdir()
+    plan = load(root, tiny_huh_config(root))
+    prepare_plan_data(plan, jobs=2)
+    write_plan(plan)
+    # the label-set database is the whole one relabelled: same keys, labels through the mapping
+    pb2 = caffe_pb2()
+
+    def datums(db: Path) -> dict[bytes, int]:
+        env = open_read(db)
+        out = {}
+        for k, v in iter_items(env):
+            d = pb2.Datum()
+            d.ParseFromString(v)
+            out[k] = d.label
+        return out
+    whole, coarse = datums(plan.dataset("all").train), datums(plan.dataset("bottomup-2").train)
+    assert list(coarse) == list(whole) and set(coarse.values()) == {0, 1}
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu", "--jobs", "2", timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    report = make_report(str(plan.path), None, root / "report")
+    h = report["huh2016"]
+    coarse_own, readout = h["sets"]["bottomup-2"]["own"], h["sets"]["bottomup-2"]["readout"]
+    assert coarse_own > 0.5 + 0.1, f"man-made/natural net at {coarse_own} (chance 0.5)"
+    assert readout > 1.5 / 8, f"readout of the coarse net at {readout} (chance 1/8)"
+    assert h["sets"]["all"]["targets"]["synth4"] is not None and h["table1"]["synth4"]["coarse"] is None
+    rec = json.loads(plan.net("readout-bottomup-2").run.surgery_record.read_text())
+    assert rec["copied"] == rec["frozen"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+    assert {"huh_classes.png", "huh_images.png", "report.md"} <= {p.name for p in (root / "report").iterdir()}
+    assert "### Table 1 (target `synth4`)" in (root / "report" / "report.md").read_text()
