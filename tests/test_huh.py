@@ -209,7 +209,9 @@ def test_tiny_huh_plan_trains_end_to_end(tmp_path):
     coarse_own, readout = h["sets"]["bottomup-2"]["own"], h["sets"]["bottomup-2"]["readout"]
     assert coarse_own > 0.5 + 0.1, f"man-made/natural net at {coarse_own} (chance 0.5)"
     assert readout > 1.5 / 8, f"readout of the coarse net at {readout} (chance 1/8)"
-    assert h["sets"]["all"]["targets"]["synth4"] is not None and h["table1"]["synth4"]["coarse"] is None
+    t1 = h["table1"]["synth4"]    # no top-down set in this plan: the coarse row is its label set
+    assert t1["coarse_set"] == "bottomup-2" and t1["coarse"] == h["sets"]["bottomup-2"]["targets"]["synth4"]
+    assert t1["original"] == h["sets"]["all"]["targets"]["synth4"] is not None and t1["random"] is None
     rec = json.loads(plan.net("readout-bottomup-2").run.surgery_record.read_text())
     assert rec["copied"] == rec["frozen"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
     assert {"huh_classes.png", "huh_images.png", "report.md"} <= {p.name for p in (root / "report").iterdir()}

@@ -3,10 +3,12 @@ series behind the accuracy-vs-classes and accuracy-vs-images-per-class figures (
 
 Every pre-training net (family `huh2016`) has its own accuracy (on its own labels), its readout accuracy
 (a new fc8 on the original classes, layers 1-7 frozen) and, per target dataset, the accuracy of the net
-fine-tuned from it. A net's number is the report's per-net metric (mean of its top-k validation tests).
+fine-tuned from it. A net's number is its accuracy at its last validation test (the trained net's, as the
+paper reports it), not the first paper's mean of the top-k tests.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import budgets, published
@@ -31,7 +33,11 @@ def _kind(net: Net, original: str) -> tuple[str, int | None]:
 
 
 def _value(per_net: dict[str, NetMetric], name: str | None) -> float | None:
-    return per_net[name].metric if name in per_net else None
+    """A trained net's accuracy as Huh et al. report it: at its last validation test."""
+    if name not in per_net:
+        return None
+    m = per_net[name]
+    return m.final if math.isfinite(m.final) else None
 
 
 def compute(plan: Plan, per_net: dict[str, NetMetric]) -> dict[str, Any] | None:
@@ -55,7 +61,9 @@ def compute(plan: Plan, per_net: dict[str, NetMetric]) -> dict[str, Any] | None:
             "targets": {t: _value(per_net, f"ft-{t}-{net.name}") for t in target_names}}
     orig = sets.get(original)
     table1, table2, change486 = {}, {}, {}
-    coarse = next((ds for ds in sets if ds.startswith("topdown-")), None)
+    # Table 1's coarse row: the plan's top-down set (the paper's 127), else its finest coarser label set
+    coarse = next((ds for ds in sets if ds.startswith("topdown-")), None) or max(
+        (ds for ds, s in sets.items() if s["kind"] == "labelset"), key=lambda ds: sets[ds]["labels"], default=None)
     for t in target_names:
         o = orig["targets"][t] if orig else None
         table1[t] = {"original": o, "coarse": sets[coarse]["targets"][t] if coarse else None,
@@ -90,7 +98,7 @@ def markdown(h: dict[str, Any], figure_files: list[str]) -> list[str]:
     if not h:
         return []
     L = ["", "## Huh et al. 2016: what makes ImageNet good for transfer", "",
-         "Accuracies in percent. *own*: the pre-training net on its own labels; *readout*: layers 1-7 frozen, a "
+         "Accuracies in percent, at each net's last validation test. *own*: the pre-training net on its own labels; *readout*: layers 1-7 frozen, a "
          f"new fc8 on `{h['original']}`; a target column: all layers fine-tuned on that dataset. Published numbers "
          "are SUN-397's at ImageNet scale: beside a smaller plan only the pattern compares.", ""]
     for stem in ("huh_classes", "huh_images"):
@@ -106,7 +114,7 @@ def markdown(h: dict[str, Any], figure_files: list[str]) -> list[str]:
         r = h["table1"][t]
         L += ["", f"### Table 1 (target `{t}`)", "", "| pre-trained on | ours | published (SUN) |", "|---|---|---|",
               f"| original ({h['original']}) | {_p(r['original'])} | {_p(pub1['original'])} |",
-              f"| coarse top-down ({r['coarse_set'] or 'none in plan'}; paper: 127 classes) | {_p(r['coarse'])} "
+              f"| coarse ({r['coarse_set'] or 'none in plan'}; paper: top-down 127 classes) | {_p(r['coarse'])} "
               f"| {_p(pub1['coarse'])} |",
               f"| random init | {_p(r['random'])} | {_p(pub1['random'])} |"]
         L += ["", f"### Table 2 (target `{t}`): a fixed image budget", "",
