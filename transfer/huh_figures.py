@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import FuncFormatter
+
 from . import published
 from .figures import _no_data, _save, plt
 
@@ -35,6 +37,9 @@ def _draw(ax: plt.Axes, curves: dict[str, list], xlabel: str) -> bool:
             ax.plot(xs, [100 * y for y in ys], "o-", color=color, label=label)
             drawn = True
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")   # 2, 9, 20, 1000: not 2x10^0
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)

@@ -373,7 +373,7 @@ def _cmd(args: argparse.Namespace) -> int:
     c = report["counts"]
     print(f"report: {c['with_results']}/{c['plan_nets']} nets with results, {c['missing']} missing "
           f"-> {Path(out) / 'report.md'}")
-    for key, q in report["qualitative"].items():
+    for key, q in report["qualitative"].items() if _yosinski(report) else ():
         print(f"  {key}: {({True: 'yes', False: 'no', None: 'not enough data'})[q['holds']]}")
     return 0
 
