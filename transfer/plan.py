@@ -48,11 +48,13 @@ class DatasetFiles:
     train: Path
     val: Path
     mean: Path
+    labels: Path     # a view's label map ("old new" lines): the set is read through another set's LMDBs
 
     @staticmethod
     def under(data_dir: Path, name: str) -> DatasetFiles:
         d = data_dir / name
-        return DatasetFiles(train=d / "train_lmdb", val=d / "val_lmdb", mean=d / "mean.binaryproto")
+        return DatasetFiles(train=d / "train_lmdb", val=d / "val_lmdb", mean=d / "mean.binaryproto",
+                            labels=d / "labels.txt")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class NetFiles:
     train_data: Path
     val_data: Path
     mean: Path
+    # A view (the `views` option): the LMDBs above are the whole set's, read through this label map
+    # by the Data layer (label_map_file) instead of a relabelled copy.
+    train_labels: Path | None = None
+    val_labels: Path | None = None
 
     def generated(self) -> tuple[Path, Path, Path]:
         """The three generated files (train net, test net, solver) as absolute paths."""
@@ -210,6 +216,7 @@ class Builder:
         datasets = top.block("datasets")
         self.datasets = {ds: datasets.integer(ds, lo=1) for ds in datasets.keys(safe=True)}
         self.nets: list[Net] = []
+        self.views: dict[str, str] = {}   # data set -> the set whose LMDBs it is read through (views)
 
     def dataset_classes(self, dataset: str, net_name: str) -> int:
         if dataset not in self.datasets:
@@ -238,10 +245,14 @@ class Builder:
         val_ds, mean_ds = val_dataset or target, mean_dataset or target
         solver = self.schedules[schedule]
         d = self.dirs
+        tv, vv = self.views.get(target), self.views.get(val_ds)
         files = NetFiles(train_net=d.nets / f"{name}.train.prototxt", test_net=d.nets / f"{name}.test.prototxt",
                          solver=d.solvers / f"{name}.solver.prototxt",
-                         train_data=DatasetFiles.under(d.data, target).train,
-                         val_data=DatasetFiles.under(d.data, val_ds).val, mean=DatasetFiles.under(d.data, mean_ds).mean)
+                         train_data=DatasetFiles.under(d.data, tv or target).train,
+                         val_data=DatasetFiles.under(d.data, vv or val_ds).val,
+                         mean=DatasetFiles.under(d.data, mean_ds).mean,
+                         train_labels=DatasetFiles.under(d.data, target).labels if tv else None,
+                         val_labels=DatasetFiles.under(d.data, val_ds).labels if vv else None)
         self.nets.append(Net(
             name=name, treatment=treatment, family=family, split=split, source=source, target=target,
             val_dataset=val_ds, mean_dataset=mean_ds, n=n, base=base, frozen=frozen, copied=copied,
@@ -363,7 +374,7 @@ def _reduced(b: Builder, blk: Block) -> None:
               val_dataset=val, released_name=name)
 
 
-HUH_KEYS = ("original", "label_sets", "budgets", "schedule", "readout")
+HUH_KEYS = ("original", "label_sets", "budgets", "schedule", "readout", "views")
 
 
 def _huh2016(b: Builder, blk: Block) -> None:
@@ -377,6 +388,11 @@ def _huh2016(b: Builder, blk: Block) -> None:
     for key in ("label_sets", "budgets"):
         for ds in blk.sequence(key) if blk.has(key) else []:
             names.append(check_name(blk, key, ds))
+    if blk.raw("views", False) not in (True, False):
+        raise blk.fail("views", f"expected true or false, got {blk.raw('views')!r}")
+    if blk.raw("views", False):
+        # label sets read through the original set's LMDBs by the Data layer: no relabelled copies
+        b.views.update({ds: original for ds in (blk.sequence("label_sets") if blk.has("label_sets") else [])})
     for ds in names:
         val = ds
         if budgets.IMAGES_RE.fullmatch(ds) or (budgets.budget_total(ds) or (0, ""))[1] == "images":

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import budgets, datasets, labelsets, nets, splits, synthetic, targets
 from .errors import TransferError
 from .console import stage
-from .files import digest, repo_path
+from .files import atomic_write, digest, repo_path
 from .plan import Plan, load_plan
 
 WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
@@ -70,7 +70,7 @@ def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[st
         elif budget:
             images += min(n_train, budget[0])
         elif name in kinds.get("labelset", ()):
-            images += n_train + n_val      # a relabelled copy of every image
+            images += 0 if name in view_datasets(plan) else n_train + n_val   # a relabelled copy, or a view
         elif name not in kinds.get("target", ()):
             images += (n_train + n_val) * classes[name] / total
     mib = images * kib / 1024
@@ -105,9 +105,10 @@ def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: boo
 
 
 def _means(plan: Plan, used: list[str]) -> None:
+    views = view_datasets(plan)
     for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
         files = plan.dataset(name)
-        if files.mean.is_symlink():
+        if files.mean.is_symlink() or name in views:   # a view's mean is made with its label map
             continue
         manifest = files.train / "manifest.json"
         if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
@@ -130,10 +131,17 @@ def dataset_kinds(plan: Plan, derived: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def view_datasets(plan: Plan) -> set[str]:
+    """Data sets the nets read as views (through another set's LMDBs and a label map), not as copies."""
+    return {n.target for n in plan.nets if n.files.train_labels} | \
+        {n.val_dataset for n in plan.nets if n.files.val_labels}
+
+
 def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
     """Each label set's databases: the whole set's Datums relabelled (no decoding)."""
     split, sets = labelsets.load_label_sets(repo_path(plan.dirs.split))
     validated = {n.val_dataset for n in plan.nets}
+    views = view_datasets(plan)
     for name in names:
         lset = labelsets.get_label_set(sets, name)
         if lset.num_labels != plan.datasets[name]:
@@ -141,12 +149,21 @@ def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
                                 f"set {name} has {lset.num_labels} (`transfer labels show {name}`)")
         label_map = labelsets.class_label_map(lset, list(split.wnids))
         whole, out = plan.dataset(WHOLE), plan.dataset(name)
-        log.info(f"dataset {name}: the whole set relabelled to {lset.num_labels} labels")
-        datasets.relabel(str(whole.train), label_map, str(out.train), name=name)
-        if name in validated:
-            datasets.relabel(str(whole.val), label_map, str(out.val), name=name)
+        if name in views:
+            # read through the whole set's LMDBs by the Data layer (label_map_file): only the map is written
+            log.info(f"dataset {name}: a view of the whole set with {lset.num_labels} labels (no copy)")
+            text = "# old new: label set " + name + "\n" + "".join(f"{o} {n}\n" for o, n in sorted(label_map.items()))
+            if not out.labels.is_file() or out.labels.read_text() != text:
+                atomic_write(out.labels, text)
+        else:
+            log.info(f"dataset {name}: the whole set relabelled to {lset.num_labels} labels")
+            datasets.relabel(str(whole.train), label_map, str(out.train), name=name)
+            if name in validated:
+                datasets.relabel(str(whole.val), label_map, str(out.val), name=name)
         if len(label_map) == split.num_classes:
             _link(out.mean, whole_mean)   # the same images: the same mean
+        elif name in views and (not out.mean.is_file() or out.mean.stat().st_mtime < out.labels.stat().st_mtime):
+            datasets.compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
 
 
 def _budget_val(plan: Plan, name: str, lists: Path) -> None:
