@@ -12,6 +12,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: help setup deps venv test test-fast demo clean-venv
 help:
 	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
+	@echo "make demo-huh   the same for Huh et al. 2016 (label sets, budgets, readout, a target dataset)"
 	@echo "make test    set up everything, check that the CUDA build links, then run the tests"
 	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"
 	@echo "make check-gpu-build   compile and link the CUDA build (PyPI CUDA, no GPU needed; cached)"

@@ -67,6 +67,104 @@ FIXES: list[tuple[str, str, str, str]] = [
      "void ProposalLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,\n"
      "    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {}\n\n\\2",
      "define ProposalLayer::Backward_gpu (instantiated but never defined; proposals take no gradient)"),
+    # A derived data set read through the whole set's database (a view, no copy): the Data layer keeps
+    # only the records whose label is in `label_map_file` ("old new" lines, '#' comments) and, when
+    # given, whose key is in `key_file` (one a line), each with its new label. Order is the source's.
+    ("src/caffe/proto/caffe.proto",
+     r"(  optional uint32 prefetch = 10 \[default = 4\];\n)(?!  // view:)",
+     "\\1  // view: read a relabelled / selected subset of `source` without a copy (records whose label\n"
+     "  // is in label_map_file, \"old new\" lines; and whose key is in key_file, one a line, if given).\n"
+     "  optional string label_map_file = 11;\n"
+     "  optional string key_file = 12;\n",
+     "Data layer view of a database: label_map_file, key_file"),
+    ("include/caffe/data_reader.hpp",
+     r"(    const LayerParameter param_;\n)(?!    // view)",
+     "\\1    // view (data_param label_map_file / key_file): loaded on first read\n"
+     "    bool view_keep(const string& key, T* t);\n"
+     "    std::map<int, int> view_labels_;\n"
+     "    std::set<string> view_keys_;\n"
+     "    bool view_loaded_ = false;\n",
+     "Data layer view: the reader's label map and key set"),
+    ("include/caffe/data_reader.hpp",
+     r"return param\.name\(\) \+ \":\" \+ param\.data_param\(\)\.source\(\);",
+     "return param.name() + \":\" + param.data_param().source() + \"|\" +\n"
+     "        param.data_param().label_map_file() + \"|\" + param.data_param().key_file();",
+     "Data layer view: one reader per view, not per source"),
+    ("include/caffe/data_reader.hpp", r"(#include <map>\n)(?!#include <set>)", "\\1#include <set>\n",
+     "Data layer view: std::set"),
+    ("src/caffe/data_reader.cpp",
+     r"(using boost::weak_ptr;\n)(?!\n// view)",
+     "\\1\n// view: the label of either record type a reader serves\n"
+     "static inline int view_label(const Datum& d) { return d.label(); }\n"
+     "static inline void view_set_label(Datum* d, int l) { d->set_label(l); }\n"
+     "static inline int view_label(const AnnotatedDatum& d) { return d.datum().label(); }\n"
+     "static inline void view_set_label(AnnotatedDatum* d, int l) { d->mutable_datum()->set_label(l); }\n"
+     "\n"
+     "template <typename T>\n"
+     "bool DataReader<T>::Body::view_keep(const string& key, T* t) {\n"
+     "  const DataParameter& dp = param_.data_param();\n"
+     "  if (!dp.has_label_map_file() && !dp.has_key_file()) return true;\n"
+     "  if (!view_loaded_) {\n"
+     "    if (dp.has_label_map_file()) {\n"
+     "      std::ifstream in(dp.label_map_file().c_str());\n"
+     "      CHECK(in) << \"cannot read label_map_file \" << dp.label_map_file();\n"
+     "      string line;\n"
+     "      for (int n = 1; std::getline(in, line); ++n) {\n"
+     "        std::istringstream fields(line.substr(0, line.find('#')));\n"
+     "        int from, to;\n"
+     "        string extra;\n"
+     "        if (!(fields >> from)) continue;\n"
+     "        CHECK(fields >> to && !(fields >> extra) && to >= 0 && !view_labels_.count(from))\n"
+     "            << dp.label_map_file() << \":\" << n << \": expected 'old new' (each old once), got '\"\n"
+     "            << line << \"'\";\n"
+     "        view_labels_[from] = to;\n"
+     "      }\n"
+     "      CHECK(!view_labels_.empty()) << dp.label_map_file() << \": the label map is empty\";\n"
+     "    }\n"
+     "    if (dp.has_key_file()) {\n"
+     "      std::ifstream in(dp.key_file().c_str());\n"
+     "      CHECK(in) << \"cannot read key_file \" << dp.key_file();\n"
+     "      for (string line; std::getline(in, line);) {\n"
+     "        if (!line.empty() && line[line.size() - 1] == '\\\\r') line.erase(line.size() - 1);\n"
+     "        if (!line.empty()) view_keys_.insert(line);\n"
+     "      }\n"
+     "      CHECK(!view_keys_.empty()) << dp.key_file() << \": no key\";\n"
+     "    }\n"
+     "    LOG(INFO) << \"view of \" << dp.source() << \": \" << view_labels_.size() << \" mapped labels, \"\n"
+     "              << view_keys_.size() << \" keys\";\n"
+     "    view_loaded_ = true;\n"
+     "  }\n"
+     "  if (dp.has_key_file() && !view_keys_.count(key)) return false;\n"
+     "  if (dp.has_label_map_file()) {\n"
+     "    std::map<int, int>::const_iterator it = view_labels_.find(view_label(*t));\n"
+     "    if (it == view_labels_.end()) return false;\n"
+     "    view_set_label(t, it->second);\n"
+     "  }\n"
+     "  return true;\n"
+     "}\n",
+     "Data layer view: the filter"),
+    ("src/caffe/data_reader.cpp", r"(#include <map>\n)(?!#include <sstream>)", "#include <fstream>\n\\1#include <sstream>\n",
+     "Data layer view: file streams"),
+    ("src/caffe/data_reader.cpp",
+     r"  T\* t = qp->free_\.pop\(\);\n  // TODO deserialize in-place instead of copy\?\n"
+     r"  t->ParseFromString\(cursor->value\(\)\);\n  qp->full_\.push\(t\);\n\n  // go to the next iter\n"
+     r"  cursor->Next\(\);\n  if \(!cursor->valid\(\)\) \{\n"
+     r"    DLOG\(INFO\) << \"Restarting data prefetching from start\.\";\n    cursor->SeekToFirst\(\);\n  \}\n",
+     "  T* t = qp->free_.pop();\n"
+     "  for (int wraps = 0;;) {\n"
+     "    t->ParseFromString(cursor->value());\n"
+     "    const bool keep = view_keep(cursor->key(), t);  // always true without a view\n"
+     "    // go to the next iter\n"
+     "    cursor->Next();\n"
+     "    if (!cursor->valid()) {\n"
+     "      DLOG(INFO) << \"Restarting data prefetching from start.\";\n"
+     "      cursor->SeekToFirst();\n"
+     "      CHECK_LT(++wraps, 2) << \"the view of \" << param_.data_param().source() << \" keeps no record\";\n"
+     "    }\n"
+     "    if (keep) break;\n"
+     "  }\n"
+     "  qp->full_.push(t);\n",
+     "Data layer view: read_one skips the records the view leaves out"),
 ]
 
 # A layer that declares Forward_gpu/Backward_gpu and stubs them only under CPU_ONLY, with no .cu file

@@ -26,3 +26,9 @@ train-reduced: | $(VENV)/.installed
 	$(TRAIN_RUN) --only 'reduced-*'
 train-status: | $(VENV)/.installed
 	$(TRANSFER) status --plan $(PLAN)
+
+# Huh et al. 2016 in miniature on the CPU: label sets of the synthetic class tree, two data budgets,
+# readouts and transfer to a synthetic target dataset, then the report (reports/huh-small/).
+.PHONY: demo-huh
+demo-huh: setup
+	$(TRANSFER) demo --plan huh-small

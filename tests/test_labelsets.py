@@ -286,10 +286,13 @@ def test_budget_lists_through_write_lists(tmp_path):
     paths, labels = _whole([5, 5, 5])
     whole = tmp_path / "whole.txt"
     whole.write_text("".join(f"{p} {lb}\n" for p, lb in zip(paths, labels)))
-    splits.write_lists(whole, tmp_path / "lists", ["images0002", "budget1k-classes"], split)
+    splits.write_lists(whole, tmp_path / "lists", ["images0002", "budget10-classes"], split)
     assert len(_rows((tmp_path / "lists" / "images0002" / "files.txt").read_text())) == 6
-    one = _rows((tmp_path / "lists" / "budget1k-classes" / "files.txt").read_text())
-    assert len(one) == 5 and {lb for _, lb in one} == {0}     # one class, all of its 5 (< 1000) images
+    # classes of min(1000, the largest class) images: 2 classes x all 5 of their images hold the budget of 10
+    two = _rows((tmp_path / "lists" / "budget10-classes" / "files.txt").read_text())
+    assert len(two) == 10 and {lb for _, lb in two} == {0, 1}
+    with pytest.raises(TransferError, match=r"budget20-classes: 4 classes of 5 images, but the set has 3"):
+        splits.write_lists(whole, tmp_path / "lists2", ["budget20-classes"], split)
 
 
 # ---------------------------------------------------------------------------------------------- relabel

@@ -361,9 +361,10 @@ def verify(db: str) -> list[str]:
     return problems
 
 
-def compute_mean(db: str, out: str) -> np.ndarray:
+def compute_mean(db: str, out: str, labels: set[int] | None = None) -> np.ndarray:
     """Per-pixel mean as compute_image_mean (BlobProto num=1, channels, height, width; float data).
-    Sums are exact (uint64); compute_image_mean accumulates in float32, which rounds on big sets."""
+    Sums are exact (uint64); compute_image_mean accumulates in float32, which rounds on big sets.
+    labels: only the Datums of these labels (the mean of a view that keeps some classes)."""
     pb2 = caffe_pb2()
     total: np.ndarray | None = None
     count = 0
@@ -372,7 +373,9 @@ def compute_mean(db: str, out: str) -> np.ndarray:
         for key, value in iter_items(env):
             if key == PROGRESS_KEY:
                 raise TransferError(f"{db} holds an unfinished build; finish it first")
-            arr, _ = datum_array(pb2, value)
+            arr, label = datum_array(pb2, value)
+            if labels is not None and label not in labels:
+                continue
             if total is None:
                 total = np.zeros(arr.shape, np.uint64)
             elif arr.shape != total.shape:

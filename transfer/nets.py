@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import text_format
 
 from .caffe_env import caffe_pb2
-from .errors import Exit
+from .errors import Exit, TransferError
 from .files import atomic_write
 from .plan import LAYERS, Net, Plan, load_plan
 from .spec import SOLVER_KEYS, ModelSpec
@@ -95,10 +95,17 @@ class NetSpec:
 
 
 def data_layer(n: NetSpec, net: Net, model: ModelSpec, train: bool) -> None:
+    data = {"source": str(net.files.train_data if train else net.files.val_data),
+            "batch_size": model.train_batch if train else model.test_batch, "backend": "LMDB"}
+    labels = net.files.train_labels if train else net.files.val_labels
+    if labels is not None:   # a view: the whole set's LMDB through a label map (the project's Caffe)
+        if "label_map_file" not in caffe_pb2().DataParameter.DESCRIPTOR.fields_by_name:
+            raise TransferError(f"net '{net.name}' reads a view ({labels}), but this Caffe's Data layer has no "
+                                f"label_map_file: rebuild it (`make caffe`)")
+        data["label_map_file"] = str(labels)
     n.layer("data", "Data", top=["data", "label"], bottom=[], include={"phase": "TRAIN" if train else "TEST"},
             transform_param={"mirror": train, "crop_size": model.crop, "mean_file": str(net.files.mean)},
-            data_param={"source": str(net.files.train_data if train else net.files.val_data),
-                        "batch_size": model.train_batch if train else model.test_batch, "backend": "LMDB"})
+            data_param=data)
 
 
 def net_param(net: Net, model: ModelSpec, train: bool) -> Any:

@@ -16,23 +16,27 @@ from typing import Any, Callable
 
 import yaml
 
+from . import budgets
 from .errors import TransferError
 from .files import repo_path
 from .rundir import RunDir
 from .schedule import order
-from .spec import Block, DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, read_dirs, read_model, \
-    read_solver, read_synthetic
+from .spec import Block, DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, TargetSpec, read_dirs, read_model, \
+    read_solver, read_synthetic, read_target, check_name
 
 PLAN_DIR = Path(__file__).resolve().parent / "plans"
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
 
 # Treatments, as in the paper: base nets; selffer BnB and transfer AnB (copied layers frozen);
 # their fine-tuned versions BnB+ and AnB+; random weights (layers 1..n random and frozen);
-# reduced (the base net on fewer images per class).
-TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "random_weights", "reduced")
+# reduced (the base net on fewer images per class). Huh et al. 2016 add: readout (layers 1-7 copied
+# and frozen, a new fc8 on the whole set), target_ft (all layers copied but fc8, all fine-tuned on a
+# user's target dataset) and scratch (the target dataset from random weights).
+TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "random_weights", "reduced",
+              "readout", "target_ft", "scratch")
 SOLVER_MODES = ("CPU", "GPU")
 TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_dir", "solver_mode",
-            "synthetic", "model", "solver", "schedules", "datasets", "experiments")
+            "synthetic", "model", "solver", "schedules", "datasets", "experiments", "targets")
 
 
 # ---------------------------------------------------------------------------- nets
@@ -44,11 +48,13 @@ class DatasetFiles:
     train: Path
     val: Path
     mean: Path
+    labels: Path     # a view's label map ("old new" lines): the set is read through another set's LMDBs
 
     @staticmethod
     def under(data_dir: Path, name: str) -> DatasetFiles:
         d = data_dir / name
-        return DatasetFiles(train=d / "train_lmdb", val=d / "val_lmdb", mean=d / "mean.binaryproto")
+        return DatasetFiles(train=d / "train_lmdb", val=d / "val_lmdb", mean=d / "mean.binaryproto",
+                            labels=d / "labels.txt")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ class NetFiles:
     train_data: Path
     val_data: Path
     mean: Path
+    # A view (the `views` option): the LMDBs above are the whole set's, read through this label map
+    # by the Data layer (label_map_file) instead of a relabelled copy.
+    train_labels: Path | None = None
+    val_labels: Path | None = None
 
     def generated(self) -> tuple[Path, Path, Path]:
         """The three generated files (train net, test net, solver) as absolute paths."""
@@ -117,6 +127,7 @@ class Plan:
     synthetic: SyntheticSpec | None     # the built-in image set, for plans that train on it
     datasets: dict[str, int]            # data set -> classes
     nets: tuple[Net, ...]
+    targets: tuple[TargetSpec, ...] = ()   # the user's target datasets (`targets`)
 
     @cached_property
     def by_name(self) -> dict[str, Net]:
@@ -205,6 +216,7 @@ class Builder:
         datasets = top.block("datasets")
         self.datasets = {ds: datasets.integer(ds, lo=1) for ds in datasets.keys(safe=True)}
         self.nets: list[Net] = []
+        self.views: dict[str, str] = {}   # data set -> the set whose LMDBs it is read through (views)
 
     def dataset_classes(self, dataset: str, net_name: str) -> int:
         if dataset not in self.datasets:
@@ -233,10 +245,14 @@ class Builder:
         val_ds, mean_ds = val_dataset or target, mean_dataset or target
         solver = self.schedules[schedule]
         d = self.dirs
+        tv, vv = self.views.get(target), self.views.get(val_ds)
         files = NetFiles(train_net=d.nets / f"{name}.train.prototxt", test_net=d.nets / f"{name}.test.prototxt",
                          solver=d.solvers / f"{name}.solver.prototxt",
-                         train_data=DatasetFiles.under(d.data, target).train,
-                         val_data=DatasetFiles.under(d.data, val_ds).val, mean=DatasetFiles.under(d.data, mean_ds).mean)
+                         train_data=DatasetFiles.under(d.data, tv or target).train,
+                         val_data=DatasetFiles.under(d.data, vv or val_ds).val,
+                         mean=DatasetFiles.under(d.data, mean_ds).mean,
+                         train_labels=DatasetFiles.under(d.data, target).labels if tv else None,
+                         val_labels=DatasetFiles.under(d.data, val_ds).labels if vv else None)
         self.nets.append(Net(
             name=name, treatment=treatment, family=family, split=split, source=source, target=target,
             val_dataset=val_ds, mean_dataset=mean_ds, n=n, base=base, frozen=frozen, copied=copied,
@@ -358,7 +374,73 @@ def _reduced(b: Builder, blk: Block) -> None:
               val_dataset=val, released_name=name)
 
 
+HUH_KEYS = ("original", "label_sets", "budgets", "schedule", "readout", "views")
+
+
+def _huh2016(b: Builder, blk: Block) -> None:
+    """Huh et al. 2016: a base net per label set and data budget (and the original set), each read out
+    on the original set (layers 1-7 copied and frozen, a new fc8)."""
+    blk.check_keys(HUH_KEYS)
+    original = blk.name("original", default="all")
+    schedule = blk.name("schedule", default="default")
+    classes = b.dataset_classes(original, "huh2016.original")
+    names = [original]
+    for key in ("label_sets", "budgets"):
+        for ds in blk.sequence(key) if blk.has(key) else []:
+            names.append(check_name(blk, key, ds))
+    if blk.raw("views", False) not in (True, False):
+        raise blk.fail("views", f"expected true or false, got {blk.raw('views')!r}")
+    if blk.raw("views", False):
+        # label sets read through the original set's LMDBs by the Data layer: no relabelled copies
+        b.views.update({ds: original for ds in (blk.sequence("label_sets") if blk.has("label_sets") else [])})
+    for ds in names:
+        val = ds
+        if budgets.IMAGES_RE.fullmatch(ds) or (budgets.budget_total(ds) or (0, ""))[1] == "images":
+            # every class, fewer images: validated on the original set, as the reduced sets are
+            b.datasets.setdefault(ds, classes)
+            val = original
+        name = base_name(ds)
+        if name not in {n.name for n in b.nets}:
+            b.add(name=name, treatment="base", family="huh2016", target=ds, val_dataset=val, schedule=schedule)
+    if blk.has("readout"):
+        ro = blk.block("readout")
+        ro.check_keys(("dataset", "schedule"))
+        on = ro.name("dataset", default=original)
+        for ds in names:
+            if ds == on:
+                continue
+            b.add(name=f"readout-{ds}", treatment="readout", family="huh2016", target=on, n=7,
+                  base=base_name(ds), source=ds, frozen=7, copied=7, mean_dataset=ds,
+                  schedule=ro.name("schedule", default="default"))
+
+
+def _targets(b: Builder, blk: Block) -> list[TargetSpec]:
+    """Transfer to each user dataset (`targets`): from every chosen net, a new fc8 and every layer fine-tuned."""
+    specs = []
+    for tname in blk.keys(safe=True):
+        spec = read_target(blk.block(tname), tname)
+        if tname in b.datasets and b.datasets[tname] != spec.classes:
+            raise TransferError(f"{b.path}: targets.{tname}: {spec.classes} classes, but datasets.{tname} "
+                                f"says {b.datasets[tname]}")
+        b.datasets[tname] = spec.classes
+        sources = [n for n in b.nets if n.treatment in ("base", "reduced")] if not spec.bases else \
+            [n for n in b.nets if any(fnmatch.fnmatchcase(n.name, p) for p in spec.bases)]
+        if not sources:
+            raise TransferError(f"{b.path}: targets.{tname}.from: {list(spec.bases) or 'every base net'} "
+                                f"matches no net of the plan")
+        for src in sources:
+            b.add(name=f"ft-{tname}-{src.name}", treatment="target_ft", family="target", target=tname, n=7,
+                  base=src.name, source=src.target, copied=7, frozen=0, mean_dataset=src.mean_dataset,
+                  schedule=spec.schedule)
+        if spec.scratch:
+            b.add(name=f"scratch-{tname}", treatment="scratch", family="target", target=tname,
+                  schedule=spec.scratch)
+        specs.append(spec)
+    return specs
+
+
 FAMILIES: dict[str, Callable[[Builder, Block], None]] = {
+    "huh2016": _huh2016,
     "random_split": _random_split,
     "natman": _natman,
     "whole": _whole,
@@ -377,11 +459,13 @@ def expand(config: Any, path: Path) -> Plan:
     exps = top.block("experiments")
     for family in exps.keys(known=tuple(FAMILIES), what="family"):
         FAMILIES[family](b, exps.block(family))
+    targets = _targets(b, top.block("targets")) if top.has("targets") else []
     if not b.nets:
         raise TransferError(f"{path}: experiments: the plan declares no nets (families: {', '.join(FAMILIES)})")
     _check_nets(b.nets, path)
     return Plan(name=b.plan_name, path=path, dirs=b.dirs, model=b.model, solver_mode=mode,
-                synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets))
+                synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets),
+                targets=tuple(targets))
 
 
 def _check_nets(nets: list[Net], path: Path) -> None:

@@ -11,10 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
-from . import datasets, nets, splits, synthetic
+from . import budgets, datasets, labelsets, nets, splits, synthetic, targets
 from .errors import TransferError
 from .console import stage
-from .files import digest, repo_path
+from .files import atomic_write, digest, repo_path
 from .plan import Plan, load_plan
 
 WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
@@ -52,8 +52,10 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str]) -> str:
+def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str],
+                  kinds: dict[str, list[str]] | None = None) -> str:
     """What the databases will take, before any is written: each derived set copies its Datums."""
+    kinds = kinds or {}
     size = plan.model.image_size
     kib = KIB_PER_IMAGE * size * size / (256 * 256)
     n_train, n_val = _lines(train_list), _lines(val_list)
@@ -61,9 +63,15 @@ def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[st
     total = splits.load_split_dir(repo_path(plan.dirs.split)).num_classes
     images = n_train + n_val
     for name in derived:
-        if name.startswith("reduced"):
-            images += min(n_train, int(name[len("reduced"):]) * total)
-        else:
+        budget = budgets.budget_total(name)
+        per_class = budgets.IMAGES_RE.fullmatch(name) or splits.REDUCED_RE.fullmatch(name)
+        if per_class:
+            images += min(n_train, int(per_class.group(1)) * total)
+        elif budget:
+            images += min(n_train, budget[0])
+        elif name in kinds.get("labelset", ()):
+            images += 0 if name in view_datasets(plan) else n_train + n_val   # a relabelled copy, or a view
+        elif name not in kinds.get("target", ()):
             images += (n_train + n_val) * classes[name] / total
     mib = images * kib / 1024
     return f"{images:,.0f} images, about " + (f"{mib / 1024:,.1f} GiB" if mib >= 1024 else f"{mib:,.0f} MiB")
@@ -97,13 +105,85 @@ def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: boo
 
 
 def _means(plan: Plan, used: list[str]) -> None:
+    views = view_datasets(plan)
     for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
         files = plan.dataset(name)
-        if files.mean.is_symlink():
+        if files.mean.is_symlink() or name in views:   # a view's mean is made with its label map
             continue
         manifest = files.train / "manifest.json"
         if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
             datasets.compute_mean(str(files.train), str(files.mean))
+
+
+def dataset_kinds(plan: Plan, derived: list[str]) -> dict[str, list[str]]:
+    """Derived data sets by how they are made: `list` (cut from the whole list: splits, reduced, budgets),
+    `labelset` (the whole set relabelled, transfer/labelsets.py) and `target` (the user's own images)."""
+    split = splits.load_split_dir(repo_path(plan.dirs.split))
+    target_names = {t.name for t in plan.targets}
+    out: dict[str, list[str]] = {"list": [], "labelset": [], "target": []}
+    for name in derived:
+        if name in target_names:
+            out["target"].append(name)
+        elif name in split.names() or splits.REDUCED_RE.fullmatch(name) or budgets.is_budget_name(name):
+            out["list"].append(name)
+        else:
+            out["labelset"].append(name)
+    return out
+
+
+def view_datasets(plan: Plan) -> set[str]:
+    """Data sets the nets read as views (through another set's LMDBs and a label map), not as copies."""
+    return {n.target for n in plan.nets if n.files.train_labels} | \
+        {n.val_dataset for n in plan.nets if n.files.val_labels}
+
+
+def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
+    """Each label set's databases: the whole set's Datums relabelled (no decoding)."""
+    split, sets = labelsets.load_label_sets(repo_path(plan.dirs.split))
+    validated = {n.val_dataset for n in plan.nets}
+    views = view_datasets(plan)
+    for name in names:
+        lset = labelsets.get_label_set(sets, name)
+        if lset.num_labels != plan.datasets[name]:
+            raise TransferError(f"{plan.path}: datasets.{name}: {plan.datasets[name]} labels declared, but label "
+                                f"set {name} has {lset.num_labels} (`transfer labels show {name}`)")
+        label_map = labelsets.class_label_map(lset, list(split.wnids))
+        whole, out = plan.dataset(WHOLE), plan.dataset(name)
+        if name in views:
+            # read through the whole set's LMDBs by the Data layer (label_map_file): only the map is written
+            log.info(f"dataset {name}: a view of the whole set with {lset.num_labels} labels (no copy)")
+            text = "# old new: label set " + name + "\n" + "".join(f"{o} {n}\n" for o, n in sorted(label_map.items()))
+            if not out.labels.is_file() or out.labels.read_text() != text:
+                atomic_write(out.labels, text)
+        else:
+            log.info(f"dataset {name}: the whole set relabelled to {lset.num_labels} labels")
+            datasets.relabel(str(whole.train), label_map, str(out.train), name=name)
+            if name in validated:
+                datasets.relabel(str(whole.val), label_map, str(out.val), name=name)
+        if len(label_map) == split.num_classes:
+            _link(out.mean, whole_mean)   # the same images: the same mean
+        elif name in views and (not out.mean.is_file() or out.mean.stat().st_mtime < out.labels.stat().st_mtime):
+            datasets.compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
+
+
+def _budget_val(plan: Plan, name: str, lists: Path) -> None:
+    """A fewer-classes budget is validated on the whole validation set of its classes, relabelled as its list."""
+    label_map = datasets.read_label_map(lists / "train" / name / "idxmap.txt")
+    if len(label_map) != plan.datasets[name]:
+        raise TransferError(f"{plan.path}: datasets.{name}: {plan.datasets[name]} classes declared, but its list "
+                            f"keeps {len(label_map)} ({lists / 'train' / name / 'idxmap.txt'})")
+    datasets.relabel(str(plan.dataset(WHOLE).val), label_map, str(plan.dataset(name).val), name=name)
+
+
+def _target(plan: Plan, name: str, jobs: int) -> None:
+    spec = next(t for t in plan.targets if t.name == name)
+    files = plan.dataset(name)
+    train_root, train_list, val_root, val_list = targets.target_lists(spec, files.train.parent)
+    log.info(f"target dataset {name} ({spec.classes} classes) -> {files.train.parent}")
+    size = plan.model.image_size
+    datasets.build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
+                   seed=SHUFFLE_SEED, jobs=jobs)
+    datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs)
 
 
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
@@ -117,13 +197,17 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     size = plan.model.image_size
     used = sorted({n.target for n in plan.nets} | {n.val_dataset for n in plan.nets} | {WHOLE})
     derived = [d for d in used if d != WHOLE]
-    train_only = [d for d in derived if d.startswith("reduced")]  # validated on the whole val set
+    kinds = dataset_kinds(plan, derived)
+    validated = {n.val_dataset for n in plan.nets}
+    # Validated on another set (the reduced sets and per-class budgets: on the whole validation set).
+    train_only = [d for d in kinds["list"] if d not in validated]
     log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {repo_path(plan.dirs.data)}; "
-             f"{disk_estimate(plan, train_whole, val_whole, derived)}")
+             f"{disk_estimate(plan, train_whole, val_whole, derived, kinds)}")
 
     lists = repo_path(plan.dirs.data) / "lists"
-    splits.write_lists(train_whole, lists / "train", derived, split_dir)
-    splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
+    splits.write_lists(train_whole, lists / "train", kinds["list"], split_dir)
+    val_lists = [d for d in kinds["list"] if d not in train_only and not budgets.is_budget_name(d)]
+    splits.write_lists(val_whole, lists / "val", val_lists, split_dir)
 
     whole = plan.dataset(WHOLE)
     log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
@@ -131,9 +215,17 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
                    seed=SHUFFLE_SEED, jobs=jobs)
     datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs)
     whole_sha = digest(train_whole)
-    for name in derived:
+    for name in kinds["list"]:
         log.info(f"dataset {name}")
-        _derived(plan, name, lists, whole_sha, name in train_only)
+        _derived(plan, name, lists, whole_sha, name not in val_lists)
+        if budgets.is_budget_name(name) and name in validated:
+            _budget_val(plan, name, lists)
+    if kinds["labelset"]:
+        if not whole.mean.is_file() or whole.mean.stat().st_mtime < (whole.train / "manifest.json").stat().st_mtime:
+            datasets.compute_mean(str(whole.train), str(whole.mean))
+        _label_sets(plan, kinds["labelset"], whole.mean)
+    for name in kinds["target"]:
+        _target(plan, name, jobs)
     _means(plan, used)
     changed = nets.write_plan(plan)
     log.info(f"net files: {len(changed)} written for {len(plan.nets)} nets")

@@ -1,4 +1,4 @@
-"""The numbers Yosinski et al. 2014 published, as data, for side-by-side reports.
+"""The numbers Yosinski et al. 2014 (and Huh et al. 2016) published, as data, for side-by-side reports.
 
 Sources: the paper (section 4.1 item 1, Table 1, section 4.3) and its supplementary
 (Table S1). Accuracies and differences are fractions (0.016 = 1.6 percentage points).
@@ -42,4 +42,32 @@ def entries() -> dict[str, tuple[float, str]]:
             out[f"table1.{rng}.{col}"] = (v, f"paper Table 1, layers {rng}")
     for count, v in TABLE_S1.items():
         out[f"reduced.{count:04d}.mean"] = (v, f"supplementary Table S1, {count} per class")
+    out.update(huh_entries())
+    return out
+
+
+# Huh, Agrawal and Efros (2016), SUN-397 classification accuracy after fine-tuning (fractions).
+# Table 1: pre-trained on the original 1000 classes, on the 127 top-down classes, and random init.
+HUH_TABLE1_SUN = {"original": 0.522, "coarse": 0.487, "random": 0.357}
+# Table 2, SUN column: a fixed image budget as fewer classes x 1000 images ("more examples/class")
+# or 1000 classes x fewer images ("more classes").
+HUH_TABLE2_SUN = {
+    500_000: {"classes": 0.506, "images": 0.497},
+    250_000: {"classes": 0.457, "images": 0.467},
+    125_000: {"classes": 0.422, "images": 0.423},
+}
+# Section 5.1: pre-training on the 486 bottom-up classes changes SUN accuracy by -0.8 points.
+HUH_CHANGE_486_SUN = -0.008
+HUH_TARGET = "sun397"   # the target name under which the plan's SUN numbers are compared
+
+
+def huh_entries() -> dict[str, tuple[float, str]]:
+    """Huh et al.'s SUN numbers under the report.json path of ours (target `sun397`)."""
+    t = f"huh2016.table1.{HUH_TARGET}"
+    out = {f"{t}.{row}": (v, f"Huh et al. 2016 Table 1, SUN, {row}") for row, v in HUH_TABLE1_SUN.items()}
+    for total, row in HUH_TABLE2_SUN.items():
+        for way, v in row.items():
+            out[f"huh2016.table2.{HUH_TARGET}.{total}.{way}"] = (v, f"Huh et al. 2016 Table 2, SUN, {total:,} "
+                                                                    f"images as fewer {way}")
+    out[f"huh2016.change486.{HUH_TARGET}"] = (HUH_CHANGE_486_SUN, "Huh et al. 2016 section 5.1: 486 classes, SUN")
     return out

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import REPO, metrics, published
+from . import REPO, huh_report, metrics, published
 from .errors import TransferError
 from .files import atomic_write, repo_path
 from .logs import NetLog, log_files, read_logs
@@ -109,6 +109,7 @@ def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: in
         "missing": [n.name for n in nets if n.name in missing],
         "missing_reasons": {n.name: missing[n.name] for n in nets if n.name in missing},
         "warnings": [w for log in logs.values() for w in log.warnings],
+        "huh2016": huh_report.compute(plan, per_net),
     }
     report["published"] = compare_published(report)
     return report
@@ -148,6 +149,14 @@ def _cell(s: dict[str, Any] | None) -> str:
     return f"{s['mean']:.4f}{spread} (n={s['count']})"
 
 
+def _yosinski(report: dict[str, Any]) -> bool:
+    """Whether the plan has any of the first paper's families (else its sections are left out)."""
+    return bool(set(report.get("families", [])) - HUH_FAMILIES)
+
+
+HUH_FAMILIES = {"huh2016", "target"}
+
+
 def _head_md(report: dict[str, Any], figure_files: list[str]) -> list[str]:
     L = [f"# Results: plan `{report['plan']}`", "",
          f"Per-net number: mean of the {report['top_k']} highest validation accuracies of the run "
@@ -155,10 +164,10 @@ def _head_md(report: dict[str, Any], figure_files: list[str]) -> list[str]:
          f"{report['counts']['plan_nets']} nets have results; {report['counts']['missing']} missing. "
          f"Cells: mean ±std (number of nets).", ""]
     L += ["## Figures", ""]
-    for stem in ("figure2", "figure3", "figureS1", "curves"):
+    for stem in ("figure2", "figure3", "figureS1", "huh_classes", "huh_images", "curves"):
         if f"{stem}.png" in figure_files:
             L.append(f"- [{stem}]({stem}.png) ([pdf]({stem}.pdf))")
-    return L + ["", "![figure2](figure2.png)", ""]
+    return L + (["", "![figure2](figure2.png)", ""] if "figure2.png" in figure_files else [])
 
 
 def _random_split_md(report: dict[str, Any]) -> list[str]:
@@ -191,6 +200,9 @@ def _table1_md(report: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
+    if not _yosinski(report):   # a Huh et al. plan only
+        L = _head_md(report, figure_files) + huh_report.markdown(report["huh2016"] or {}, figure_files)
+        return "\n".join(L + _tail_md(report, qualitative=False)) + "\n"
     L = _head_md(report, figure_files) + _random_split_md(report) + _table1_md(report)
     fams = set(report.get("families", []))
     absent = [f for f in ("natman", "whole", "random_weights", "reduced") if f not in fams]
@@ -205,6 +217,8 @@ def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
         L += _random_md(report)
     if "reduced" in fams:
         L += _reduced_md(report)
+    if report.get("huh2016"):
+        L += huh_report.markdown(report["huh2016"], figure_files)
     L += _tail_md(report)
     return "\n".join(L) + "\n"
 
@@ -253,10 +267,11 @@ def _reduced_md(report: dict[str, Any]) -> list[str]:
     return L
 
 
-def _tail_md(report: dict[str, Any]) -> list[str]:
+def _tail_md(report: dict[str, Any], qualitative: bool = True) -> list[str]:
     L: list[str] = []
-    L += ["", "## Does the paper's pattern show?", ""]
-    for key, q in report["qualitative"].items():
+    if qualitative:
+        L += ["", "## Does the paper's pattern show?", ""]
+    for key, q in report["qualitative"].items() if qualitative else ():
         verdict = {True: "yes", False: "**no**", None: "not enough data"}[q["holds"]]
         L.append(f"- {key.replace('_', ' ')}: {verdict} — {q['detail']}")
 
@@ -322,10 +337,13 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
         raise TransferError(f"cannot create output directory {out}: {exc}") from None
     files: list[str] = []
     if draw:
-        from . import figures  # noqa: PLC0415 (matplotlib takes a second to load; only drawing needs it)
-        files += figures.figure2(report, out)
-        files += figures.figure3(report, out)
-        files += figures.figureS1(report, out)
+        from . import figures, huh_figures  # noqa: PLC0415 (matplotlib takes a second to load; only drawing needs it)
+        if _yosinski(report):
+            files += figures.figure2(report, out)
+            files += figures.figure3(report, out)
+            files += figures.figureS1(report, out)
+        if report["huh2016"]:
+            files += huh_figures.figures(report["huh2016"], out, plan.name)
         files += figures.curves(report, curve_series(plan, logs), out)
     report["figures"] = files
     _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=_json_default) + "\n")
@@ -356,7 +374,7 @@ def _cmd(args: argparse.Namespace) -> int:
     c = report["counts"]
     print(f"report: {c['with_results']}/{c['plan_nets']} nets with results, {c['missing']} missing "
           f"-> {Path(out) / 'report.md'}")
-    for key, q in report["qualitative"].items():
+    for key, q in report["qualitative"].items() if _yosinski(report) else ():
         print(f"  {key}: {({True: 'yes', False: 'no', None: 'not enough data'})[q['holds']]}")
     return 0
 

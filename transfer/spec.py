@@ -221,3 +221,52 @@ def read_synthetic(blk: Block) -> SyntheticSpec:
     return SyntheticSpec(classes=blk.integer("classes", lo=2), train_per_class=blk.integer("train_per_class", lo=1),
                          val_per_class=blk.integer("val_per_class", lo=1), size=blk.integer("size", lo=8),
                          seed=blk.integer("seed", lo=0))
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A target dataset the user supplies (`targets.<name>`): its images, and which nets transfer to it.
+
+    Images come as folders of class folders (`train`, `val`: a class is a sub-folder, labels follow the
+    sorted folder names), as Caffe lists (`train_list`/`train_root`, `val_list`/`val_root`), or as a
+    synthetic set (`synthetic`, the same parameters as the plan's)."""
+
+    name: str
+    classes: int
+    train: Path | None = None
+    val: Path | None = None
+    train_list: Path | None = None
+    train_root: Path | None = None
+    val_list: Path | None = None
+    val_root: Path | None = None
+    synthetic: SyntheticSpec | None = None
+    schedule: str = "default"       # the fine-tuning schedule of every transfer net
+    scratch: str | None = None      # schedule of a net trained on the target from random weights (None: none)
+    bases: tuple[str, ...] = ()     # net-name patterns of the nets transferred from (empty: every base net)
+
+
+TARGET_KEYS = ("classes", "train", "val", "train_list", "train_root", "val_list", "val_root", "synthetic",
+               "schedule", "scratch", "from")
+
+
+def read_target(blk: Block, name: str) -> TargetSpec:
+    blk.check_keys(TARGET_KEYS)
+    folders = [k for k in ("train", "val") if blk.has(k)]
+    lists = [k for k in ("train_list", "train_root", "val_list", "val_root") if blk.has(k)]
+    forms = [f for f, present in (("folders (train, val)", folders), ("lists (train_list, train_root, val_list, "
+                                  "val_root)", lists), ("synthetic", blk.has("synthetic"))) if present]
+    if len(forms) != 1:
+        raise blk.fail("classes", f"give the images one way: class folders (train, val), Caffe lists "
+                                  f"(train_list, train_root, val_list, val_root) or synthetic; got "
+                                  f"{' and '.join(forms) or 'none'}")
+    need = ("train", "val") if folders else ("train_list", "train_root", "val_list", "val_root") if lists else ()
+    for key in need:
+        blk.raw(key)   # missing: an error naming the key
+    paths = {k: blk.path_(k) for k in need}
+    bases = blk.sequence("from") if blk.has("from") else []
+    if any(not isinstance(p, str) or not p for p in bases):
+        raise blk.fail("from", f"expected net-name patterns (strings), got {bases!r}")
+    scratch = blk.name("scratch") if blk.has("scratch") and blk.raw("scratch") is not None else None
+    return TargetSpec(name=name, classes=blk.integer("classes", lo=2), **paths,
+                      synthetic=read_synthetic(blk.block("synthetic")) if blk.has("synthetic") else None,
+                      schedule=blk.name("schedule", default="default"), scratch=scratch, bases=tuple(bases))

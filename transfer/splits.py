@@ -251,7 +251,9 @@ def _list_files(name: str, split: SplitSet, whole_list: Path, paths: list[str], 
     """{'files.txt': ..., 'idxmap.txt': ...} of one derived list (reduced lists have no idxmap, as released)."""
     from . import budgets    # imports this module
     if budgets.is_budget_name(name):
-        return budgets.budget_lists(name, paths, labels, split.num_classes)
+        # A budget's "fewer classes" keep 1000 images a class (the paper's), or all of a smaller dataset's.
+        return budgets.budget_lists(name, paths, labels, split.num_classes,
+                                    class_images=min(budgets.BUDGET_CLASS_IMAGES, max(counts)))
     m = REDUCED_RE.fullmatch(name)
     if m:
         keep, classes = int(m.group(1)), list(range(split.num_classes))
