@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "plan",        # transfer plan show / simulate
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
+    "ilsvrc",      # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
     "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files
     "synthetic",   # transfer synthetic make
     "surgery",     # transfer surgery NET
