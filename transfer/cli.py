@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import TransferError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, TransferError, exit_codes_text
 
 COMMAND_MODULES = [
     "doctor",      # transfer doctor
@@ -29,8 +29,18 @@ COMMAND_MODULES = [
 ]
 
 
+START = """start here:
+  transfer doctor                       is Caffe there, and everything the paper needs
+  transfer demo --plan small            the whole pipeline on the synthetic dataset (CPU)
+  transfer prepare --imagenet DIR       the paper's datasets from ILSVRC2012 as distributed
+  transfer COMMAND --help               the options of one command
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transfer", description=__doc__.splitlines()[0], epilog=START + "\n" + exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -50,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
     except TransferError as exc:
         print(f"transfer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:  # e.g. `transfer plan show | head`
         sys.stderr.close()
-        return 0
+        return EXIT_OK
     except KeyboardInterrupt:
         print(f"transfer {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return int(code or 0)
 
 
