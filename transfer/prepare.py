@@ -124,14 +124,18 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     splits.write_lists(val_whole, lists / "val", [d for d in derived if d not in train_only], split_dir)
 
     whole = data_dir / WHOLE
+    split = splits.load_split_dir(split_dir)
+    total = split.num_classes  # every label checked against the class count of the set it enters
     _say(f"whole-set LMDBs ({size}x{size}) -> {whole}")
     datasets.build(str(train_whole), str(train_root_p), str(whole / "train_lmdb"), size=size, shuffle=True,
-                   seed=SHUFFLE_SEED, jobs=jobs)
-    datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs)
+                   seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
+    datasets.build(str(val_whole), str(val_root_p), str(whole / "val_lmdb"), size=size, jobs=jobs,
+                   num_classes=total)
     whole_sha = digest(train_whole)
     for name in derived:
         _say(f"dataset {name}")
         out = data_dir / name
+        n_classes = total if name in train_only else len(split.classes(name))
         if digest(lists / "train" / name / "files.txt") == whole_sha:
             # e.g. reduced1300 keeps every image: the derived database would be the whole one again
             # (some 250 GB for ImageNet), so it is the whole one, mean included.
@@ -139,10 +143,10 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
             _link(out / "mean.binaryproto", whole / "mean.binaryproto")
         else:
             datasets.derive(str(whole / "train_lmdb"), str(lists / "train" / name / "files.txt"),
-                            str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED)
+                            str(out / "train_lmdb"), shuffle=True, seed=SHUFFLE_SEED, num_classes=n_classes)
         if name not in train_only:
             datasets.derive(str(whole / "val_lmdb"), str(lists / "val" / name / "files.txt"),
-                            str(out / "val_lmdb"))
+                            str(out / "val_lmdb"), num_classes=n_classes)
     for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
         mean = data_dir / name / "mean.binaryproto"
         if mean.is_symlink():
