@@ -145,6 +145,7 @@ class _Clock:
 
 
 _Stamp = tuple  # (datetime or datetime.min, file index, line index): later wins
+_WHAT = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
 
 
 def _put(store: dict[int, tuple[_Stamp, float]], it: int, value: float, stamp: _Stamp) -> None:
@@ -161,8 +162,28 @@ def _is_accuracy(name: str) -> bool:
     return low.startswith("acc") and "5" not in low
 
 
-def read_logs(paths: Iterable[Path | str]) -> NetLog:
-    """Read the log files of one run (in attempt order) into a NetLog."""
+class LogError(TransferError):
+    """A log whose numbers cannot be results: the message names the file and line."""
+
+
+def _checked(path: Path, lineno: int, what: str, value: float, strict: bool) -> float:
+    """A value as logged; when strict, a non-finite value, or an accuracy outside [0, 1], is a LogError."""
+    if not strict:
+        return value
+    if not np.isfinite(value):
+        raise LogError(f"{path}:{lineno}: {what} is {value}, not a finite number (the training diverged, or "
+                       "the log is damaged); its net has no valid result")
+    if what == "validation accuracy" and not 0.0 <= value <= 1.0:
+        raise LogError(f"{path}:{lineno}: {what} {value} is outside [0, 1] (not an accuracy: another test "
+                       "output in its place, or a damaged log)")
+    return value
+
+
+def read_logs(paths: Iterable[Path | str], strict: bool = True) -> NetLog:
+    """Read the log files of one run (in attempt order) into a NetLog.
+
+    strict (the report's reading): a non-finite loss, rate or accuracy, or an accuracy outside [0, 1],
+    raises a LogError naming the file and line instead of becoming a number."""
     paths = [Path(p) for p in paths]
     out = NetLog(files=[str(p) for p in paths])
     stores: dict[str, dict[int, tuple[_Stamp, float]]] = {
@@ -185,6 +206,7 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
             if "Iteration" not in msg and "Test " not in msg and "Train net output" not in msg:
                 continue
             stamp = (when or datetime.min, fi, li)
+            ln = li + 1
             if mt := _TESTING.search(msg):
                 current = int(mt.group(1))
                 # only test net #0 is the validation set; extra test nets are ignored
@@ -194,7 +216,8 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
                 if testing is not None:
                     key = {0: "val_accuracy", 1: "val_loss"}.get(int(ms.group(1)))
                     if key:
-                        _put(stores[key], testing, float(ms.group(2)), stamp)
+                        _put(stores[key], testing, _checked(path, ln, _WHAT[key], float(ms.group(2)), strict),
+                             stamp)
                 continue
             if mo := _TEST_OUTPUT.search(msg):
                 if testing is not None:
@@ -202,18 +225,21 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
                     key = "val_loss" if "loss" in name.lower() else (
                         "val_accuracy" if _is_accuracy(name) else None)
                     if key:
-                        _put(stores[key], testing, float(mo.group(3)), stamp)
+                        _put(stores[key], testing, _checked(path, ln, _WHAT[key], float(mo.group(3)), strict),
+                             stamp)
                 continue
             if mo := _TRAIN_OUTPUT.search(msg):
                 if current is not None and "loss" in mo.group(2).lower():
-                    _put(train_output_loss, current, float(mo.group(3)), stamp)
+                    _put(train_output_loss, current,
+                         _checked(path, ln, "training loss", float(mo.group(3)), strict), stamp)
                 continue
             if ml := _ITER_LR.search(msg):
                 current, testing = int(ml.group(1)), None
-                _put(stores["lr"], current, float(ml.group(2)), stamp)
+                _put(stores["lr"], current, _checked(path, ln, "learning rate", float(ml.group(2)), strict), stamp)
             elif ml := _ITER_LOSS.search(msg):
                 current, testing = int(ml.group(1)), None
-                _put(stores["train_loss"], current, float(ml.group(2)), stamp)
+                _put(stores["train_loss"], current, _checked(path, ln, "training loss", float(ml.group(2)), strict),
+                     stamp)
             elif ml := _ITERATION.search(msg):
                 current, testing = int(ml.group(1)), None
     # `Train net output` loss only where the `Iteration N, loss` line is absent
@@ -228,3 +254,48 @@ def read_run(directory: Path | str) -> NetLog | None:
     """The logs directly in a directory, or None if it holds none."""
     files = log_files(Path(directory))
     return read_logs(files) if files else None
+
+
+# ------------------------------------------------------------------------------ when Caffe fails
+
+# What a failed caffe run leaves in its log, cause first: glog's FATAL and ERROR lines (a failed CHECK
+# is a FATAL line, "Check failed: ..."), protobuf's parse errors, and the C library's own messages
+# (heap corruption, a signal). What follows a FATAL line is its stack ("*** Check failure stack
+# trace: ***", "    @ 0x... google::LogMessage::Fail()"), never the cause.
+_GLOG_ERROR = re.compile(r"^([EF])(\d{4})?\d{4} \d{2}:\d{2}:\d{2}\.\d{1,6}\s+\d+\s+([^\]\s]*)\]\s?(.*)$")
+_OTHER_ERROR = re.compile(
+    r"(Check failed|\[libprotobuf (?:ERROR|FATAL)|^\*\*\* Error in|double free or corruption|"
+    r"free\(\): invalid|malloc\(\): |corrupted size vs|munmap_chunk\(\)|"
+    r"^\*\*\* (?:SIGSEGV|SIGBUS|SIGFPE|SIGILL|SIGABRT|Aborted at)|Segmentation fault|Bus error|"
+    r"^terminate called|what\(\):|Killed$|Aborted(?: \(core dumped\))?$)")
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """The first line of a log that says why caffe failed."""
+
+    path: str
+    line: int        # 1-based line number in the log
+    text: str        # the message, without glog's prefix
+    where: str = ""  # glog's source location (e.g. db_lmdb.cpp:15), when the line has one
+
+    def __str__(self) -> str:
+        at = f" [{self.where}]" if self.where else ""
+        return f"{self.path}:{self.line}: {self.text}{at}"
+
+
+def first_error(log: Path | str, lines: Iterable[str] | None = None) -> ErrorLine | None:
+    """The first error line of a caffe log (glog F/E lines, 'Check failed', protobuf and C library
+    errors), not the stack frames after it; None when the log shows none (e.g. killed by the OS
+    without a word: the exit status tells that). `lines`: the log's text lines when already read."""
+    log = Path(log)
+    if lines is None:
+        warnings: list[str] = []
+        lines = _lines(log, warnings) if log.is_file() else []
+    for n, line in enumerate(lines, 1):
+        m = _GLOG_ERROR.match(line)
+        if m:
+            return ErrorLine(str(log), n, m.group(4).strip(), m.group(3))
+        if _OTHER_ERROR.search(line.strip()):
+            return ErrorLine(str(log), n, line.strip())
+    return None
