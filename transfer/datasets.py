@@ -616,7 +616,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     b = sub.add_parser("build", help="decode and warp a Caffe list into an LMDB (as convert_imageset)")
     b.add_argument("--list", required=True, help="Caffe list: 'relative/path label' per line")
-    b.add_argument("--root", required=True, help="directory the list's paths are relative to")
+    b.add_argument("--root", required=True,
+                   help="directory the list's paths are relative to (part of what the build is: resuming it "
+                        "with another root is refused)")
     b.add_argument("--out", required=True, help="database directory to create")
     b.add_argument("--size", type=int, default=256, help="warp to SIZE x SIZE (default 256)")
     b.add_argument("--jobs", type=int, default=0, help="decoding processes (default: all cores)")

@@ -178,6 +178,8 @@ def caffe_lists(imagenet: str | os.PathLike, devkit: str | os.PathLike | None = 
     `wnids`: the class order labels follow (a split directory's synsets.txt); it must hold the devkit's
     classes. Default: the devkit's wnids sorted, which is Caffe's synsets.txt."""
     imagenet = Path(imagenet)
+    if not imagenet.is_dir():
+        raise TransferError(f"{imagenet}: no such folder (ILSVRC2012 with train/ and val/)")
     kit = Path(devkit) if devkit else find_devkit(imagenet)
     for f in (META, GROUND_TRUTH):
         if not (kit / f).is_file():
