@@ -137,6 +137,20 @@ def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, 
     assert datasets.verify(str(tmp_path / "db")) == []
 
 
+def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):  # noqa: F811
+    """An unfinished build recorded before roots were part of the identity resumes with any root."""
+    from test_datasets import _killed_build
+
+    root, lst, _ = corpus
+    assert _killed_build(lst, root, tmp_path / "db", 10, block=4, jobs=1).returncode < 0
+    info = tmp_path / "db.partial" / "build.json"
+    record = json.loads(info.read_text())
+    del record["root"], record["about"]
+    info.write_text(json.dumps(record))
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
+    assert datasets.verify(str(db)) == []
+
+
 # ------------------------------------------------------------------------------ lists
 
 BAD_LISTS = {

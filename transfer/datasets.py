@@ -172,8 +172,6 @@ def _up_to_date(out: Path, identity: dict[str, Any], about: dict[str, str]) -> b
         raise TransferError(f"{out} already exists but has no {MANIFEST} (not made by transfer); delete it")
     m = read_manifest(out)
     old = dict(m.get("identity") or {})
-    if "root" not in old:  # built before the image root was part of a build's identity
-        identity = {k: v for k, v in identity.items() if k != "root"}
     old["about"] = {"list_sha256": m.get("list", {}).get("path", "?"), **old.get("about", {})}
     diff = identity_diff(old, identity, about)
     if not diff:

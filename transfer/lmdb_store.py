@@ -187,7 +187,9 @@ def identity_diff(old: dict[str, Any], new: dict[str, Any], about: dict[str, str
     or new `about` (e.g. the list's path) is shown with it."""
     old_about, about = old.get(ABOUT, {}) or {}, about or {}
     out = []
-    for k in sorted((set(old) | set(new)) - {ABOUT}):
+    # Records written before the image root was part of a build's identity do not hold it.
+    skip = {ABOUT} | ({"root"} - set(old))
+    for k in sorted((set(old) | set(new)) - skip):
         if old.get(k) != new.get(k):
             was = f"{old_about[k]} ({old.get(k)})" if k in old_about else repr(old.get(k))
             now = f"{about[k]} ({new.get(k)})" if k in about else repr(new.get(k))
