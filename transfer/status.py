@@ -37,10 +37,10 @@ def _progress(st: NetState, net: Net) -> None:
     st.attempts = len(files)
     if files:
         try:
-            whole = read_logs(files)
+            whole = read_logs(files, strict=False)
             if whole.val_accuracy:
                 st.val_accuracy = whole.val_accuracy[max(whole.val_accuracy)]
-            latest = read_logs(files[-1:])
+            latest = read_logs(files[-1:], strict=False)
             st.iteration, st.iter_per_s = latest.last_iteration or 0, latest.speed()
         except TransferError:
             pass
