@@ -258,28 +258,6 @@ def test_two_runners_train_each_net_once(scratch):
 
 
 @needs_caffe
-def test_failure_skips_dependents_not_independent_nets(tmp_path, tmp_path_factory):
-    if not tinyrun.caffe_available():
-        pytest.skip("Caffe is not built (make caffe)")
-    good = tinyrun.shared_data(tmp_path_factory)
-    data = tmp_path / "data"
-    (data / "half0A" / "train_lmdb").mkdir(parents=True)   # an empty database: caffe aborts
-    (data / "half0A" / "val_lmdb").symlink_to(good / "half0A" / "val_lmdb")
-    (data / "half0A" / "mean.binaryproto").symlink_to(good / "half0A" / "mean.binaryproto")
-    (data / "half0B").symlink_to(good / "half0B")
-    plan = tinyrun.write_plan_copy(tmp_path / "plan", data, solver={"max_iter": 20, "snapshot": 20})
-    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", "half0A-2-half0B,half0B-2-half0B",
-                          "--cpu", "--jobs", "2")
-    assert res.returncode == Exit.FAILED, res.stderr
-    assert "FAILED base-half0A" in res.stderr and "skip  half0A-2-half0B" in res.stderr
-    assert plan.net("half0B-2-half0B").run.is_done()
-    assert net_state(plan, plan.net("base-half0A")).state == "failed"
-    assert net_state(plan, plan.net("half0A-2-half0B")).state == "blocked"
-    status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
-    assert "base-half0A failed: caffe exit" in status
-
-
-@needs_caffe
 def test_live_lock_refuses_second_trainer(scratch):
     plan = scratch()
     net = plan.net("base-half0A")

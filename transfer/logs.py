@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import signal
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -324,3 +325,27 @@ def first_error(log: Path | str, lines: Iterable[str] | None = None) -> ErrorLin
         if _OTHER_ERROR.search(line.strip()):
             return ErrorLine(str(log), n, line.strip())
     return None
+
+
+# Caffe's Solver::Solve prints this after the last iteration, its final snapshot and final test;
+# a run stopped early on request prints "Optimization stopped early." instead.
+_DONE_LINE = "Optimization Done."
+
+
+def ended_normally(log: Path | str) -> bool:
+    """Whether a caffe log shows training run to its end (Solver::Solve's closing line)."""
+    log = Path(log)
+    if not log.is_file():
+        return False
+    warnings: list[str] = []
+    return any(_DONE_LINE in line for line in _lines(log, warnings))
+
+
+def describe_exit(rc: int) -> str:
+    """Caffe's exit status in words: 'exit 1', 'killed by SIGABRT'."""
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit {rc}"

@@ -22,7 +22,8 @@ from .errors import Exit, TransferError
 from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
-from .status import net_state
+from . import preflight
+from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
 POLL_S = 0.5
@@ -97,6 +98,7 @@ class Runner:
     def start(self, net: Net, slot: str) -> None:
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
         cmd += ["--cpu"] if self.cpu else ["--gpu", slot]
+        cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
         if self.max_seconds:
             cmd += ["--max-seconds", str(self.max_seconds)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -123,7 +125,8 @@ class Runner:
                 self.interrupted.add(name)
                 log.info("stopped %s with a snapshot (resume: run again)", name)
             else:
-                why = f"exit {rc}" + ("" if rc != Exit.FAILED else " (caffe failed)")
+                record = job.net.run.failed_record() if rc == Exit.FAILED else None
+                why = (record or {}).get("error") or f"exit {rc}"
                 self.failed[name] = why
                 log.info("FAILED %s: %s; see %s", name, why, shown(job.net.run.logs_dir))
                 self._skip_dependents(name)
@@ -147,11 +150,7 @@ class Runner:
 
     def progress(self) -> None:
         for name, job in self.jobs.items():
-            st = net_state(self.plan, job.net)
-            acc = f", val acc {st.val_accuracy:.3f}" if st.val_accuracy is not None else ""
-            eta = f", {duration(st.seconds_left)} left" if st.seconds_left is not None else ""
-            speed = f", {st.iter_per_s:.2f} it/s" if st.iter_per_s else ""
-            log.info("  %s: iteration %d/%d%s%s%s", name, st.iteration, st.max_iter, speed, acc, eta)
+            log.info("  %s: %s", name, progress_line(net_state(self.plan, job.net)))
 
     # -- main loop
     def _on_signal(self, signum: int, _frame) -> None:
@@ -217,6 +216,7 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
              progress_every: float = PROGRESS_EVERY_S) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status."""
     nets = plan.with_bases(plan.select(only))
+    log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
     if cpu or not gpus:
         cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]

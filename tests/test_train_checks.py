@@ -1,0 +1,143 @@
+"""What training accepts and when a net counts as done: the preflight before any training, a crash
+after the final snapshot, caffe's failures shown by their cause, the progress line."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from transfer import REPO
+from transfer.errors import Exit
+from transfer.plan import load_plan
+from transfer.status import net_state
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tinyrun  # noqa: E402
+
+
+def needs_caffe(test):
+    skip = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+    return pytest.mark.slow(skip(test))
+
+
+# ---------------------------------------------------------------------------- preflight
+
+def test_train_without_data_fails_before_writing_anything(tmp_path):
+    plan = tinyrun.write_plan_copy(tmp_path, tmp_path / "nodata", write_nets=False)
+    net = plan.net("base-half0A")
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == Exit.ERROR, res.stderr
+    assert "not ready to train" in res.stderr
+    assert f"{tmp_path / 'nodata' / 'half0A' / 'train_lmdb'} is not an LMDB directory" in res.stderr
+    assert "transfer prepare --plan" in res.stderr and "Traceback" not in res.stderr
+    assert not net.run.path.exists()   # no init files, no logs
+
+
+def test_run_without_data_fails_before_training(tmp_path):
+    plan = tinyrun.write_plan_copy(tmp_path, tmp_path / "nodata", write_nets=False)
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu", "--only", "half0A-2-half0B")
+    assert res.returncode == Exit.ERROR, res.stderr
+    # the transfer net and its base, both named
+    assert "base-half0A: training data:" in res.stderr and "half0A-2-half0B: training data:" in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@needs_caffe
+def test_labels_beyond_the_nets_classes_are_refused(tmp_path, tmp_path_factory):
+    """The 8-class whole set given to a 4-class net: caffe would corrupt its heap; refused up front."""
+    good = tinyrun.shared_data(tmp_path_factory)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "half0A").symlink_to(good / "all")
+    plan = tinyrun.write_plan_copy(tmp_path / "plan", data, write_nets=False)
+    net = plan.net("base-half0A")
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == Exit.ERROR, res.stderr
+    assert re.search(r"train_lmdb/manifest.json: \d+ images have labels outside 0\.\.3 \(e\.g\. 7\), but the net "
+                     r"has 4 classes", res.stderr), res.stderr
+    assert not net.run.path.exists()
+
+
+def test_disk_estimate_counts_every_snapshot():
+    from transfer import preflight
+    plan = load_plan("paper")
+    net = plan.net("base-half0A")
+    # CaffeNet: 60,965,224 learned numbers with 1000 outputs (the count Caffe's own model zoo gives)
+    assert preflight.param_count(plan.model, 1000) == 60_965_224
+    per_snapshot = preflight.param_count(plan.model, net.fc8_outputs) * 4 * 2
+    snapshots = net.max_iter // net.solver.snapshot
+    assert preflight.disk_bytes(plan, net) == per_snapshot * (snapshots + (0 if net.run.init_state.is_file() else 1))
+
+
+# ---------------------------------------------------------------------------- when caffe fails
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@needs_caffe
+def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory):
+    """Caffe aborting after its final snapshot (as heap corruption does) leaves a failure with its
+    cause, and running `transfer train` again does not call the net done."""
+    data = tinyrun.shared_data(tmp_path_factory)
+    # a long final test pass: the window between the final snapshot and the end of caffe
+    plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 20, "snapshot": 20, "test_interval": 20,
+                                                           "test_iter": 400, "display": 5})
+    net = plan.net("base-half0A")
+    cmd = tinyrun.transfer_cmd("train", net.name, "--plan", str(plan.path), "--cpu", "--progress-every", "0.3")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    final = net.run.snapshot(20, "solverstate")
+    end = time.time() + 300
+    while not final.is_file() and time.time() < end and proc.poll() is None:
+        time.sleep(0.02)
+    assert final.is_file(), proc.communicate()[0]
+    time.sleep(0.2)  # the solverstate is written: caffe is in its final test
+    caffe = _children(proc.pid)
+    assert caffe, "caffe ended before the test could abort it"
+    os.kill(caffe[0], signal.SIGABRT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == Exit.FAILED, out
+    assert "caffe killed by SIGABRT" in out and "after its final snapshot: the net is not done" in out
+    assert re.search(r"base-half0A: iteration \d+/20, loss \d", out), out  # the progress line
+    assert not net.run.is_done()
+    failed = net.run.failed_record()
+    assert failed["error"].startswith("caffe killed by SIGABRT") and "@ 0x" not in failed["error"]
+
+    again = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert again.returncode == Exit.FAILED, again.stderr
+    assert "final snapshot was written by attempt 1, which then failed: caffe killed by SIGABRT" in again.stderr
+    assert not net.run.is_done() and len(net.run.log_files()) == 1   # caffe not run again
+    assert net_state(plan, net).state == "failed"
+
+
+@needs_caffe
+def test_caffe_failure_shows_the_first_error_line_not_the_stack(tmp_path, tmp_path_factory):
+    """A net file caffe refuses: the command, the FAILED record and `transfer status` show caffe's
+    "Check failed" line and where it is in the log; dependents are skipped, independent nets train."""
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 20, "snapshot": 20})
+    base = plan.net("base-half0A")
+    train_net = REPO / base.files.train_net
+    text = train_net.read_text()
+    assert text.count("num_output: 24") == 1
+    train_net.write_text(text.replace("num_output: 24", "num_output: 0"))   # conv1 with no filters
+    res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", "half0A-2-half0B,half0B-2-half0B",
+                          "--cpu", "--jobs", "2")
+    assert res.returncode == Exit.FAILED, res.stderr
+    assert "FAILED base-half0A: caffe killed by SIGABRT: Check failed: num_output_ > 0" in res.stderr, res.stderr
+    assert "skip  half0A-2-half0B" in res.stderr and plan.net("half0B-2-half0B").run.is_done()
+    failed = base.run.failed_record()
+    assert re.fullmatch(r".*attempt-001\.log:\d+", failed["where"])
+    status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
+    assert "base-half0A failed: caffe killed by SIGABRT: Check failed: num_output_ > 0" in status
+    assert json.loads(base.run.attempts_file.read_text().splitlines()[-1])["exit"] == -signal.SIGABRT
