@@ -123,7 +123,7 @@ def test_run_trains_every_net_in_dependency_order(trained):
 
 
 @needs_caffe
-def test_run_dir_layout_and_absolute_paths(trained):
+def test_run_dir_layout_and_paths(trained):
     plan, _ = trained
     net = plan.net("half0A-2-half0B")
     run = net.run
@@ -132,7 +132,8 @@ def test_run_dir_layout_and_absolute_paths(trained):
         assert path.is_file(), path
         assert path.parent in (run.path, run.logs_dir)
     solver = run.net_copy("solver").read_text()
-    assert f'snapshot_prefix: "{run.path}/snapshots/half0A-2-half0B"' in solver
+    # the run's own files relative to it (caffe runs inside it): a moved runs folder trains from its own
+    assert 'snapshot_prefix: "snapshots/half0A-2-half0B"' in solver and 'train_net: "train.prototxt"' in solver
     assert "solver_mode: CPU" in solver
     train = run.net_copy("train").read_text()
     # a transfer net reads its target's images and subtracts its base's mean

@@ -141,3 +141,52 @@ def test_caffe_failure_shows_the_first_error_line_not_the_stack(tmp_path, tmp_pa
     status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
     assert "base-half0A failed: caffe killed by SIGABRT: Check failed: num_output_ > 0" in status
     assert json.loads(base.run.attempts_file.read_text().splitlines()[-1])["exit"] == -signal.SIGABRT
+
+
+# ---------------------------------------------------------------------------- a moved runs folder
+
+@needs_caffe
+def test_moved_runs_folder_resumes_from_its_own_snapshot(tmp_path, tmp_path_factory):
+    """Train partway, copy the runs folder elsewhere and spoil the old one's weights: the copy resumes
+    from its snapshot, reads none of the old folder's files, and finishes."""
+    import shutil
+
+    import yaml
+
+    from transfer.caffemodel import read_state
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path / "a", data, solver={"max_iter": 40, "snapshot": 20,
+                                                                 "test_interval": 40})
+    net = plan.net("base-half0A")
+    proc = subprocess.Popen(tinyrun.transfer_cmd("train", net.name, "--plan", str(plan.path), "--cpu"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = net.run.snapshot(20, "solverstate")
+    end = time.time() + 300
+    while not first.is_file() and time.time() < end and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before it could be stopped")
+    assert proc.returncode == Exit.INTERRUPTED, out
+    old_runs = tmp_path / "a" / "runs"
+    for _, state in net.run.snapshots():   # as earlier versions (absolute snapshot prefix) left them
+        st = read_state(state)
+        st.learned_net = str(state.with_suffix(".caffemodel"))
+        state.write_bytes(st.SerializeToString())
+    new_runs = tmp_path / "moved here" / "runs"
+    shutil.copytree(old_runs, new_runs, symlinks=True)
+    for model in (old_runs / net.name).rglob("*.caffemodel"):
+        model.write_bytes(b"")          # loading any of these would fail caffe
+    config = yaml.safe_load(plan.path.read_text())
+    config["runs_dir"] = str(new_runs)
+    (tmp_path / "moved.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    moved = load_plan(str(tmp_path / "moved.yaml")).net(net.name)
+    stopped_at = moved.run.resume_point()[0]
+
+    res = tinyrun.run_cli("train", net.name, "--plan", str(tmp_path / "moved.yaml"), "--cpu")
+    assert res.returncode == 0, res.stderr
+    assert moved.run.is_done() and not net.run.is_done()
+    log = moved.run.attempt_log(2).read_text()
+    assert f"resuming at iteration {stopped_at}" in res.stderr and str(old_runs) not in log
+    assert read_state(moved.run.snapshot(40, "solverstate")).learned_net == f"snapshots/{net.name}_iter_40.caffemodel"

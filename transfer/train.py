@@ -49,7 +49,9 @@ def _need_file(path: Path, plan: Plan) -> Path:
 
 
 def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
-    """The plan's train/test/solver prototxt copied into the run dir with absolute paths."""
+    """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
+    data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
+    a moved runs folder trains from its own files."""
     pb = caffe_pb2()
     run = net.run
     texts = {}
@@ -62,10 +64,10 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
                 layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
         texts[kind] = text_format.MessageToString(proto)
     solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
-    solver.train_net = str(run.net_copy("train"))
+    solver.train_net = _in_run(run, run.net_copy("train"))
     del solver.test_net[:]
-    solver.test_net.append(str(run.net_copy("test")))
-    solver.snapshot_prefix = str(run.snapshot_prefix)
+    solver.test_net.append(_in_run(run, run.net_copy("test")))
+    solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
     solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
     texts["solver"] = text_format.MessageToString(solver)
     for kind, text in texts.items():
@@ -75,6 +77,24 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     run.snapshots_dir.mkdir(exist_ok=True)
     run.logs_dir.mkdir(exist_ok=True)
     return run.net_copy("solver")
+
+
+def _in_run(run: RunDir, path: Path) -> str:
+    return os.path.relpath(path, run.path)
+
+
+def movable_state(run: RunDir, state: Path) -> Path:
+    """Point a solverstate at the weights beside it, relative to the run directory.
+
+    Caffe stores in a snapshot's .solverstate the path of the .caffemodel it wrote (`learned_net`)
+    and loads that path on resume: an absolute one, from before a move of the runs folder, would
+    fail, or silently load the old folder's weights while it still exists."""
+    st = read_state(state)
+    want = _in_run(run, state.with_suffix(".caffemodel"))
+    if st.learned_net != want:
+        st.learned_net = want
+        atomic_write(state, st.SerializeToString())
+    return state
 
 
 def start_state(run: RunDir) -> Path:
@@ -87,7 +107,7 @@ def start_state(run: RunDir) -> Path:
     path = run.init_state
     if path.is_file() and path.stat().st_mtime >= run.init_weights.stat().st_mtime:
         return path
-    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=str(run.init_weights))
+    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=_in_run(run, run.init_weights))
     for layer in read_model(run.init_weights).layer:   # the solver's history: one blob per parameter
         for blob in layer.blobs:
             h = state.history.add()
@@ -239,7 +259,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
     run = net.run
     solver = run.net_copy("solver")
     point = run.resume_point()
-    cmd = caffe_command(solver, device.gpu, point[1] if point else start_state(run))
+    cmd = caffe_command(solver, device.gpu, movable_state(run, point[1] if point else start_state(run)))
     attempt, log_path = run.new_log()
     if not (point and point[0] >= net.max_iter):  # a failure after the final snapshot stays on record
         run.clear_failed()
