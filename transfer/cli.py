@@ -32,10 +32,13 @@ COMMAND_MODULES = [
 ]
 
 
-START = """start here:
+START = """start here (README.md walks through it):
   transfer doctor                       is Caffe there, and everything the paper needs
   transfer demo --plan small            the whole pipeline on the synthetic dataset (CPU)
+  transfer plan show --plan paper       the nets a plan trains
   transfer prepare --imagenet DIR       the paper's datasets from ILSVRC2012 as distributed
+  transfer run --plan paper --gpus 0    train them here (or `transfer submit` on SLURM), resumable
+  transfer status --plan paper          where every net stands; `transfer report` the paper's numbers
   transfer COMMAND --help               the options of one command
 """
 

@@ -2,7 +2,7 @@
 
   init.caffemodel, surgery.json        starting weights and how they were made (surgery.py)
   init.solverstate                     iteration 0 with init.caffemodel: the first attempt's start
-  train/test/solver.prototxt           the plan's files with every path made absolute
+  train/test/solver.prototxt           the plan's files: data by absolute path, the run's own files relative
   logs/attempt-NNN.log                 caffe's glog output, one file per attempt
   attempts.jsonl                       one line per attempt: host, times, exit status, resumed from
   snapshots/<net>_iter_<N>.caffemodel|.solverstate

@@ -241,7 +241,7 @@ def _run_cmd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train every selected net of a plan on this machine")
-    p.add_argument("--plan", default="paper")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
     p.add_argument("--gpus", help="GPU ids to use, one net per GPU, e.g. 0,1,2,3")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")

@@ -142,6 +142,6 @@ def _status_cmd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("status", help="where every net of a plan stands")
-    s.add_argument("--plan", default="paper")
+    s.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     s.add_argument("--only", help="comma-separated name patterns")
     s.set_defaults(func=_status_cmd)

@@ -184,7 +184,7 @@ def _cmd(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("surgery", help="write a net's init.caffemodel (copied + freshly drawn layers)")
     p.add_argument("net", help="net name (see `transfer plan show`)")
-    p.add_argument("--plan", default="paper")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--seed", type=int, help="seed for the fresh layers (default: from the net's name)")
     p.add_argument("--force", action="store_true", help="redraw even if init.caffemodel exists")
     p.set_defaults(func=_cmd)
