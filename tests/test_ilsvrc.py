@@ -208,7 +208,7 @@ def test_prepare_from_imagenet_equals_caffes_lists(imagenet, tmp_path):
     config.update(data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"), split_dir=str(split_dir),
                   nets_dir=str(tmp_path / "prototxt"), solvers_dir=str(tmp_path / "solvers"),
                   datasets={"half0A": 2, "half0B": 2}, experiments={"random_split": {"splits": [0], "n": [2]}})
-    config["model"]["image_size"] = 32
+    config["model"].update(image_size=32, crop=28)
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     res = tinyrun.run_cli("prepare", "--plan", str(tmp_path / "plan.yaml"), "--imagenet", str(imagenet),
                           "--jobs", "1")

@@ -64,7 +64,7 @@ class RunDir:
         return self.path / "init.solverstate"
 
     def net_copy(self, kind: str) -> Path:
-        """`train`, `test` or `solver`: the plan's file copied here with absolute paths."""
+        """`train`, `test` or `solver`: the plan's file copied here (see train.write_run_files)."""
         if kind not in ("train", "test", "solver"):
             raise ValueError(kind)
         return self.path / f"{kind}.prototxt"

@@ -275,7 +275,8 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
     point = run.resume_point()
     at_end = point is not None and point[0] >= net.max_iter
-    if rc == 0 and not asked and at_end and logs.ended_normally(log_path):
+    # (a stop asked for as training ended is moot: caffe's log says which happened)
+    if rc == 0 and at_end and logs.ended_normally(log_path):
         frozen = finish(net)["frozen_check"]["layers"]
         log.info("%s: done: iteration %d in %s%s", net.name, net.max_iter, duration(seconds),
                  f"; frozen {', '.join(frozen)} bit-identical to init.caffemodel" if frozen else "")
@@ -308,15 +309,15 @@ def _failed(net: Net, attempt: int, rc: int, log_path: Path, at_end: bool) -> in
 
 
 def _normal_end_recorded(run: RunDir) -> bool:
-    """Whether the newest attempt ran caffe to its end: exit status 0, not stopped, and its log
-    closing with Solver::Solve's last line."""
+    """Whether the newest attempt ran caffe to its end: exit status 0 and its log closing with
+    Solver::Solve's last line (a run stopped early closes with another)."""
     attempts = run.attempts()
     logs_ = run.log_files()
     if not attempts or not logs_:
         return False
     last = attempts[-1]
     return (run.attempt_log(last["attempt"]) == logs_[-1] and last.get("exit") == 0
-            and not last.get("stopped") and logs.ended_normally(logs_[-1]))
+            and logs.ended_normally(logs_[-1]))
 
 
 def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: _Stop,
