@@ -122,24 +122,24 @@ def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory)
 
 @needs_caffe
 def test_caffe_failure_shows_the_first_error_line_not_the_stack(tmp_path, tmp_path_factory):
-    """A net file caffe refuses: the command, the FAILED record and `transfer status` show caffe's
-    "Check failed" line and where it is in the log; dependents are skipped, independent nets train."""
+    """A solver file caffe refuses: the command, the FAILED record and `transfer status` show caffe's
+    fatal line and where it is in the log; dependents are skipped, independent nets train."""
     data = tinyrun.shared_data(tmp_path_factory)
     plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 20, "snapshot": 20})
     base = plan.net("base-half0A")
-    train_net = REPO / base.files.train_net
-    text = train_net.read_text()
-    assert text.count("num_output: 24") == 1
-    train_net.write_text(text.replace("num_output: 24", "num_output: 0"))   # conv1 with no filters
+    solver = REPO / base.files.solver
+    text = solver.read_text()
+    assert text.count('lr_policy: "step"') == 1
+    solver.write_text(text.replace('lr_policy: "step"', 'lr_policy: "bogus"'))   # caffe stops at its first update
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--only", "half0A-2-half0B,half0B-2-half0B",
                           "--cpu", "--jobs", "2")
     assert res.returncode == Exit.FAILED, res.stderr
-    assert "FAILED base-half0A: caffe killed by SIGABRT: Check failed: num_output_ > 0" in res.stderr, res.stderr
+    assert "FAILED base-half0A: caffe killed by SIGABRT: Unknown learning rate policy: bogus" in res.stderr, res.stderr
     assert "skip  half0A-2-half0B" in res.stderr and plan.net("half0B-2-half0B").run.is_done()
     failed = base.run.failed_record()
     assert re.fullmatch(r".*attempt-001\.log:\d+", failed["where"])
     status = tinyrun.run_cli("status", "--plan", str(plan.path)).stdout
-    assert "base-half0A failed: caffe killed by SIGABRT: Check failed: num_output_ > 0" in status
+    assert "base-half0A failed: caffe killed by SIGABRT: Unknown learning rate policy: bogus" in status
     assert json.loads(base.run.attempts_file.read_text().splitlines()[-1])["exit"] == -signal.SIGABRT
 
 
