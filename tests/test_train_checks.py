@@ -190,3 +190,18 @@ def test_moved_runs_folder_resumes_from_its_own_snapshot(tmp_path, tmp_path_fact
     log = moved.run.attempt_log(2).read_text()
     assert f"resuming at iteration {stopped_at}" in res.stderr and str(old_runs) not in log
     assert read_state(moved.run.snapshot(40, "solverstate")).learned_net == f"snapshots/{net.name}_iter_40.caffemodel"
+
+
+@needs_caffe
+def test_a_net_file_caffe_refuses_is_named_before_training(tmp_path, tmp_path_factory):
+    """pycaffe (surgery) aborting on a net file: an error naming the file and Caffe's check, exit 2."""
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 20, "snapshot": 20})
+    net = plan.net("base-half0A")
+    train_net = REPO / net.files.train_net
+    train_net.write_text(train_net.read_text().replace("num_output: 24", "num_output: 0"))  # conv1, no filters
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == Exit.ERROR, res.stderr
+    assert f"net 'base-half0A': pycaffe could not build {train_net} (killed by SIGABRT): Check failed: " \
+           "num_output_ > 0 (0 vs. 0)" in res.stderr, res.stderr
+    assert not net.run.init_weights.exists() and not net.run.log_files()
