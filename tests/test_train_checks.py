@@ -205,3 +205,17 @@ def test_a_net_file_caffe_refuses_is_named_before_training(tmp_path, tmp_path_fa
     assert f"net 'base-half0A': pycaffe could not build {train_net} (killed by SIGABRT): Check failed: " \
            "num_output_ > 0 (0 vs. 0)" in res.stderr, res.stderr
     assert not net.run.init_weights.exists() and not net.run.log_files()
+
+
+@needs_caffe
+def test_snapshots_beyond_the_free_disk_are_refused(tmp_path, tmp_path_factory):
+    """A schedule whose snapshots would not fit on the disk: exit 74 before anything is written."""
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 10_000_000, "snapshot": 1, "stepsize": 1000},
+                                   write_nets=False)
+    net = plan.net("base-half0A")
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == Exit.NO_SPACE, res.stderr
+    assert re.search(r"training 1 net\(s\) writes about [\d.]+ TiB of snapshots and init files under .*runs; "
+                     r"[\d.]+ \w+ free there", res.stderr), res.stderr
+    assert not net.run.path.exists()
