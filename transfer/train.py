@@ -364,10 +364,11 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
     if base is not None and not base.run.is_done():
         raise TransferError(f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', "
                             f"which is not finished (train it first)")
-    log.info("%s: preflight: %s", net.name, preflight.check(plan, [net]))
+    # Signals are caught from here on: a batch system's SIGTERM during the checks is a stop, not death.
     stop = _Stop(time.time() + max_seconds if max_seconds else None)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        log.info("%s: preflight: %s", net.name, preflight.check(plan, [net]))
         try:
             lock = net.run.acquire_lock()
         except locks.LockHeld as exc:
