@@ -16,7 +16,10 @@ from PIL import Image
 from transfer import REPO, budgets, cli, datasets, labelsets, splits, synthetic
 from transfer.caffe_env import caffe_pb2
 from transfer.errors import TransferError
-from transfer.lmdb_store import KILL_ENV, PROGRESS_KEY, iter_items, open_read
+from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_datasets import _KILLER  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 BOTTOMUP = [999, 977, 918, 877, 820, 753, 694, 596, 486, 345, 206, 79, 36, 17, 9, 5, 2, 1]   # depth 17..0
@@ -338,9 +341,11 @@ def test_relabel_keeps_keys_and_pixels(pb2, whole_db, tmp_path, capsys):
 
 def test_relabel_resumes_after_kill(pb2, whole_db, tmp_path, capsys):
     out = tmp_path / "r"
-    code = f"from transfer.datasets import relabel; relabel({str(whole_db)!r}, {{0: 0, 1: 1}}, {str(out)!r}, block=6)"
-    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            env={**os.environ, KILL_ENV: "5"})
+    # the crash-mid-commit child of the data tests, running relabel instead of build
+    code = _KILLER.replace("from transfer.datasets import build", "from transfer.datasets import relabel").replace(
+        "build(*sys.argv[2:5], **ast.literal_eval(sys.argv[5]))",
+        f"relabel({str(whole_db)!r}, {{0: 0, 1: 1}}, {str(out)!r}, block=6)")
+    killed = subprocess.run([sys.executable, "-c", code, "8"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert killed.returncode == -signal.SIGKILL and not out.exists()
     mapfile = tmp_path / "map.txt"
     mapfile.write_text("# old new\n0 0\n1 1\n")
