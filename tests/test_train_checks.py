@@ -219,3 +219,24 @@ def test_snapshots_beyond_the_free_disk_are_refused(tmp_path, tmp_path_factory):
     assert re.search(r"training 1 net\(s\) writes about [\d.]+ TiB of snapshots and init files under .*runs; "
                      r"[\d.]+ \w+ free there", res.stderr), res.stderr
     assert not net.run.path.exists()
+
+
+@needs_caffe
+def test_sigterm_while_starting_is_a_stop_not_a_death(tmp_path, tmp_path_factory):
+    """SLURM may signal a job right after it starts: `transfer train` still importing exits 75
+    (resubmittable), where Python's default would have been death by SIGTERM (143 in the job)."""
+    data = tinyrun.shared_data(tmp_path_factory)
+    plan = tinyrun.write_plan_copy(tmp_path, data, solver={"max_iter": 20, "snapshot": 20})
+    proc = subprocess.Popen(tinyrun.transfer_cmd("train", "base-half0A", "--plan", str(plan.path), "--cpu"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.3)   # the interpreter is up, the command's modules still loading
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == Exit.INTERRUPTED, out
+    assert "SIGTERM before caffe started" in out and not plan.net("base-half0A").run.log_files()
+    # a command that does not stop cleanly still ends on it, as by default
+    other = subprocess.Popen(tinyrun.transfer_cmd("plan", "show", "--plan", str(plan.path)), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.05)  # (long before it could have finished)
+    other.send_signal(signal.SIGTERM)
+    assert other.wait(timeout=60) == -signal.SIGTERM

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from . import console
+from . import console, stopsig
 from .errors import Exit, TransferError, exit_codes_text
 
 COMMAND_MODULES = [
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console.setup(args.verbose)
+    if args.command not in stopsig.HANDLED:
+        stopsig.release()
     try:
         code = args.func(args)
     except TransferError as exc:

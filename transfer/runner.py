@@ -22,7 +22,7 @@ from .errors import Exit, TransferError
 from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
-from . import preflight
+from . import preflight, stopsig
 from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
@@ -166,6 +166,8 @@ class Runner:
 
     def run(self) -> int:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        if stopsig.received():  # while the command was starting: start nothing
+            self.stopping = stopsig.received()
         last_progress = time.time()
         try:
             log.info("plan %s: %d nets, %d done already; %d at a time on %s", self.plan.name, len(self.nets),

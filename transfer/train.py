@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import text_format
 
-from . import locks, logs, preflight
+from . import locks, logs, preflight, stopsig
 from .caffe_env import caffe_binary, caffe_pb2
 from .caffemodel import identical_layers, read_model, read_state
 from .console import stage
@@ -137,7 +137,7 @@ class _Stop:
     """Signal flag: handlers only record; the wait loop acts."""
 
     def __init__(self, deadline: float | None) -> None:
-        self.why: str | None = None
+        self.why: str | None = stopsig.received()  # (while the command was starting)
         self.deadline = deadline
 
     def __call__(self, signum: int, _frame: Any) -> None:
@@ -367,6 +367,7 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
     # Signals are caught from here on: a batch system's SIGTERM during the checks is a stop, not death.
     stop = _Stop(time.time() + max_seconds if max_seconds else None)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop.why = stop.why or stopsig.received()
     try:
         log.info("%s: preflight: %s", net.name, preflight.check(plan, [net]))
         try:
