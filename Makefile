@@ -20,7 +20,7 @@ help:
 	@echo "make setup   Debian packages, Caffe (cached build), .venv with pycaffe and transfer"
 	@echo "make caffe   build Caffe (CAFFE_SRC=tree to build another tree, CAFFE_ROOT=dir to use a build, CAFFE_GPU=1 for CUDA)"
 	@echo "make nets    regenerate prototxt/, solvers/ and splits/ for the paper's plan"
-	@echo "make data IMAGENET_DIR=... TRAIN_LIST=... VAL_LIST=...   the paper's LMDBs and means"
+	@echo "make data IMAGENET_DIR=... [DEVKIT=...] [TRAIN_LIST=... VAL_LIST=...]   the paper's LMDBs and means"
 	@echo "make train [PLAN=paper GPUS=0,1] and train-random-split, train-natman, train-whole,"
 	@echo "           train-random-weights, train-reduced, train-status (PLAN=small: on the CPU)"
 	@echo "make report, report-small, report-released RELEASED=dir   figures and tables"

@@ -3,8 +3,8 @@
 #   scripts/train-net.sh NET [PLAN] [GPU]      e.g. scripts/train-net.sh half0A-3-half0B paper 0
 # Environment: TRANSFER (default: .venv/bin/transfer), MAX_SECONDS (snapshot and exit 75 after that
 # many seconds: set it a few minutes under a batch job's time limit, then resubmit to resume).
-# Exit status: 0 done, 1 caffe failed, 2 usage/plan error, 73 another process trains it,
-# 75 stopped with a snapshot (run again to resume).
+# Exit status: 0 done, 1 caffe failed, 2 usage/plan/data error, 73 another process trains it,
+# 74 not enough disk for its snapshots, 75 stopped with a snapshot (run again to resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NET=${1:?usage: $0 NET [PLAN] [GPU]}

@@ -388,6 +388,6 @@ def test_rebuild_is_up_to_date_and_other_options_refused(pb2, corpus, tmp_path, 
 
 
 def test_malformed_list_line_is_named(pb2, tmp_path):
-    lst = _write_list(tmp_path / "files.txt", ["a.JPEG 0", "", "b.JPEG x"])
+    lst = _write_list(tmp_path / "files.txt", ["a.JPEG 0", "b.JPEG 1", "c.JPEG x"])
     with pytest.raises(TransferError, match=r"files.txt:3: expected 'relative/path label'"):
         datasets.build(str(lst), str(tmp_path), str(tmp_path / "db"), size=SIZE)

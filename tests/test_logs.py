@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from transfer.errors import TransferError
-from transfer.logs import is_log_file, log_files, read_logs, read_run
+from transfer.logs import LogError, first_error, is_log_file, log_files, read_logs, read_run
 from transfer.metrics import net_metric
 
 # A 2014-fork log (yearless glog prefix), as the released .o files have it.
@@ -188,3 +189,140 @@ def test_metric_top10_final_best(tmp_path: Path) -> None:
     short = read_logs([_write(tmp_path / "s.log", "\n".join(lines[:6]) + "\n")])
     assert net_metric(short).metric == pytest.approx(np.mean(accs[:3]))
     assert net_metric(read_logs([_write(tmp_path / "e.log", "")])) is None
+
+
+# ------------------------------------------------------------------------------ values that are not results
+
+@pytest.mark.parametrize("line, what", [
+    ("I0416 00:41:00.000000 1 solver.cpp:123] Test score #0: 1.5", "validation accuracy 1.5 is outside [0, 1]"),
+    ("I0416 00:41:00.000000 1 solver.cpp:123] Test score #0: -0.01", "validation accuracy -0.01 is outside [0, 1]"),
+    ("I0416 00:41:00.000000 1 solver.cpp:397]     Test net output #0: accuracy = 63.2",
+     "validation accuracy 63.2 is outside [0, 1]"),
+    ("I0416 00:41:00.000000 1 solver.cpp:397]     Test net output #0: accuracy = nan",
+     "validation accuracy is nan, not a finite number"),
+    ("I0416 00:41:00.000000 1 solver.cpp:123] Test score #1: inf", "validation loss is inf"),
+    ("I0416 00:41:01.000000 1 solver.cpp:74] Iteration 1020, loss = nan", "training loss is nan"),
+    ("I0416 00:41:01.000000 1 solver.cpp:74] Iteration 1020, lr = -inf", "learning rate is -inf"),
+])
+def test_values_that_cannot_be_results_name_file_and_line(tmp_path: Path, line: str, what: str) -> None:
+    text = ("I0416 00:40:00.000000 1 solver.cpp:96] Iteration 1000, Testing net\n"
+            "I0416 00:40:30.000000 1 solver.cpp:123] Test score #0: 0.5\n" + line + "\n")
+    p = _write(tmp_path / "attempt-001.log", text)
+    with pytest.raises(LogError) as err:
+        read_logs([p])
+    assert str(err.value).startswith(f"{p}:3: {what}")
+    assert read_logs([p], strict=False).val_accuracy  # the lenient reading (status lines) still reads it
+
+
+def test_report_lists_a_rejected_log_and_fails(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from transfer import report
+    from transfer.plan import load_plan
+
+    plan = load_plan("tiny")
+    runs = tmp_path / "runs"
+    good, bad = plan.nets[0], plan.nets[1]
+    for net, acc in ((good, "0.5"), (bad, "1.7")):
+        d = runs / net.name / "logs"
+        d.mkdir(parents=True)
+        (d / "attempt-001.log").write_text(
+            "I0416 00:40:00.000000 1 solver.cpp:96] Iteration 20, Testing net\n"
+            f"I0416 00:40:30.000000 1 solver.cpp:123] Test score #0: {acc}\n")
+    parser = argparse.ArgumentParser()
+    report.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", "--plan", "tiny", "--logs", str(runs), "--out", str(tmp_path / "r"),
+                              "--no-figures"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    bad_log = runs / bad.name / "logs" / "attempt-001.log"
+    assert f"{bad.name}: log rejected: {bad_log}:2: validation accuracy 1.7 is outside [0, 1]" in err
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert bad.name in rep["missing"] and bad.name in rep["rejected"]
+    assert rep["nets"][bad.name]["metric"] is None and rep["nets"][good.name]["metric"] == 0.5
+    assert f"{bad_log}:2:" in (tmp_path / "r" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------ why caffe failed
+
+# A failed CHECK as glog writes it: the cause, then the stack that the last lines of the log show.
+MISSING_LMDB = """\
+I20261121 20:47:13.041272  9078 caffe.cpp:204] Using GPUs 0
+I20261121 20:47:14.100000  9078 solver.cpp:44] Initializing solver from parameters:
+I20261121 20:47:14.200000  9078 net.cpp:84] Creating Layer data
+I20261121 20:47:14.200100  9078 net.cpp:380] data -> data
+F20261121 20:47:14.201000  9080 db_lmdb.hpp:15] Check failed: mdb_status == 0 (2 vs. 0) No such file or directory
+*** Check failure stack trace: ***
+    @     0x7f3c2a1b2daa  google::LogMessage::Fail()
+    @     0x7f3c2a1b2ce4  google::LogMessage::SendToLog()
+    @     0x7f3c2a1b26e6  google::LogMessage::Flush()
+    @     0x7f3c2a1b578e  google::LogMessageFatal::~LogMessageFatal()
+    @     0x7f3c2a6d6d38  caffe::db::LMDB::Open()
+    @     0x7f3c2a63c6a1  caffe::DataLayer<>::DataLayer()
+    @     0x7f3c2a63c8e2  caffe::Creator_DataLayer<>()
+    @     0x7f3c2a5c1d47  caffe::Net<>::Init()
+    @     0x7f3c2a5c4361  caffe::Net<>::Net()
+    @     0x7f3c2a5d2a4a  caffe::Solver<>::InitTrainNet()
+    @     0x7f3c2a5d3e67  caffe::Solver<>::Init()
+    @     0x7f3c2a5d418f  caffe::Solver<>::Solver()
+    @     0x7f3c2a5e8a21  caffe::Creator_SGDSolver<>()
+    @     0x55d7d1a0c4f2  train()
+    @     0x55d7d1a09a9c  main
+    @     0x7f3c282ed830  __libc_start_main
+    @     0x55d7d1a0a379  _start
+    @              (nil)  (unknown)
+"""
+
+# protobuf names the bad field before glog's FATAL line says the file failed to parse.
+BAD_PROTOTXT = """\
+I1121 20:47:13.041272  9078 caffe.cpp:204] Using CPU
+[libprotobuf ERROR google/protobuf/text_format.cc:298] Error parsing text-format caffe.NetParameter: 12:9: Message type "caffe.LayerParameter" has no field named "bogus".
+F1121 20:47:13.041900  9078 upgrade_proto.cpp:88] Check failed: ReadProtoFromTextFile(param_file, param) Failed to parse NetParameter file: train.prototxt
+*** Check failure stack trace: ***
+    @     0x7f3c2a1b2daa  google::LogMessage::Fail()
+"""
+
+# Labels past the last output: no glog line at all, the C library's abort message.
+HEAP = """\
+I20261121 20:48:21.000200  9078 sgd_solver.cpp:105] Iteration 0, lr = 0.01
+free(): invalid next size (normal)
+*** Aborted at 1700000000 (unix time) try "date -d @1700000000" if you are using GNU date ***
+PC: @     0x7f3c28309e97 gsignal
+*** SIGABRT (@0x2376) received by PID 9078 (TID 0x7f3c2c6b8740) from PID 9078; stack trace: ***
+    @     0x7f3c28309e97 gsignal
+"""
+
+# An ERROR line before the FATAL one is the cause.
+E_THEN_F = """\
+I1121 20:47:13.041272  9078 caffe.cpp:204] Using CPU
+W1121 20:47:13.100000  9078 net.cpp:755] Copying from fc8 to fc8 target blob 0 (shape mismatch ignored)
+E1121 20:47:13.200000  9078 io.cpp:80] Could not open or find file /data/mean.binaryproto
+F1121 20:47:13.300000  9078 data_transformer.cpp:28] Check failed: ReadProtoFromBinaryFile(mean_file, &blob_proto)
+*** Check failure stack trace: ***
+"""
+
+
+@pytest.mark.parametrize("text, line, message, where", [
+    (MISSING_LMDB, 5, "Check failed: mdb_status == 0 (2 vs. 0) No such file or directory", "db_lmdb.hpp:15"),
+    (BAD_PROTOTXT, 2, '[libprotobuf ERROR google/protobuf/text_format.cc:298] Error parsing text-format '
+                      'caffe.NetParameter: 12:9: Message type "caffe.LayerParameter" has no field named "bogus".', ""),
+    (HEAP, 2, "free(): invalid next size (normal)", ""),
+    (E_THEN_F, 3, "Could not open or find file /data/mean.binaryproto", "io.cpp:80"),
+])
+def test_first_error_line_not_the_stack(tmp_path: Path, text: str, line: int, message: str, where: str) -> None:
+    p = _write(tmp_path / "attempt-002.log", text)
+    err = first_error(p)
+    assert err is not None and (err.line, err.text, err.where) == (line, message, where)
+    assert str(err).startswith(f"{p}:{line}: {message}")
+
+
+def test_the_cause_is_above_the_last_lines() -> None:
+    """Why the tail of a log is not enough: a missing LMDB's cause is above its last 15 lines."""
+    assert "Check failed" not in "\n".join(MISSING_LMDB.splitlines()[-15:])
+
+
+def test_no_error_line_in_a_clean_log(tmp_path: Path) -> None:
+    assert first_error(_write(tmp_path / "ok.log", LOG_CAFFE1)) is None
+    assert first_error(tmp_path / "absent.log") is None
+    gz = _write(tmp_path / "x.log.gz", MISSING_LMDB, gz=True)
+    assert first_error(gz).line == 5

@@ -54,6 +54,23 @@ def test_specs_are_typed_and_frozen():
     (lambda c: c["experiments"]["random_split"].update(splits=["0; rm"]), r"split '0; rm' must be a seed"),
     (lambda c: c.update(solver_mode="TPU"), r"solver_mode: 'TPU' is not one of CPU, GPU"),
     (lambda c: c.update(schedules={"fast": {"max_iters": 3}}), r"schedules\.fast\.max_iters: unknown solver field"),
+    # a misspelt top-level key is not a plan of 0 nets
+    (lambda c: c.update(experimets=c.pop("experiments")),
+     r"p\.yaml: experimets: unknown field 'experimets' \(did you mean 'experiments'\?\)"),
+    (lambda c: c["experiments"]["random_split"].update(n=[True]), r"field 'n' has True; n must be an integer in 1\.\.7"),
+    (lambda c: c["experiments"]["random_split"].update(n=[8]), r"field 'n' has 8; n must be an integer in 1\.\.7"),
+    (lambda c: c["experiments"]["random_split"].update(n=[0]), r"field 'n' has 0"),
+    (lambda c: c["experiments"]["random_split"].update(n="3"), r"random_split\.n: expected a non-empty list, got '3'"),
+    (lambda c: c.update(name="tiny\nrm -rf x"), r"name: 'tiny\\nrm -rf x' is not a usable name"),
+    (lambda c: c.update(name="a/b"), r"name: 'a/b' is not a usable name"),
+    (lambda c: c.update(name=".."), r"name: '\.\.' is not a usable name"),
+    (lambda c: c.update(name="-rf"), r"name: '-rf' is not a usable name"),
+    (lambda c: c["datasets"].update({"..": 3}), r"datasets\.\.\.: '\.\.' is not a usable name"),
+    (lambda c: c["experiments"].update(whole={"dataset": "../../etc"}), r"whole\.dataset: '\.\./\.\./etc' is not"),
+    (lambda c: c["experiments"].update(reduced={"counts": [0]}), r"count 0 must be a positive integer"),
+    (lambda c: c.update(runs_dir="runs\nx"), r"runs_dir: 'runs\\nx' holds a control character"),
+    (lambda c: c["solver"].update(max_iter=0), r"solver\.max_iter: 0 is out of range \(must be at least 1\)"),
+    (lambda c: c["synthetic"].update(classes=True), r"synthetic\.classes: expected an integer, got True"),
 ])
 def test_bad_plans_name_file_key_and_value(tmp_path, edit, message):
     config = tiny_config()
@@ -79,3 +96,20 @@ def test_with_bases_adds_unfinished_ancestors_in_order():
     chosen = plan.with_bases(plan.select("half0A-2-half0B"))
     assert [n.name for n in chosen] == ["base-half0A", "half0A-2-half0B"]
     assert all(isinstance(n, Net) for n in chosen)
+
+
+def test_a_bad_plan_exits_2_naming_the_file_and_key(tmp_path):
+    """Through the command line: no traceback, no plan of 0 nets, exit status 2."""
+    import subprocess
+    import sys
+
+    from transfer import REPO
+    config = tiny_config()
+    config["experimets"] = config.pop("experiments")
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    res = subprocess.run([sys.executable, "-m", "transfer", "plan", "show", "--plan", str(path)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert f"{path}: experimets: unknown field 'experimets' (did you mean 'experiments'?)" in res.stderr
+    assert "Traceback" not in res.stderr and res.stdout == ""

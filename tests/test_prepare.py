@@ -45,5 +45,5 @@ def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):
 
 
 def test_a_plan_without_images_says_what_to_give():
-    with pytest.raises(TransferError, match="give --train-root --train-list --val-root --val-list"):
+    with pytest.raises(TransferError, match="give --imagenet DIR .*, or --train-root --train-list --val-root --val-list"):
         prepare_plan_data(tinyrun.load_plan("paper"))

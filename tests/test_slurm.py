@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -248,3 +249,31 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     assert [r for r in read_records(long) if r["action"] == "follow-up"]
     attempts = ln.run.attempts()
     assert len(attempts) >= 2
+
+
+def test_job_script_values_cannot_run_as_commands(tmp_path):
+    """The generated script, run by bash: a net name, plan argument and paths full of shell syntax
+    (a folder with blanks, ';', '$(...)', quotes) reach `transfer train` as the words they are."""
+    from transfer.errors import TransferError
+    from transfer.rundir import RunDir
+    from transfer.slurm import JobOptions, job_script
+
+    repo = tmp_path / "my repo; touch PWNED1"
+    repo.mkdir()
+    net = "x$(touch PWNED2);`touch PWNED3`'\"a b"
+    plan_arg = str(tmp_path / "plans dir" / "p $(touch PWNED4).yaml")
+    run = RunDir(repo / "runs" / "n", net, 10)
+    words = tmp_path / "words.txt"
+    # the "transfer" command of the job: writes the words it is given, one a line
+    prog = "import sys; open(sys.argv[1], 'a').write(chr(10).join(sys.argv[2:]) + chr(10))"
+    opts = JobOptions(plan_arg=plan_arg, cpu=True, transfer_cmd=shlex.join([sys.executable, "-c", prog, str(words)]))
+    script = tmp_path / "job.sh"
+    script.write_text(job_script("p", net, "transfer:p-abcdef:n", run, opts, repo))
+    res = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert words.read_text().splitlines() == ["train", net, "--plan", plan_arg, "--cpu"]
+    assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
+    text = script.read_text()
+    assert f'#SBATCH --output="{repo}/runs/n/slurm/%j.out"' in text   # sbatch splits at blanks
+    with pytest.raises(TransferError, match=r"net name 'a\\nrm -rf x' holds a control character"):
+        job_script("p", "a\nrm -rf x", "j", run, opts, repo)

@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from .stopsig import catch_early
+
+catch_early()  # before the imports: see transfer/stopsig.py
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -9,8 +9,8 @@ import argparse
 import importlib
 import sys
 
-from . import console
-from .errors import Exit, TransferError
+from . import console, stopsig
+from .errors import Exit, TransferError, exit_codes_text
 
 COMMAND_MODULES = [
     "doctor",      # transfer doctor
@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "labelsets",   # transfer labels list / show
     "nets",        # transfer nets write
     "datasets",    # transfer data build / verify / mean / derive
+    "ilsvrc",      # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
     "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files
     "synthetic",   # transfer synthetic make
     "surgery",     # transfer surgery NET
@@ -31,8 +32,21 @@ COMMAND_MODULES = [
 ]
 
 
+START = """start here (README.md walks through it):
+  transfer doctor                       is Caffe there, and everything the paper needs
+  transfer demo --plan small            the whole pipeline on the synthetic dataset (CPU)
+  transfer plan show --plan paper       the nets a plan trains
+  transfer prepare --imagenet DIR       the paper's datasets from ILSVRC2012 as distributed
+  transfer run --plan paper --gpus 0    train them here (or `transfer submit` on SLURM), resumable
+  transfer status --plan paper          where every net stands; `transfer report` the paper's numbers
+  transfer COMMAND --help               the options of one command
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transfer", description=__doc__.splitlines()[0], epilog=START + "\n" + exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -44,11 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console.setup(args.verbose)
+    if args.command not in stopsig.HANDLED:
+        stopsig.release()
     try:
         code = args.func(args)
     except TransferError as exc:
         print(f"transfer {args.command}: error: {exc}", file=sys.stderr)
-        return Exit.ERROR
+        return exc.exit_code
     except BrokenPipeError:  # e.g. `transfer plan show | head`
         sys.stderr.close()
         return Exit.OK

@@ -22,14 +22,16 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+import lmdb
+
 from .caffe_env import caffe_pb2
 from .console import Progress, stage
 from .decode import Result, decoded_blocks
 from .errors import Exit, TransferError
 from .files import atomic_write, digest
 from .images import Entry, datum_array, read_list
-from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, datum_key, iter_items, key_path,
-                         open_read, read_manifest)
+from .lmdb_store import (MANIFEST, PROGRESS_KEY, PartialDB, _lmdb_error, datum_key, identity_diff, in_child,
+                         iter_items, key_path, open_read, read_manifest, space_error)
 
 FORMAT = "transfer-lmdb/1"
 DEFAULT_BLOCK = 250  # images a commit (~50 MB at 256x256); also the unit of work handed to the pool
@@ -50,15 +52,26 @@ def _estimate_bytes(n: int, channels: int, height: int, width: int) -> int:
     return n * (-(-(channels * height * width + 64) // page) + 1) * page
 
 
-def _up_to_date(out: Path, identity: dict[str, Any]) -> bool:
+def _up_to_date(out: Path, identity: dict[str, Any], about: dict[str, str] | None = None) -> bool:
     if not out.exists():
         return False
     if not (out / MANIFEST).is_file():
         raise TransferError(f"{out} already exists but has no {MANIFEST} (not made by transfer); delete it")
-    if read_manifest(out).get("identity") == identity:
+    m = read_manifest(out)
+    old = dict(m.get("identity") or {})
+    old["about"] = {"list_sha256": m.get("list", {}).get("path", "?"), **old.get("about", {})}
+    diff = identity_diff(old, identity, about)
+    if not diff:
         return True
-    raise TransferError(f"{out} already exists and was not built from this list with these options; "
-                        f"delete it to rebuild")
+    raise TransferError(f"{out} already exists and was not built from this list with these options ("
+                        + "; ".join(diff) + "); delete it to rebuild")
+
+
+def _no_space(exc: BaseException, where: Path, partial: Path | None = None) -> BaseException:
+    """The error to raise for a failed write: a NoSpaceError when the disk is full, else exc."""
+    hint = (f"what was written is kept in {partial}; free space and run the same command again to continue"
+            if partial else "nothing was replaced; free space and run the same command again")
+    return space_error(exc, where, hint) or exc
 
 
 def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Result]], list_path: str,
@@ -114,40 +127,66 @@ def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], 
                     num_labels=len(state["labels"]), skipped=len(state["skipped"]),
                     skipped_report=report.name if report else None, key_format="%08d_%s",
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    writer.finish(manifest)
+    try:
+        writer.finish(manifest)
+    except (OSError, lmdb.Error) as exc:
+        writer.close()
+        err = _no_space(exc, writer.path, writer.path)
+        if err is exc:
+            raise
+        raise err from None
     if state["skipped"]:
         log.info("skipped %d images, listed in %s", len(state["skipped"]), report)
 
 
 # ---------------------------------------------------------------------------- build / derive
 
+def _start(out: Path, identity: dict[str, Any], expected: int, about: dict[str, str]) -> PartialDB:
+    """The writer of out.partial/; a full disk at its start is a NoSpaceError naming it."""
+    partial = Path(str(out) + ".partial")
+    try:
+        return PartialDB(out, identity, expected, about)
+    except (OSError, lmdb.Error) as exc:
+        err = _no_space(exc, partial, partial if partial.exists() else None)
+        if err is exc:
+            raise
+        raise err from None
+
+
 def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
-          jobs: int = 0, skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
-    """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable)."""
+          jobs: int = 0, skip_bad: bool = False, block: int = DEFAULT_BLOCK,
+          num_classes: int | None = None) -> Path:
+    """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable).
+    A build carries its identity (list content, image root, options) and resumes only the same one.
+    num_classes: the target's class count, which every label must be below."""
     caffe_pb2()  # fail before any work if Caffe is not configured
     if size < 1:
         raise TransferError(f"--size must be positive, got {size}")
     if not Path(root).is_dir():
         raise TransferError(f"image root {root} is not a directory")
-    entries = read_list(list_path)
-    identity = {"kind": "build", "list_sha256": digest(list_path), "size": [size, size],
-                "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    entries = read_list(list_path, num_classes)
+    identity = {"kind": "build", "list_sha256": digest(list_path), "root": os.path.realpath(root),
+                "size": [size, size], "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    about = {"list_sha256": str(list_path)}
     out_p = Path(out)
-    if _up_to_date(out_p, identity):
+    if _up_to_date(out_p, identity, about):
         log.info("%s is up to date", out)
         return out_p
     out_p.parent.mkdir(parents=True, exist_ok=True)
     order = _order(entries, shuffle, seed)
-    writer = PartialDB(out_p, identity, _estimate_bytes(len(order), 3, size, size))
+    writer = _start(out_p, identity, _estimate_bytes(len(order), 3, size, size), about)
     try:
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
         jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
         results = decoded_blocks(todo, block, jobs, root, size, size)
         state = _write_all(writer, order, results, list_path,
                            lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
-    except BaseException:
+    except BaseException as exc:
         writer.close()
-        raise
+        err = _no_space(exc, writer.path, writer.path)
+        if err is exc:
+            raise
+        raise err from None
     manifest = {"identity": identity, "tool": "transfer data build",
                 "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
                 "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
@@ -178,29 +217,36 @@ def _relabelled(env: Any, index: dict[str, bytes], todo: list[Entry], source: st
                 if key is None:
                     results.append((None, f"not in {source} (skipped when it was built?)"))
                     continue
-                datum = pb2.Datum.FromString(txn.get(key))
+                try:
+                    datum = pb2.Datum.FromString(txn.get(key))
+                except lmdb.Error as exc:
+                    raise _lmdb_error(Path(source), exc) from None
                 datum.label = e.label
                 results.append((datum.SerializeToString(), None))
             yield results
 
 
 def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: int = 0,
-           skip_bad: bool = False, block: int = DEFAULT_BLOCK) -> Path:
+           skip_bad: bool = False, block: int = DEFAULT_BLOCK, num_classes: int | None = None) -> Path:
     """A subset database from a finished whole one: same Datums, new labels, keys in the subset's order.
     Byte-identical to building the subset list directly (nothing is decoded again)."""
     caffe_pb2()  # fail before any work if Caffe is not configured
     whole = read_manifest(source)
-    entries = read_list(list_path)
+    entries = read_list(list_path, num_classes)
     identity = {"kind": "derive", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
                 "list_sha256": digest(list_path), "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    about = {"list_sha256": str(list_path), "from_list_sha256": str(source)}
     out_p = Path(out)
-    if _up_to_date(out_p, identity):
+    if _up_to_date(out_p, identity, about):
         log.info("%s is up to date", out)
         return out_p
     out_p.parent.mkdir(parents=True, exist_ok=True)
     env = open_read(source)
     try:
-        index = _index_by_path(env)
+        try:
+            index = _index_by_path(env)
+        except lmdb.Error as exc:
+            raise _lmdb_error(Path(source), exc) from None
         order = _order(entries, shuffle, seed)
         missing = [e for e in entries if e.path not in index]
         if missing and not skip_bad:
@@ -208,13 +254,16 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
             raise TransferError(f"{len(missing)} images of the list are not in {source}: {listed}"
                                 + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
         d = whole["datum"]
-        writer = PartialDB(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]))
+        writer = _start(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]), about)
         try:
             results = _relabelled(env, index, order[writer.state["next"]:], source, block)
             state = _write_all(writer, order, results, list_path, lambda e: e.path, skip_bad, f"derive {out_p.name}")
-        except BaseException:
+        except BaseException as exc:
             writer.close()
-            raise
+            err = _no_space(exc, writer.path, writer.path)
+            if err is exc:
+                raise
+            raise err from None
     finally:
         env.close()
     manifest = {"identity": identity, "tool": "transfer data derive", "datum": dict(d),
@@ -322,7 +371,21 @@ def relabel(source: str, label_map: dict[int, int], out: str, name: str | None =
 # ---------------------------------------------------------------------------- verify / mean
 
 def verify(db: str) -> list[str]:
-    """Re-read every Datum and compare with the manifest; the differences (empty: all good)."""
+    """Re-read every Datum and compare with the manifest; the differences (empty: all good).
+    Read in a child process: a damaged file is an error naming it, never a signal ending the command."""
+    read_manifest(db)
+    open_read(db).close()  # a truncated or foreign data file is named before anything else
+    return in_child(db, _verify, db)
+
+
+def _verify(db: str) -> list[str]:
+    try:
+        return _verify_items(db)
+    except lmdb.Error as exc:
+        raise _lmdb_error(Path(db), exc) from None
+
+
+def _verify_items(db: str) -> list[str]:
     pb2 = caffe_pb2()
     m = read_manifest(db)
     want = m["datum"]
@@ -343,7 +406,11 @@ def verify(db: str) -> list[str]:
             if not ok_key and len(problems) < 20:
                 problems.append(f"key {key[:60]!r} is not '%08d_path' in increasing order")
             last_index = index
-            datum = pb2.Datum.FromString(value)
+            try:
+                datum = pb2.Datum.FromString(value)
+            except Exception:  # noqa: BLE001 (protobuf's DecodeError: damaged bytes)
+                problems.append(f"{key.decode(errors='replace')}: not a Datum (damaged)")
+                continue
             got = (datum.channels, datum.height, datum.width)
             if (got != shape or datum.encoded or len(datum.data) != int(np.prod(shape))) and len(problems) < 20:
                 problems.append(f"{key.decode(errors='replace')}: Datum {got} with {len(datum.data)} bytes"
@@ -364,7 +431,33 @@ def verify(db: str) -> list[str]:
 def compute_mean(db: str, out: str, labels: set[int] | None = None) -> np.ndarray:
     """Per-pixel mean as compute_image_mean (BlobProto num=1, channels, height, width; float data).
     Sums are exact (uint64); compute_image_mean accumulates in float32, which rounds on big sets.
-    labels: only the Datums of these labels (the mean of a view that keeps some classes)."""
+    labels: only the Datums of these labels (the mean of a view that keeps some classes).
+    The database is read in a child process (a damaged file is an error, never a signal)."""
+    pb2 = caffe_pb2()
+    open_read(db).close()
+    mean = in_child(db, _mean_of, db, labels)
+    c, h, w = mean.shape
+    blob = pb2.BlobProto(num=1, channels=c, height=h, width=w)  # legacy dims only, as compute_image_mean
+    blob.data.extend(mean.ravel().tolist())
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, blob.SerializeToString())
+    except OSError as exc:
+        err = _no_space(exc, Path(out))
+        if err is exc:
+            raise
+        raise err from None
+    return mean
+
+
+def _mean_of(db: str, labels: set[int] | None) -> np.ndarray:
+    try:
+        return _mean_items(db, labels)
+    except lmdb.Error as exc:
+        raise _lmdb_error(Path(db), exc) from None
+
+
+def _mean_items(db: str, labels: set[int] | None) -> np.ndarray:
     pb2 = caffe_pb2()
     total: np.ndarray | None = None
     count = 0
@@ -373,7 +466,11 @@ def compute_mean(db: str, out: str, labels: set[int] | None = None) -> np.ndarra
         for key, value in iter_items(env):
             if key == PROGRESS_KEY:
                 raise TransferError(f"{db} holds an unfinished build; finish it first")
-            arr, label = datum_array(pb2, value)
+            try:
+                arr, label = datum_array(pb2, value)
+            except TransferError as exc:
+                raise TransferError(f"{Path(db) / 'data.mdb'}: {key.decode(errors='replace')}: {exc}; copy the "
+                                    "database again or rebuild it") from None
             if labels is not None and label not in labels:
                 continue
             if total is None:
@@ -389,31 +486,80 @@ def compute_mean(db: str, out: str, labels: set[int] | None = None) -> np.ndarra
         progress.close()
     if total is None:
         raise TransferError(f"{db} is empty")
-    mean = (total / count).astype(np.float32)
-    c, h, w = mean.shape
-    blob = pb2.BlobProto(num=1, channels=c, height=h, width=w)  # legacy dims only, as compute_image_mean
-    blob.data.extend(mean.ravel().tolist())
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, blob.SerializeToString())
-    return mean
+    return (total / count).astype(np.float32)
 
 
 def read_mean(path: str) -> np.ndarray:
-    """A mean.binaryproto as a CxHxW float32 array."""
-    blob = caffe_pb2().BlobProto.FromString(Path(path).read_bytes())
-    return np.asarray(blob.data, np.float32).reshape(blob.channels, blob.height, blob.width)
+    """A mean.binaryproto as a CxHxW float32 array; a damaged or foreign file is an error naming it."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise TransferError(f"{path}: cannot read the mean ({exc.strerror})") from None
+    try:
+        blob = caffe_pb2().BlobProto.FromString(raw)
+    except Exception:  # noqa: BLE001 (protobuf's DecodeError)
+        raise TransferError(f"{path}: not a mean file (no BlobProto in its {len(raw)} bytes); "
+                            "make it again with `transfer data mean`") from None
+    shape = (blob.channels, blob.height, blob.width)
+    if min(shape) < 1 or len(blob.data) != int(np.prod(shape)):
+        raise TransferError(f"{path}: a mean of {shape[0]}x{shape[1]}x{shape[2]} needs {int(np.prod(shape))} "
+                            f"values, the file has {len(blob.data)}; make it again with `transfer data mean`")
+    mean = np.asarray(blob.data, np.float32).reshape(shape)
+    if not np.isfinite(mean).all() or mean.min() < 0 or mean.max() > 255:
+        raise TransferError(f"{path}: holds values outside 0..255 (a mean of 8-bit pixels); make it again")
+    return mean
+
+
+def check_label_range(db: str | os.PathLike, num_classes: int) -> dict[int, int]:
+    """Check that every label of a database is in 0..num_classes-1 (a net with that many outputs can
+    train on it: Caffe itself would abort, or corrupt its heap, on a label past its last output).
+    Uses the manifest's label histogram; a database without one (not made here) is read in full.
+    Returns {label: count}; raises a TransferError naming the database, the label and the count."""
+    db = Path(db)
+    if (db / MANIFEST).is_file():
+        labels = {int(k): int(v) for k, v in read_manifest(db).get("labels", {}).items()}
+        source = f"{db / MANIFEST}"
+    else:
+        open_read(db).close()
+        labels = in_child(db, _label_histogram, str(db))
+        source = f"{db}"
+    bad = sorted(k for k in labels if not 0 <= k < num_classes)
+    if bad:
+        raise TransferError(f"{source}: {sum(labels[k] for k in bad)} images have labels outside "
+                            f"0..{num_classes - 1} (e.g. {bad[-1]}), but the net has {num_classes} classes; "
+                            "build the database from the net's list, or give the net that many outputs")
+    return labels
+
+
+def _label_histogram(db: str) -> dict[int, int]:
+    pb2 = caffe_pb2()
+    labels: Counter = Counter()
+    try:
+        with open_read(db) as env:
+            for key, value in iter_items(env):
+                if key == PROGRESS_KEY:
+                    continue
+                try:
+                    labels[pb2.Datum.FromString(value).label] += 1
+                except Exception:  # noqa: BLE001 (protobuf's DecodeError)
+                    raise TransferError(f"{Path(db) / 'data.mdb'}: {key.decode(errors='replace')}: not a Datum "
+                                        "(its bytes are damaged)") from None
+    except lmdb.Error as exc:
+        raise _lmdb_error(Path(db), exc) from None
+    return dict(labels)
 
 
 # ---------------------------------------------------------------------------- CLI
 
 def _cmd_build(a: argparse.Namespace) -> int:
     build(a.list, a.root, a.out, size=a.size, shuffle=a.shuffle, seed=a.seed, jobs=a.jobs,
-          skip_bad=a.skip_bad, block=a.commit_every)
+          skip_bad=a.skip_bad, block=a.commit_every, num_classes=a.classes)
     return 0
 
 
 def _cmd_derive(a: argparse.Namespace) -> int:
-    derive(a.source, a.list, a.out, shuffle=a.shuffle, seed=a.seed, skip_bad=a.skip_bad, block=a.commit_every)
+    derive(a.source, a.list, a.out, shuffle=a.shuffle, seed=a.seed, skip_bad=a.skip_bad, block=a.commit_every,
+           num_classes=a.classes)
     return 0
 
 
@@ -433,6 +579,8 @@ def _cmd_relabel(a: argparse.Namespace) -> int:
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
+    if a.classes is not None:
+        check_label_range(a.db, a.classes)
     problems = verify(a.db)
     if problems:
         log.error("%s: does not match its manifest:\n%s", a.db, "\n".join(f"  {p}" for p in problems))
@@ -455,6 +603,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--classes", type=int, metavar="N",
+                       help="class count of the nets that will read it: every label must be below N")
         p.add_argument("--shuffle", action="store_true", help="store in a seeded random order")
         p.add_argument("--seed", type=int, default=0, help="seed of --shuffle (default 0)")
         p.add_argument("--skip-bad", action="store_true",
@@ -464,7 +614,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     b = sub.add_parser("build", help="decode and warp a Caffe list into an LMDB (as convert_imageset)")
     b.add_argument("--list", required=True, help="Caffe list: 'relative/path label' per line")
-    b.add_argument("--root", required=True, help="directory the list's paths are relative to")
+    b.add_argument("--root", required=True,
+                   help="directory the list's paths are relative to (part of what the build is: resuming it "
+                        "with another root is refused)")
     b.add_argument("--out", required=True, help="database directory to create")
     b.add_argument("--size", type=int, default=256, help="warp to SIZE x SIZE (default 256)")
     b.add_argument("--jobs", type=int, default=0, help="decoding processes (default: all cores)")
@@ -489,11 +641,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"source Datums a transaction (default {DEFAULT_BLOCK})")
     r.set_defaults(func=_cmd_relabel)
 
-    v = sub.add_parser("verify", help="re-read a database and check it against its manifest")
-    v.add_argument("db")
+    v = sub.add_parser("verify", help="re-read a database and check it against its manifest",
+                       description="Exit status 0: it matches; 1: it differs (listed); 2: it cannot be read.")
+    v.add_argument("db", help="finished database directory (holding data.mdb and manifest.json)")
+    v.add_argument("--classes", type=int, metavar="N",
+                   help="also check that every label is below N (the class count of the nets reading it)")
     v.set_defaults(func=_cmd_verify)
 
     m = sub.add_parser("mean", help="per-pixel mean as compute_image_mean")
-    m.add_argument("db")
+    m.add_argument("db", help="database directory to average (a training set)")
     m.add_argument("--out", required=True, help="mean.binaryproto to write")
     m.set_defaults(func=_cmd_mean)

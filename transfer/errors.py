@@ -1,20 +1,53 @@
-"""The exception the command line turns into a clear message, and the exit codes of every command.
+"""The exceptions the command line turns into a clear message, and the exit codes of every command.
 
 Each exit code means one thing, whichever command returns it (`transfer train`, `transfer run`,
-a SLURM job script): scripts and the job chain branch on them.
+a SLURM job script): scripts and the job chain branch on them. `transfer --help` and the README list them.
 """
+from __future__ import annotations
+
 from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0              # done: every selected net finished (or nothing left to do)
+    FAILED = 1          # the command ran and the outcome is a failure: caffe failed (see the net's FAILED
+                        # record and log), a check found a difference (nets --check, data verify, doctor)
+    ERROR = 2           # bad input or usage: the message names the file, line, key or value to fix
+    LOCKED = 73         # EX_CANTCREAT: another live process trains this net or writes this database
+    NO_SPACE = 74       # EX_IOERR: the disk is full (or another write error); free space and rerun
+    INTERRUPTED = 75    # EX_TEMPFAIL: stopped with a snapshot (signal or time limit); run again to resume
+    CTRL_C = 130        # interrupted before anything could be saved (128 + SIGINT)
+
+
+EXIT_MEANINGS = {
+    Exit.OK: "done (or nothing left to do)",
+    Exit.FAILED: "the work ran and failed (caffe failed, or a check found problems)",
+    Exit.ERROR: "bad input or usage; the message names the file, line, key or value",
+    Exit.LOCKED: "another process holds the lock (trains this net, writes this database)",
+    Exit.NO_SPACE: "disk full or write error; free space and rerun, work done is kept",
+    Exit.INTERRUPTED: "stopped with a snapshot (SIGTERM, time limit); rerun to continue",
+    Exit.CTRL_C: "interrupted (Ctrl-C)",
+}
 
 
 class TransferError(Exception):
     """A user-facing error: the message names the file, line, net or value at fault."""
 
+    exit_code = Exit.ERROR
 
-class Exit(IntEnum):
-    OK = 0              # done: every selected net finished
-    FAILED = 1          # the command ran and the outcome is a failure: caffe failed (see the net's FAILED
-                        # record and log), a check found a difference (nets --check, data verify, doctor)
-    ERROR = 2           # a TransferError: bad input, an unfinished base, frozen layers changed
-    LOCKED = 73         # EX_CANTCREAT: another live process trains this net
-    INTERRUPTED = 75    # EX_TEMPFAIL: stopped with a snapshot (signal or time limit); run again to resume
-    CTRL_C = 130        # interrupted before anything could be saved (128 + SIGINT)
+
+class LockedError(TransferError):
+    """Another live process holds what this one needs."""
+
+    exit_code = Exit.LOCKED
+
+
+class NoSpaceError(TransferError):
+    """A write failed for want of space (or quota, or another I/O error): the message says where."""
+
+    exit_code = Exit.NO_SPACE
+
+
+def exit_codes_text() -> str:
+    """The table for `transfer --help` and the README."""
+    return "exit status:\n" + "\n".join(f"  {int(code):>3}  {what}" for code, what in EXIT_MEANINGS.items())

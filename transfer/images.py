@@ -35,21 +35,39 @@ class ImageError(Exception):
     """An image that cannot be used; the message is the reason (missing, not an image, truncated)."""
 
 
-def read_list(list_path: str | os.PathLike) -> list[Entry]:
-    """Parse a Caffe list (`path label`, split at the last space like convert_imageset; blank lines skipped)."""
+def read_list(list_path: str | os.PathLike, num_classes: int | None = None) -> list[Entry]:
+    """Parse a Caffe list (`path label`, split at the last space like convert_imageset).
+
+    Checked where it enters, each fault named with file:line: UTF-8 text without a byte-order mark,
+    no blank lines (a final newline is fine; CRLF ends are tolerated as convert_imageset does), a
+    label that is a whole number in 0..num_classes-1 (0.. when the class count is not given)."""
     p = Path(list_path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as exc:
         raise TransferError(f"cannot read list {p}: {exc.strerror}") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise TransferError(f"{p}:1: starts with a UTF-8 byte-order mark, which would become part of the "
+                            "first path; save the list without it")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise TransferError(f"{p}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); is it a list?") from None
     entries = []
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip("\r")
+    for n, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.rstrip("\r")
         if not line.strip():
-            continue
+            if n == text.count("\n") + 1 and not raw_line:
+                continue  # after the final newline
+            raise TransferError(f"{p}:{n}: blank line (a list holds one 'relative/path label' a line)")
         path, sep, label = line.rpartition(" ")
-        if not sep or not path or not label.lstrip("-").isdigit():
-            raise TransferError(f"{p}:{n}: expected 'relative/path label', got {line!r}")
+        if not sep or not path.strip() or not (label.isascii() and label.isdigit()):
+            raise TransferError(f"{p}:{n}: expected 'relative/path label' (label a whole number >= 0), "
+                                f"got {line!r}")
+        if num_classes is not None and int(label) >= num_classes:
+            raise TransferError(f"{p}:{n}: label {label} is outside 0..{num_classes - 1} "
+                                f"({num_classes} classes)")
         entries.append(Entry(n, path, int(label)))
     if not entries:
         raise TransferError(f"list {p} holds no images")
@@ -110,7 +128,10 @@ def datum_bytes(pb2, img: np.ndarray, label: int) -> bytes:
 
 def datum_array(pb2, value: bytes) -> tuple[np.ndarray, int]:
     """(CxHxW uint8 array, label) of a serialized raw Datum."""
-    d = pb2.Datum.FromString(value)
+    try:
+        d = pb2.Datum.FromString(value)
+    except Exception:  # noqa: BLE001 (protobuf's DecodeError: damaged bytes)
+        raise TransferError("not a Datum (its bytes are damaged)") from None
     if d.encoded:
         raise TransferError("encoded Datums are not supported (this project stores raw pixels)")
     return np.frombuffer(d.data, np.uint8).reshape(d.channels, d.height, d.width), d.label

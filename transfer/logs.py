@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import signal
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -154,6 +155,7 @@ class _Clock:
 
 
 _Stamp = tuple  # (datetime or datetime.min, file index, line index): later wins
+_WHAT = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
 
 
 def _put(store: dict[int, tuple[_Stamp, float]], it: int, value: float, stamp: _Stamp) -> None:
@@ -170,20 +172,43 @@ def _is_accuracy(name: str) -> bool:
     return low.startswith("acc") and "5" not in low
 
 
+class LogError(TransferError):
+    """A log whose numbers cannot be results: the message names the file and line."""
+
+
+def _checked(path: Path, lineno: int, what: str, value: float, strict: bool) -> float:
+    """A value as logged; when strict, a non-finite value, or an accuracy outside [0, 1], is a LogError."""
+    if not strict:
+        return value
+    if not np.isfinite(value):
+        raise LogError(f"{path}:{lineno}: {what} is {value}, not a finite number (the training diverged, or "
+                       "the log is damaged); its net has no valid result")
+    if what == "validation accuracy" and not 0.0 <= value <= 1.0:
+        raise LogError(f"{path}:{lineno}: {what} {value} is outside [0, 1] (not an accuracy: another test "
+                       "output in its place, or a damaged log)")
+    return value
+
+
 class _Reader:
     """The state of reading one run's logs: values by iteration, and where in the log we are."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool) -> None:
         self.stores: dict[str, dict[int, tuple[_Stamp, float]]] = {
             "train_loss": {}, "lr": {}, "val_accuracy": {}, "val_loss": {}}
         self.train_output_loss: dict[int, tuple[_Stamp, float]] = {}
         self.times: dict[int, datetime] = {}
         self.testing: int | None = None   # iteration of the test pass whose outputs follow
         self.current: int | None = None   # iteration of the latest `Iteration N` line
+        self.strict = strict
+        self.path = Path()                # the file being read, and its 1-based line number
+        self.lineno = 0
+
+    def value(self, what: str, text: str) -> float:
+        return _checked(self.path, self.lineno, what, float(text), self.strict)
 
     def test_value(self, key: str | None, value: str, stamp: _Stamp) -> None:
         if key and self.testing is not None:
-            _put(self.stores[key], self.testing, float(value), stamp)
+            _put(self.stores[key], self.testing, self.value(_WHAT[key], value), stamp)
 
     def line(self, msg: str, when: datetime | None, stamp: _Stamp) -> None:
         if when is not None and (mi := _ITERATION.search(msg)):
@@ -200,13 +225,13 @@ class _Reader:
             self.test_value(key, mo.group(3), stamp)
         elif mo := _TRAIN_OUTPUT.search(msg):
             if self.current is not None and "loss" in mo.group(2).lower():
-                _put(self.train_output_loss, self.current, float(mo.group(3)), stamp)
+                _put(self.train_output_loss, self.current, self.value("training loss", mo.group(3)), stamp)
         elif ml := _ITER_LR.search(msg):
             self.current, self.testing = int(ml.group(1)), None
-            _put(self.stores["lr"], self.current, float(ml.group(2)), stamp)
+            _put(self.stores["lr"], self.current, self.value("learning rate", ml.group(2)), stamp)
         elif ml := _ITER_LOSS.search(msg):
             self.current, self.testing = int(ml.group(1)), None
-            _put(self.stores["train_loss"], self.current, float(ml.group(2)), stamp)
+            _put(self.stores["train_loss"], self.current, self.value("training loss", ml.group(2)), stamp)
         elif ml := _ITERATION.search(msg):
             self.current, self.testing = int(ml.group(1)), None
 
@@ -220,11 +245,14 @@ class _Reader:
         return out
 
 
-def read_logs(paths: Iterable[Path | str]) -> NetLog:
-    """Read the log files of one run (in attempt order) into a NetLog."""
+def read_logs(paths: Iterable[Path | str], strict: bool = True) -> NetLog:
+    """Read the log files of one run (in attempt order) into a NetLog.
+
+    strict (the report's reading): a non-finite loss, rate or accuracy, or an accuracy outside [0, 1],
+    raises a LogError naming the file and line instead of becoming a number."""
     paths = [Path(p) for p in paths]
     out = NetLog(files=[str(p) for p in paths])
-    reader = _Reader()
+    reader = _Reader(strict)
     clock = _Clock()
     for fi, path in enumerate(paths):
         if not path.is_file():
@@ -233,6 +261,7 @@ def read_logs(paths: Iterable[Path | str]) -> NetLog:
         reader.testing = reader.current = None
         for li, line in enumerate(_lines(path, out.warnings)):
             when, msg = glog_line(line, clock)
+            reader.path, reader.lineno = path, li + 1
             if "Iteration" in msg or "Test " in msg or "Train net output" in msg:
                 reader.line(msg, when, (when or datetime.min, fi, li))
     return reader.into(out)
@@ -251,3 +280,72 @@ def read_run(directory: Path | str) -> NetLog | None:
     """The logs directly in a directory, or None if it holds none."""
     files = log_files(Path(directory))
     return read_logs(files) if files else None
+
+
+# ------------------------------------------------------------------------------ when Caffe fails
+
+# What a failed caffe run leaves in its log, cause first: glog's FATAL and ERROR lines (a failed CHECK
+# is a FATAL line, "Check failed: ..."), protobuf's parse errors, and the C library's own messages
+# (heap corruption, a signal). What follows a FATAL line is its stack ("*** Check failure stack
+# trace: ***", "    @ 0x... google::LogMessage::Fail()"), never the cause.
+_GLOG_ERROR = re.compile(r"^([EF])(\d{4})?\d{4} \d{2}:\d{2}:\d{2}\.\d{1,6}\s+\d+\s+([^\]\s]*)\]\s?(.*)$")
+_OTHER_ERROR = re.compile(
+    r"(Check failed|\[libprotobuf (?:ERROR|FATAL)|^\*\*\* Error in|double free or corruption|"
+    r"free\(\): invalid|malloc\(\): |corrupted size vs|munmap_chunk\(\)|"
+    r"^\*\*\* (?:SIGSEGV|SIGBUS|SIGFPE|SIGILL|SIGABRT|Aborted at)|Segmentation fault|Bus error|"
+    r"^terminate called|what\(\):|Killed$|Aborted(?: \(core dumped\))?$)")
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """The first line of a log that says why caffe failed."""
+
+    path: str
+    line: int        # 1-based line number in the log
+    text: str        # the message, without glog's prefix
+    where: str = ""  # glog's source location (e.g. db_lmdb.cpp:15), when the line has one
+
+    def __str__(self) -> str:
+        at = f" [{self.where}]" if self.where else ""
+        return f"{self.path}:{self.line}: {self.text}{at}"
+
+
+def first_error(log: Path | str, lines: Iterable[str] | None = None) -> ErrorLine | None:
+    """The first error line of a caffe log (glog F/E lines, 'Check failed', protobuf and C library
+    errors), not the stack frames after it; None when the log shows none (e.g. killed by the OS
+    without a word: the exit status tells that). `lines`: the log's text lines when already read."""
+    log = Path(log)
+    if lines is None:
+        warnings: list[str] = []
+        lines = _lines(log, warnings) if log.is_file() else []
+    for n, line in enumerate(lines, 1):
+        m = _GLOG_ERROR.match(line)
+        if m:
+            return ErrorLine(str(log), n, m.group(4).strip(), m.group(3))
+        if _OTHER_ERROR.search(line.strip()):
+            return ErrorLine(str(log), n, line.strip())
+    return None
+
+
+# Caffe's Solver::Solve prints this after the last iteration, its final snapshot and final test;
+# a run stopped early on request prints "Optimization stopped early." instead.
+_DONE_LINE = "Optimization Done."
+
+
+def ended_normally(log: Path | str) -> bool:
+    """Whether a caffe log shows training run to its end (Solver::Solve's closing line)."""
+    log = Path(log)
+    if not log.is_file():
+        return False
+    warnings: list[str] = []
+    return any(_DONE_LINE in line for line in _lines(log, warnings))
+
+
+def describe_exit(rc: int) -> str:
+    """Caffe's exit status in words: 'exit 1', 'killed by SIGABRT'."""
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit {rc}"

@@ -194,6 +194,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     psub = p.add_subparsers(dest="nets_command", metavar="ACTION")
     psub.required = True
     w = psub.add_parser("write", help="write prototxt/<plan>/ and solvers/<plan>/ files")
-    w.add_argument("--plan", default="paper")
+    w.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     w.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file differs")
     w.set_defaults(func=_write_cmd)

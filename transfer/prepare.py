@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from . import budgets, datasets, labelsets, nets, splits, synthetic, targets
+from . import budgets, datasets, ilsvrc, labelsets, nets, splits, synthetic, targets
 from .errors import TransferError
 from .console import stage
 from .files import atomic_write, digest, repo_path
@@ -26,8 +26,13 @@ KIB_PER_IMAGE = 196  # a raw 3x256x256 Datum with its LMDB pages; scaled by area
 
 
 def image_source(plan: Plan, train_root: str | None, train_list: str | None, val_root: str | None,
-                 val_list: str | None) -> tuple[Path, Path, Path, Path]:
-    """(train root, whole train list, val root, whole val list): the plan's synthetic set or the user's."""
+                 val_list: str | None, imagenet: str | None = None,
+                 devkit: str | None = None) -> tuple[Path, Path, Path, Path]:
+    """(train root, whole train list, val root, whole val list): the plan's synthetic set or the user's.
+
+    With `imagenet` (ILSVRC2012 as distributed: train/, val/ and the devkit) the roots default to its
+    train/ and val/, and a list not given is written as Caffe's own, labels in the split directory's
+    synsets.txt order."""
     split_dir = repo_path(plan.dirs.split)
     params = plan.synthetic
     if params:
@@ -35,11 +40,22 @@ def image_source(plan: Plan, train_root: str | None, train_list: str | None, val
         synthetic.make_synthetic(split_dir, num_classes=params.classes, train_per_class=params.train_per_class,
                                  val_per_class=params.val_per_class, size=params.size, seed=params.seed)
         return split_dir, split_dir / "train.txt", split_dir, split_dir / "val.txt"
+    if imagenet:
+        train_root = train_root or str(Path(imagenet) / "train")
+        val_root = val_root or str(Path(imagenet) / "val")
+        if not (train_list and val_list):
+            wnids = list(splits.load_split_dir(split_dir).wnids)
+            out = repo_path(plan.dirs.data) / "lists" / "caffe"
+            log.info(f"Caffe's lists of {imagenet} -> {out}")
+            made = ilsvrc.write_caffe_lists(imagenet, out, devkit, wnids)
+            train_list = train_list or str(made["train.txt"])
+            val_list = val_list or str(made["val.txt"])
     given = {"--train-root": train_root, "--train-list": train_list, "--val-root": val_root,
              "--val-list": val_list}
     absent = [flag for flag, value in given.items() if not value]
     if absent:
-        raise TransferError(f"plan '{plan.name}' has no synthetic dataset: give {' '.join(absent)} "
+        raise TransferError(f"plan '{plan.name}' has no synthetic dataset: give --imagenet DIR (ILSVRC2012 "
+                            f"as distributed, with its devkit), or {' '.join(absent)} "
                             "(image folders and Caffe lists, `path label`, of the whole dataset)")
     for flag, value in given.items():
         if not Path(value).exists():
@@ -89,7 +105,7 @@ def _link(path: Path, target: Path) -> None:
     path.symlink_to(rel)
 
 
-def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: bool) -> None:
+def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: bool, n_classes: int) -> None:
     """A data set's databases, derived from the whole set's (or linked to them, when equal)."""
     whole, out = plan.dataset(WHOLE), plan.dataset(name)
     train_list = lists / "train" / name / "files.txt"
@@ -99,9 +115,11 @@ def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: boo
         _link(out.train, whole.train)
         _link(out.mean, whole.mean)
     else:
-        datasets.derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED)
+        datasets.derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED,
+                        num_classes=n_classes)
     if not train_only:
-        datasets.derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val))
+        datasets.derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val),
+                        num_classes=n_classes)
 
 
 def _means(plan: Plan, used: list[str]) -> None:
@@ -182,15 +200,16 @@ def _target(plan: Plan, name: str, jobs: int) -> None:
     log.info(f"target dataset {name} ({spec.classes} classes) -> {files.train.parent}")
     size = plan.model.image_size
     datasets.build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
-                   seed=SHUFFLE_SEED, jobs=jobs)
-    datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs)
+                   seed=SHUFFLE_SEED, jobs=jobs, num_classes=spec.classes)
+    datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
 
 
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
-                      val_root: str | None = None, val_list: str | None = None, jobs: int = 0) -> None:
+                      val_root: str | None = None, val_list: str | None = None, jobs: int = 0,
+                      imagenet: str | None = None, devkit: str | None = None) -> None:
     """Make every dataset the plan's nets train or validate on, then their net files."""
     train_root_p, train_whole, val_root_p, val_whole = image_source(plan, train_root, train_list,
-                                                                    val_root, val_list)
+                                                                    val_root, val_list, imagenet, devkit)
     split_dir = repo_path(plan.dirs.split)
     if plan.synthetic:
         splits.make_splits(out=split_dir, num_classes=plan.synthetic.classes)
@@ -210,14 +229,17 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     splits.write_lists(val_whole, lists / "val", val_lists, split_dir)
 
     whole = plan.dataset(WHOLE)
+    split = splits.load_split_dir(split_dir)
+    total = split.num_classes  # every label checked against the class count of the set it enters
     log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
     datasets.build(str(train_whole), str(train_root_p), str(whole.train), size=size, shuffle=True,
-                   seed=SHUFFLE_SEED, jobs=jobs)
-    datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs)
+                   seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
+    datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs, num_classes=total)
     whole_sha = digest(train_whole)
     for name in kinds["list"]:
         log.info(f"dataset {name}")
-        _derived(plan, name, lists, whole_sha, name not in val_lists)
+        # labels must lie below the class count the plan declares for the set they enter
+        _derived(plan, name, lists, whole_sha, name not in val_lists, plan.datasets.get(name, total))
         if budgets.is_budget_name(name) and name in validated:
             _budget_val(plan, name, lists)
     if kinds["labelset"]:
@@ -233,13 +255,19 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
 
 def _cmd(args: argparse.Namespace) -> int:
     prepare_plan_data(load_plan(args.plan), args.train_root, args.train_list, args.val_root, args.val_list,
-                      args.jobs)
+                      args.jobs, args.imagenet, args.devkit)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="make a plan's datasets (lists, LMDBs, means) and net files")
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
+    p.add_argument("--imagenet", metavar="DIR",
+                   help="ILSVRC2012 as distributed: DIR/train/<wnid>/*.JPEG and DIR/val/*.JPEG; the lists "
+                        "not given are written as Caffe's (DATA_DIR/lists/caffe/) from these and the devkit")
+    p.add_argument("--devkit", metavar="DIR",
+                   help="the ILSVRC2012 devkit (data/meta.mat, data/ILSVRC2012_validation_ground_truth.txt); "
+                        "default: ILSVRC2012_devkit_t12 in or beside --imagenet")
     p.add_argument("--train-root", help="folder the training list's paths are relative to (e.g. ILSVRC2012/train)")
     p.add_argument("--train-list", help="Caffe list of every training image (path label)")
     p.add_argument("--val-root", help="folder the validation list's paths are relative to")

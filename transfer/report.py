@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import REPO, huh_report, metrics, published
-from .errors import TransferError
+from .errors import Exit, TransferError
 from .files import atomic_write, repo_path
-from .logs import NetLog, log_files, read_logs
+from .logs import LogError, NetLog, log_files, read_logs
 from .plan import Net, Plan, load_plan
 from .rundir import RunDir
 
@@ -52,9 +53,15 @@ def collect(plan: Plan, logs_dir: Path, layout: str) -> tuple[dict[str, NetLog],
         files, why = run_logs(net, logs_dir, layout)
         if why:
             missing[net.name] = why
-        else:
+            continue
+        try:
             logs[net.name] = read_logs(files)
+        except LogError as exc:  # a log whose numbers cannot be results: the net is shown without one
+            missing[net.name] = f"{REJECTED}{exc}"
     return logs, missing
+
+
+REJECTED = "log rejected: "
 
 
 def _metrics(logs: dict[str, NetLog], missing: dict[str, str], k: int) -> dict[str, metrics.NetMetric]:
@@ -108,6 +115,8 @@ def build(plan: Plan, logs: dict[str, NetLog], missing: dict[str, str], *, k: in
         "nets": {net.name: _net_entry(net, per_net.get(net.name), logs) for net in nets},
         "missing": [n.name for n in nets if n.name in missing],
         "missing_reasons": {n.name: missing[n.name] for n in nets if n.name in missing},
+        "rejected": {n.name: missing[n.name][len(REJECTED):] for n in nets
+                     if missing.get(n.name, "").startswith(REJECTED)},
         "warnings": [w for log in logs.values() for w in log.warnings],
         "huh2016": huh_report.compute(plan, per_net),
     }
@@ -376,6 +385,12 @@ def _cmd(args: argparse.Namespace) -> int:
           f"-> {Path(out) / 'report.md'}")
     for key, q in report["qualitative"].items() if _yosinski(report) else ():
         print(f"  {key}: {({True: 'yes', False: 'no', None: 'not enough data'})[q['holds']]}")
+    for name, why in report["rejected"].items():
+        print(f"transfer report: {name}: {REJECTED}{why}", file=sys.stderr)
+    if report["rejected"]:
+        print(f"transfer report: {len(report['rejected'])} nets' logs rejected; the report shows them as "
+              "missing", file=sys.stderr)
+        return Exit.FAILED
     return 0
 
 

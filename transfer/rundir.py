@@ -2,7 +2,7 @@
 
   init.caffemodel, surgery.json        starting weights and how they were made (surgery.py)
   init.solverstate                     iteration 0 with init.caffemodel: the first attempt's start
-  train/test/solver.prototxt           the plan's files with every path made absolute
+  train/test/solver.prototxt           the plan's files: data by absolute path, the run's own files relative
   logs/attempt-NNN.log                 caffe's glog output, one file per attempt
   attempts.jsonl                       one line per attempt: host, times, exit status, resumed from
   snapshots/<net>_iter_<N>.caffemodel|.solverstate
@@ -64,7 +64,7 @@ class RunDir:
         return self.path / "init.solverstate"
 
     def net_copy(self, kind: str) -> Path:
-        """`train`, `test` or `solver`: the plan's file copied here with absolute paths."""
+        """`train`, `test` or `solver`: the plan's file copied here (see train.write_run_files)."""
         if kind not in ("train", "test", "solver"):
             raise ValueError(kind)
         return self.path / f"{kind}.prototxt"

@@ -22,7 +22,8 @@ from .errors import Exit, TransferError
 from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
-from .status import net_state
+from . import preflight, stopsig
+from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
 POLL_S = 0.5
@@ -97,6 +98,7 @@ class Runner:
     def start(self, net: Net, slot: str) -> None:
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
         cmd += ["--cpu"] if self.cpu else ["--gpu", slot]
+        cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
         if self.max_seconds:
             cmd += ["--max-seconds", str(self.max_seconds)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -123,7 +125,8 @@ class Runner:
                 self.interrupted.add(name)
                 log.info("stopped %s with a snapshot (resume: run again)", name)
             else:
-                why = f"exit {rc}" + ("" if rc != Exit.FAILED else " (caffe failed)")
+                record = job.net.run.failed_record() if rc == Exit.FAILED else None
+                why = (record or {}).get("error") or f"exit {rc}"
                 self.failed[name] = why
                 log.info("FAILED %s: %s; see %s", name, why, shown(job.net.run.logs_dir))
                 self._skip_dependents(name)
@@ -147,11 +150,7 @@ class Runner:
 
     def progress(self) -> None:
         for name, job in self.jobs.items():
-            st = net_state(self.plan, job.net)
-            acc = f", val acc {st.val_accuracy:.3f}" if st.val_accuracy is not None else ""
-            eta = f", {duration(st.seconds_left)} left" if st.seconds_left is not None else ""
-            speed = f", {st.iter_per_s:.2f} it/s" if st.iter_per_s else ""
-            log.info("  %s: iteration %d/%d%s%s%s", name, st.iteration, st.max_iter, speed, acc, eta)
+            log.info("  %s: %s", name, progress_line(net_state(self.plan, job.net)))
 
     # -- main loop
     def _on_signal(self, signum: int, _frame) -> None:
@@ -167,6 +166,8 @@ class Runner:
 
     def run(self) -> int:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        if stopsig.received():  # while the command was starting: start nothing
+            self.stopping = stopsig.received()
         last_progress = time.time()
         try:
             log.info("plan %s: %d nets, %d done already; %d at a time on %s", self.plan.name, len(self.nets),
@@ -217,6 +218,7 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
              progress_every: float = PROGRESS_EVERY_S) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status."""
     nets = plan.with_bases(plan.select(only))
+    log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
     if cpu or not gpus:
         cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]
@@ -241,7 +243,7 @@ def _run_cmd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train every selected net of a plan on this machine")
-    p.add_argument("--plan", default="paper")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
     p.add_argument("--gpus", help="GPU ids to use, one net per GPU, e.g. 0,1,2,3")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")

@@ -142,7 +142,7 @@ JOB_SCRIPT = """\
 # Trains the net (resuming from its newest snapshot); on a time limit or preemption the training
 # snapshots and exits 75, and this job submits a follow-up of itself (see transfer/slurm.py).
 #SBATCH --job-name={job_name}
-#SBATCH --output={log_dir}/%j.out
+#SBATCH --output={log_dir}
 #SBATCH --time={time}
 #SBATCH --signal=B:TERM@{signal_lead}
 #SBATCH --nodes=1
@@ -202,13 +202,35 @@ class JobOptions:
             raise TransferError(f"--signal-lead must not be negative, not {self.signal_lead}")
 
 
+def _one_line(value: str, what: str) -> str:
+    """A value for the job script: a newline or other control character would start a line of
+    its own (a command, or an #SBATCH option) whatever the quoting, so it is refused."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise TransferError(f"{what} {value!r} holds a control character (a newline?); it cannot go into "
+                            "a job script")
+    return value
+
+
+def _sbatch_word(value: str, what: str) -> str:
+    """A value of an #SBATCH line, which sbatch (not the shell) splits at blanks: double-quoted,
+    with backslash escapes, when it holds a blank or a quote."""
+    _one_line(value, what)
+    if not re.search(r"[\s\"'\\]", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOptions, repo: Path) -> str:
-    """The batch script of one net's jobs (a pure function: the same inputs, the same text)."""
+    """The batch script of one net's jobs (a pure function: the same inputs, the same text).
+    Every value the shell runs is quoted (shlex.quote); #SBATCH values are quoted for sbatch."""
+    for value, what in ((plan_name, "plan name"), (net_name, "net name"), (opts.plan_arg, "--plan"),
+                        (str(repo), "repository path"), (str(run.path), "run directory")):
+        _one_line(value, what)
     res = []
     if opts.partition:
-        res.append(f"#SBATCH --partition={opts.partition}")
+        res.append(f"#SBATCH --partition={_sbatch_word(opts.partition, '--partition')}")
     if opts.account:
-        res.append(f"#SBATCH --account={opts.account}")
+        res.append(f"#SBATCH --account={_sbatch_word(opts.account, '--account')}")
     if opts.cpu:
         device = "--cpu"
     else:
@@ -218,9 +240,10 @@ def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOp
         device = "--gpu 0"
     if opts.cpus_per_job or opts.cpu:
         res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job or 1}")
-    res += [f"#SBATCH {a}" for a in opts.sbatch_args]
+    res += [f"#SBATCH {_one_line(a, '--sbatch-arg')}" for a in opts.sbatch_args]
     return JOB_SCRIPT.format(
-        net=net_name, plan=plan_name, job_name=job, log_dir=run.slurm_dir, time=opts.time,
+        net=shlex.quote(net_name), plan=shlex.quote(plan_name), job_name=_sbatch_word(job, "job name"),
+        log_dir=_sbatch_word(f"{run.slurm_dir}/%j.out", "run directory"), time=_sbatch_word(opts.time, "--time"),
         signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(repo)),
         net_q=shlex.quote(net_name), plan_q=shlex.quote(opts.plan_arg), transfer=opts.transfer_cmd,
         device=device, done_q=shlex.quote(str(run.done_file)), tempfail=int(Exit.INTERRUPTED),

@@ -14,7 +14,8 @@ from typing import Any
 
 from .errors import TransferError
 
-SAFE = re.compile(r"[A-Za-z0-9._-]+")
+# Names become file and directory names and shell words: no "..", no leading "-" or ".".
+SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MISSING = object()
 # Caffe's learning-rate policies (SGDSolver::GetLearningRate).
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
@@ -151,6 +152,8 @@ class Block:
         v = self.raw(key, default)
         if not isinstance(v, str) or not v.strip():
             raise self.fail(key, f"expected a directory path, got {v!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise self.fail(key, f"{v!r} holds a control character (a newline?): not a usable directory path")
         return Path(v)
 
     def sequence(self, key: str) -> list:
@@ -167,8 +170,8 @@ def suggest(word: str, known: tuple[str, ...]) -> str:
 
 def check_name(blk: Block, key: str, value: Any) -> str:
     if not isinstance(value, str) or not SAFE.fullmatch(value):
-        raise blk.fail(key, f"{value!r} is not a usable name (letters, digits, '.', '_' and '-' only: "
-                            f"it becomes part of file names and shell commands)")
+        raise blk.fail(key, f"{value!r} is not a usable name (letters, digits, '.', '_' and '-' only, "
+                            f"starting with a letter or digit: it becomes part of file names and shell commands)")
     return value
 
 

@@ -225,18 +225,26 @@ def make_splits(out: str | os.PathLike | None = None, num_classes: int | None = 
 # ---------------------------------------------------------------------------------------------- file lists
 
 def read_whole_list(path: Path, num_classes: int) -> tuple[list[str], list[int]]:
-    """Image paths and labels of a Caffe list (`path label` a line), every label in 0..num_classes-1."""
+    """Image paths and labels of a Caffe list (`path label` a line), every label in 0..num_classes-1;
+    UTF-8 without a byte-order mark, each fault named with file:line."""
     paths: list[str] = []
     labels: list[int] = []
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")
     except OSError as exc:
         raise TransferError(f"{path}: cannot read the whole list ({exc.strerror})") from None
     with f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raise TransferError(f"{path}:1: starts with a UTF-8 byte-order mark, which would become part "
+                                    "of the first path; save the list without it")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TransferError(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x})") from None
             # The released script read lines with `jpg_file, label = line.split()`: exactly two fields.
             fields = line.split()
-            if len(fields) != 2 or not re.fullmatch(r"[+-]?\d+", fields[1]):
+            if len(fields) != 2 or not re.fullmatch(r"[+-]?\d+", fields[1], re.ASCII):
                 raise TransferError(f"{path}:{lineno}: expected 'path label', got {line.rstrip(chr(10))!r}")
             label = int(fields[1])
             if not 0 <= label < num_classes:
@@ -386,7 +394,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_show)
 
     t = sub.add_parser("table", help="the WordNet synsets with most classes below them (supplementary C)")
-    t.add_argument("--top", type=int, default=20)
+    t.add_argument("--top", type=int, default=20, help="how many synsets to list (default 20)")
     t.add_argument("--splits", type=Path, help="split directory (default: splits/ of the repo)")
     t.add_argument("--wordnet", type=Path, help="WordNet 3.0 dict directory")
     t.set_defaults(func=_cmd_table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import zlib
@@ -63,17 +64,39 @@ def input_net_text(plan: Plan, net: Net) -> str:
 
 
 def draw_fresh(plan: Plan, net: Net, seed: int) -> Any:
-    """Every layer of the net drawn from its fillers with pycaffe; returns the NetParameter."""
-    caffe = import_caffe()
-    caffe.set_mode_cpu()
-    caffe.set_random_seed(seed)
+    """Every layer of the net drawn from its fillers with pycaffe; returns the NetParameter.
+
+    pycaffe runs in a child process: a net file Caffe refuses ends it with a fatal CHECK (abort),
+    which here becomes an error naming the net file and Caffe's message, not the end of the command."""
     with tempfile.TemporaryDirectory(prefix="transfer-surgery-") as tmp:
         proto_path = Path(tmp) / "net.prototxt"
         proto_path.write_text(input_net_text(plan, net))
-        cnet = caffe.Net(str(proto_path), caffe.TRAIN)
         model_path = Path(tmp) / "fresh.caffemodel"
-        cnet.save(str(model_path))
-        del cnet
+        output = Path(tmp) / "caffe.log"
+        pid = os.fork()
+        if pid == 0:  # the child: pycaffe, its glog lines into `output`
+            code = 1
+            try:
+                fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(fd, 2)
+                caffe = import_caffe()
+                caffe.set_mode_cpu()
+                caffe.set_random_seed(seed)
+                cnet = caffe.Net(str(proto_path), caffe.TRAIN)
+                cnet.save(str(model_path))
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 (reported through the output file)
+                os.write(2, f"E {type(exc).__name__}: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not model_path.is_file():
+            from .logs import describe_exit, first_error  # noqa: PLC0415
+            rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            first = first_error(output)
+            why = (first.text + (f" [{first.where}]" if first.where else "")) if first else "no message"
+            raise TransferError(f"net '{net.name}': pycaffe could not build {shown(repo_path(net.files.train_net))} "
+                                f"({describe_exit(rc)}): {why}")
         return read_model(model_path)
 
 
@@ -184,7 +207,7 @@ def _cmd(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("surgery", help="write a net's init.caffemodel (copied + freshly drawn layers)")
     p.add_argument("net", help="net name (see `transfer plan show`)")
-    p.add_argument("--plan", default="paper")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--seed", type=int, help="seed for the fresh layers (default: from the net's name)")
     p.add_argument("--force", action="store_true", help="redraw even if init.caffemodel exists")
     p.set_defaults(func=_cmd)

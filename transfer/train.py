@@ -24,18 +24,20 @@ from typing import Any
 import numpy as np
 from google.protobuf import text_format
 
-from . import locks
+from . import locks, logs, preflight, stopsig
 from .caffe_env import caffe_binary, caffe_pb2
-from .caffemodel import identical_layers, read_model
+from .caffemodel import identical_layers, read_model, read_state
 from .console import stage
 from .errors import Exit, TransferError
 from .files import atomic_write, duration, repo_path, shown
 from .plan import LAYERS, Net, Plan, load_plan
 from . import gpu as gpu_info
 from .rundir import RunDir
+from .status import training_progress
 from .surgery import make_init
 
 log = stage("train")
+PROGRESS_EVERY_S = 60.0
 
 
 # ---------------------------------------------------------------------------- run files
@@ -47,7 +49,9 @@ def _need_file(path: Path, plan: Plan) -> Path:
 
 
 def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
-    """The plan's train/test/solver prototxt copied into the run dir with absolute paths."""
+    """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
+    data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
+    a moved runs folder trains from its own files."""
     pb = caffe_pb2()
     run = net.run
     texts = {}
@@ -60,10 +64,10 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
                 layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
         texts[kind] = text_format.MessageToString(proto)
     solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
-    solver.train_net = str(run.net_copy("train"))
+    solver.train_net = _in_run(run, run.net_copy("train"))
     del solver.test_net[:]
-    solver.test_net.append(str(run.net_copy("test")))
-    solver.snapshot_prefix = str(run.snapshot_prefix)
+    solver.test_net.append(_in_run(run, run.net_copy("test")))
+    solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
     solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
     texts["solver"] = text_format.MessageToString(solver)
     for kind, text in texts.items():
@@ -73,6 +77,24 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     run.snapshots_dir.mkdir(exist_ok=True)
     run.logs_dir.mkdir(exist_ok=True)
     return run.net_copy("solver")
+
+
+def _in_run(run: RunDir, path: Path) -> str:
+    return os.path.relpath(path, run.path)
+
+
+def movable_state(run: RunDir, state: Path) -> Path:
+    """Point a solverstate at the weights beside it, relative to the run directory.
+
+    Caffe stores in a snapshot's .solverstate the path of the .caffemodel it wrote (`learned_net`)
+    and loads that path on resume: an absolute one, from before a move of the runs folder, would
+    fail, or silently load the old folder's weights while it still exists."""
+    st = read_state(state)
+    want = _in_run(run, state.with_suffix(".caffemodel"))
+    if st.learned_net != want:
+        st.learned_net = want
+        atomic_write(state, st.SerializeToString())
+    return state
 
 
 def start_state(run: RunDir) -> Path:
@@ -85,7 +107,7 @@ def start_state(run: RunDir) -> Path:
     path = run.init_state
     if path.is_file() and path.stat().st_mtime >= run.init_weights.stat().st_mtime:
         return path
-    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=str(run.init_weights))
+    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=_in_run(run, run.init_weights))
     for layer in read_model(run.init_weights).layer:   # the solver's history: one blob per parameter
         for blob in layer.blobs:
             h = state.history.add()
@@ -115,7 +137,7 @@ class _Stop:
     """Signal flag: handlers only record; the wait loop acts."""
 
     def __init__(self, deadline: float | None) -> None:
-        self.why: str | None = None
+        self.why: str | None = stopsig.received()  # (while the command was starting)
         self.deadline = deadline
 
     def __call__(self, signum: int, _frame: Any) -> None:
@@ -134,8 +156,10 @@ def caffe_command(solver: Path, gpu: int | None, state: Path) -> list[str]:
     return cmd
 
 
-def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: _Stop) -> tuple[int, bool]:
-    """Run caffe until it exits; returns (exit status, whether we asked it to stop)."""
+def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: _Stop,
+               progress_every: float = 0) -> tuple[int, bool]:
+    """Run caffe until it exits; returns (exit status, whether we asked it to stop). Every
+    `progress_every` seconds (0: never) a progress line: iteration, loss, accuracy, speed, time left."""
     env = dict(os.environ, GLOG_logtostderr="1")
     env.pop("GLOG_minloglevel", None)  # the log is the record: keep caffe's INFO lines
     with open(log_path, "ab") as fh:
@@ -144,8 +168,12 @@ def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=net.run.path, env=env, preexec_fn=_child_setup)
     asked = False
+    next_progress = time.time() + progress_every
     try:
         while proc.poll() is None:
+            if progress_every and time.time() >= next_progress:
+                log.info("%s: %s", net.name, training_progress(net))
+                next_progress = time.time() + progress_every
             stop.check_deadline()
             if stop.why and not asked:
                 log.info("%s: %s: asking caffe (pid %d) to snapshot and stop", net.name, stop.why, proc.pid)
@@ -179,6 +207,11 @@ def _now() -> str:
 def finish(net: Net) -> dict:
     """Check the frozen layers against the init weights and write DONE; returns its record."""
     run = net.run
+    state = run.snapshot(net.max_iter, "solverstate")
+    if not state.is_file() or read_state(state).iter != net.max_iter:
+        raise TransferError(f"net '{net.name}': {shown(state)} is missing or not at iteration {net.max_iter}; "
+                            "the final snapshot is incomplete (run again to redo the last iterations)")
+    read_model(run.final_weights)  # a TransferError naming the file when it does not load
     same = identical_layers(run.init_weights, run.final_weights, LAYERS)
     frozen = LAYERS[:net.frozen]
     moved = [name for name in frozen if not same[name]]
@@ -220,43 +253,75 @@ def choose_device(plan: Plan, gpu: int | None, cpu: bool) -> Device:
     return Device("GPU", gpu)  # no --gpu: caffe takes the solver's device (0)
 
 
-def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any]) -> int:
+def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any],
+             progress_every: float) -> int:
     """One caffe run of a net, from its newest snapshot (or its start); returns an exit status."""
     run = net.run
     solver = run.net_copy("solver")
     point = run.resume_point()
-    cmd = caffe_command(solver, device.gpu, point[1] if point else start_state(run))
+    cmd = caffe_command(solver, device.gpu, movable_state(run, point[1] if point else start_state(run)))
     attempt, log_path = run.new_log()
-    run.clear_failed()
+    if not (point and point[0] >= net.max_iter):  # a failure after the final snapshot stays on record
+        run.clear_failed()
     where = f"resuming at iteration {point[0]}" if point else "from init.caffemodel"
     log.info("%s: attempt %d (%s), %s; log %s", net.name, attempt, device, where, shown(log_path))
     t0 = time.time()
-    rc, asked = _run_caffe(net, lock, cmd, log_path, stop)
+    rc, asked = _run_caffe(net, lock, cmd, log_path, stop, progress_every)
     seconds = time.time() - t0
     run.append_attempt({
         "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
         "gpu": device.gpu, **record, "resumed_from": point[0] if point else None,
         "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
-    if rc == 0 and run.final_weights.is_file():
+    point = run.resume_point()
+    at_end = point is not None and point[0] >= net.max_iter
+    # (a stop asked for as training ended is moot: caffe's log says which happened)
+    if rc == 0 and at_end and logs.ended_normally(log_path):
         frozen = finish(net)["frozen_check"]["layers"]
         log.info("%s: done: iteration %d in %s%s", net.name, net.max_iter, duration(seconds),
                  f"; frozen {', '.join(frozen)} bit-identical to init.caffemodel" if frozen else "")
         return Exit.OK
     if asked or (rc == 0 and stop.why) or rc == -signal.SIGINT:
-        newest = run.resume_point()
         log.info("%s: stopped with a snapshot at iteration %s; run again to resume",
-                 net.name, newest[0] if newest else "-")
+                 net.name, point[0] if point else "-")
         return Exit.INTERRUPTED
-    run.write_failed({"net": net.name, "attempt": attempt, "exit": rc, "log": shown(log_path),
-                      "time": _now(), "tail": _tail(log_path)})
-    log.error("%s: caffe failed (exit %d); last lines of %s:\n%s", net.name, rc, shown(log_path),
-              "\n".join(f"    {line}" for line in _tail(log_path)))
+    return _failed(net, attempt, rc, log_path, at_end)
+
+
+def _failed(net: Net, attempt: int, rc: int, log_path: Path, at_end: bool) -> int:
+    """Record and show why an attempt failed: the first error line of caffe's log, not its stack."""
+    first = logs.first_error(log_path)
+    if first is not None:
+        cause = f"{first.text}" + (f" [{first.where}]" if first.where else "")
+    elif rc == 0:
+        cause = ("exited 0, but its log does not end with 'Optimization Done.'" if at_end else
+                 f"exited 0 without a readable snapshot at iteration {net.max_iter}")
+    else:
+        cause = "no error line in its log (killed from outside? out of memory?)"
+    where = f"{shown(log_path)}:{first.line}" if first is not None else shown(log_path)
+    error = f"caffe {logs.describe_exit(rc)}: {cause}"
+    if at_end:
+        error += " (after its final snapshot: the net is not done)"
+    net.run.write_failed({"net": net.name, "attempt": attempt, "exit": rc, "log": shown(log_path),
+                          "error": error, "where": where, "time": _now(), "tail": _tail(log_path)})
+    log.error("%s: %s\n    at %s", net.name, error, where)
     return Exit.FAILED
 
 
+def _normal_end_recorded(run: RunDir) -> bool:
+    """Whether the newest attempt ran caffe to its end: exit status 0 and its log closing with
+    Solver::Solve's last line (a run stopped early closes with another)."""
+    attempts = run.attempts()
+    logs_ = run.log_files()
+    if not attempts or not logs_:
+        return False
+    last = attempts[-1]
+    return (run.attempt_log(last["attempt"]) == logs_[-1] and last.get("exit") == 0
+            and logs.ended_normally(logs_[-1]))
+
+
 def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: _Stop,
-                  seed: int | None) -> int:
+                  seed: int | None, progress_every: float) -> int:
     if lock.took_over:
         log.info("%s: %s", net.name, lock.took_over)
     if net.run.is_done():  # finished by the previous holder while we waited
@@ -266,18 +331,31 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     make_init(plan, net, seed=seed)
     point = net.run.resume_point()
     if point and point[0] >= net.max_iter and net.run.final_weights.is_file():
-        finish(net)
-        log.info("%s: final snapshot found: done", net.name)
-        return Exit.OK
+        if _normal_end_recorded(net.run):
+            finish(net)
+            log.info("%s: final snapshot found: done", net.name)
+            return Exit.OK
+        failed = net.run.failed_record()
+        if failed is not None:
+            # Written by an attempt that then crashed: weights of a process that failed are no result.
+            log.error("%s: the final snapshot was written by attempt %s, which then failed: %s\n    at %s\n"
+                      "    fix the cause, then delete %s to train the net again", net.name,
+                      failed.get("attempt", "?"), failed.get("error", "see its log"),
+                      failed.get("where", failed.get("log", "?")), shown(net.run.snapshots_dir))
+            return Exit.FAILED
+        # How the attempt that wrote it ended is unknown (killed with this process): caffe resumes
+        # from it, runs its final test and ends, which shows whether the net trains to its end.
     if stop.why:
         log.info("%s: %s before caffe started", net.name, stop.why)
         return Exit.INTERRUPTED
-    return _attempt(net, device, lock, stop, record)
+    return _attempt(net, device, lock, stop, record, progress_every)
 
 
 def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
-              max_seconds: float | None = None, seed: int | None = None) -> int:
-    """Train (or resume, or skip) one net; returns an exit status (errors.Exit)."""
+              max_seconds: float | None = None, seed: int | None = None,
+              progress_every: float = PROGRESS_EVERY_S) -> int:
+    """Train (or resume, or skip) one net; returns an exit status (errors.Exit). Checks its data,
+    means, base and the disk first (transfer/preflight.py), before anything is written."""
     device = choose_device(plan, gpu, cpu)
     if net.run.is_done():
         log.info("%s: already done", net.name)
@@ -286,16 +364,19 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
     if base is not None and not base.run.is_done():
         raise TransferError(f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', "
                             f"which is not finished (train it first)")
+    # Signals are caught from here on: a batch system's SIGTERM during the checks is a stop, not death.
     stop = _Stop(time.time() + max_seconds if max_seconds else None)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop.why = stop.why or stopsig.received()
     try:
+        log.info("%s: preflight: %s", net.name, preflight.check(plan, [net]))
         try:
             lock = net.run.acquire_lock()
         except locks.LockHeld as exc:
             log.info("%s: not started: %s", net.name, exc)
             return Exit.LOCKED
         with lock:
-            return _train_locked(plan, net, device, lock, stop, seed)
+            return _train_locked(plan, net, device, lock, stop, seed, progress_every)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -306,19 +387,23 @@ def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
 def _cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     return train_net(plan, plan.net(args.net), gpu=args.gpu, cpu=args.cpu, max_seconds=args.max_seconds,
-                     seed=args.seed)
+                     seed=args.seed, progress_every=args.progress_every)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one net with caffe (resumes from its newest snapshot)",
-                       description=f"Exit status: {Exit.OK} done, {Exit.FAILED} caffe failed, {Exit.ERROR} "
-                                   f"error, {Exit.LOCKED} another process trains it, {Exit.INTERRUPTED} "
+                       description=f"Exit status: {Exit.OK} done, {Exit.FAILED} caffe failed (its first error "
+                                   f"line is shown), {Exit.ERROR} bad input (missing data, labels beyond the "
+                                   f"net's classes, unfinished base), {Exit.LOCKED} another process trains it, "
+                                   f"{Exit.NO_SPACE} not enough disk for its snapshots, {Exit.INTERRUPTED} "
                                    f"stopped with a snapshot (run again to resume).")
     p.add_argument("net", help="net name (see `transfer plan show`)")
-    p.add_argument("--plan", default="paper")
+    p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--gpu", type=int, metavar="K", help="train on GPU K")
     p.add_argument("--cpu", action="store_true", help="train on the CPU (whatever the plan says)")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="after S seconds, snapshot and exit 75 (e.g. inside a batch job's time limit)")
     p.add_argument("--seed", type=int, help="seed of the fresh layers, if surgery has not run yet")
+    p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
+                   help="seconds between progress lines while caffe trains (0: none; default %(default)s)")
     p.set_defaults(func=_cmd)

@@ -1,0 +1,289 @@
+"""Bad input and faults at the data stage: each names its culprit and leaves nothing that looks finished.
+
+Damaged and truncated databases (never a Bus error), a full disk during a build (a real small tmpfs),
+builds resumed with another root or list, bad list files, labels beyond a net's class count, damaged
+mean files. Real JPEGs, real LMDB, the real command line."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_datasets import _cli, _corpus, _items, _write_list, pb2  # noqa: E402,F401 (pb2: fixture)
+
+from transfer import datasets  # noqa: E402
+from transfer.errors import Exit, TransferError  # noqa: E402
+from transfer.lmdb_store import data_file_extent  # noqa: E402
+
+SIZE = 24
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    root = tmp_path / "images"
+    lines = _corpus(root, 30)
+    return root, _write_list(tmp_path / "files.txt", lines), lines
+
+
+@pytest.fixture()
+def built(pb2, corpus, tmp_path):  # noqa: F811
+    root, lst, _ = corpus
+    return datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+
+
+# ------------------------------------------------------------------------------ damaged databases
+
+def _damage(db: Path, how: str) -> None:
+    f = db / "data.mdb"
+    size = f.stat().st_size
+    if how == "truncated":
+        os.truncate(f, size // 2)
+    elif how == "emptied":
+        os.truncate(f, 0)
+    elif how == "header overwritten":
+        with open(f, "r+b") as h:
+            h.write(np.random.default_rng(0).bytes(8192))
+    elif how == "pages zeroed":
+        with open(f, "r+b") as h:
+            h.seek(8192)
+            h.write(b"\0" * (size - 8192 - 4096))
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["truncated", "emptied", "header overwritten", "pages zeroed"])
+def test_damaged_database_is_an_error_naming_the_file(built, tmp_path, capsys, how):
+    _damage(built, how)
+    mean = tmp_path / "mean.binaryproto"
+    for cmd in (["verify", str(built)], ["mean", str(built), "--out", str(mean)],
+                ["verify", str(built), "--classes", "4"]):
+        code, err = _cli(capsys, "data", *cmd)
+        assert code == Exit.ERROR and f"{built / 'data.mdb'}:" in err, (cmd, err)
+        assert "copy it again or rebuild" in err or "rebuild the database" in err
+    assert not mean.exists() and not list(tmp_path.glob(".mean*"))  # no mean, no temp file
+
+
+def test_truncated_database_in_a_separate_process_is_no_bus_error(built):
+    """The command as a user runs it: exit 2 with the file named, not 135 (SIGBUS)."""
+    _damage(built, "truncated")
+    res = subprocess.run([sys.executable, "-m", "transfer", "data", "verify", str(built)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == Exit.ERROR and "truncated" in res.stderr and str(built / "data.mdb") in res.stderr
+
+
+def test_damaged_source_stops_derive(built, corpus, tmp_path):
+    _, _, lines = corpus
+    _damage(built, "truncated")
+    sub = _write_list(tmp_path / "sub.txt", [f"{ln.split()[0]} 0" for ln in lines[:4]])
+    with pytest.raises(TransferError, match=r"data.mdb: truncated"):
+        datasets.derive(str(built), str(sub), str(tmp_path / "derived"))
+    assert not (tmp_path / "derived").exists() and not (tmp_path / "derived.partial").exists()
+
+
+def test_extent_is_what_lmdb_wrote(built):
+    assert data_file_extent(built / "data.mdb") == (built / "data.mdb").stat().st_size
+
+
+def test_truncated_partial_build_refuses_to_resume(pb2, corpus, tmp_path):  # noqa: F811
+    from test_datasets import _killed_build
+
+    root, lst, _ = corpus
+    res = _killed_build(lst, root, tmp_path / "db", 14, block=4, jobs=1)
+    assert res.returncode < 0
+    data = tmp_path / "db.partial" / "data.mdb"
+    os.truncate(data, 4096 * 3)
+    with pytest.raises(TransferError, match=r"db.partial/data.mdb: (truncated|not an LMDB).*delete .*db.partial"):
+        datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
+    assert not (tmp_path / "db").exists()
+
+
+# ------------------------------------------------------------------------------ identity of a build
+
+def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, capsys):  # noqa: F811
+    from test_datasets import _killed_build
+
+    root, lst, _ = corpus
+    other = tmp_path / "other_images"
+    shutil.copytree(root, other)
+    res = _killed_build(lst, root, tmp_path / "db", 10, block=4, jobs=1)
+    assert res.returncode < 0
+    args = ["data", "build", "--list", str(lst), "--out", str(tmp_path / "db"), "--size", str(SIZE),
+            "--commit-every", "4", "--jobs", "1"]
+    code, err = _cli(capsys, *args, "--root", str(other))
+    assert code == Exit.ERROR and "unfinished build of something else" in err
+    assert f"root: was '{root}', now '{other}'" in err
+    # another list (same images, other order): both list paths named
+    lst2 = _write_list(tmp_path / "files2.txt", list(reversed(lst.read_text().splitlines())))
+    code, err = _cli(capsys, "data", "build", "--list", str(lst2), "--out", str(tmp_path / "db"), "--size",
+                     str(SIZE), "--commit-every", "4", "--jobs", "1", "--root", str(root))
+    assert code == Exit.ERROR and f"list_sha256: was {lst} (" in err and f"now {lst2} (" in err
+    assert not (tmp_path / "db").exists()
+    code, err = _cli(capsys, *args, "--root", str(root))  # the same build resumes and finishes
+    assert code == 0 and "resuming" in err
+    # finished: another root is refused too, the database is kept
+    code, err = _cli(capsys, *args, "--root", str(other))
+    assert code == Exit.ERROR and "not built from this list with these options" in err and str(other) in err
+    assert datasets.verify(str(tmp_path / "db")) == []
+
+
+def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):  # noqa: F811
+    """An unfinished build recorded before roots were part of the identity resumes with any root."""
+    from test_datasets import _killed_build
+
+    root, lst, _ = corpus
+    assert _killed_build(lst, root, tmp_path / "db", 10, block=4, jobs=1).returncode < 0
+    info = tmp_path / "db.partial" / "build.json"
+    record = json.loads(info.read_text())
+    del record["root"], record["about"]
+    info.write_text(json.dumps(record))
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
+    assert datasets.verify(str(db)) == []
+
+
+# ------------------------------------------------------------------------------ lists
+
+BAD_LISTS = {
+    "byte-order mark": (b"\xef\xbb\xbfn00/img_000.JPEG 0\n", ":1: starts with a UTF-8 byte-order mark"),
+    "not UTF-8": (b"n00/img_000.JPEG 0\nn00/\xff\xfe.JPEG 1\n", ":2: not UTF-8 text (byte 0xff)"),
+    "blank line": (b"n00/img_000.JPEG 0\n\nn01/img_001.JPEG 1\n", ":2: blank line"),
+    "no label": (b"n00/img_000.JPEG 0\nn01/img_001.JPEG\n", ":2: expected 'relative/path label'"),
+    "tab separated": (b"n00/img_000.JPEG\t0\n", ":1: expected 'relative/path label'"),
+    "negative label": (b"n00/img_000.JPEG -1\n", ":1: expected 'relative/path label'"),
+    "label past the classes": (b"n00/img_000.JPEG 0\nn01/img_001.JPEG 4\n", ":2: label 4 is outside 0..3"),
+    "empty": (b"", "holds no images"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LISTS)
+def test_bad_list_is_named_with_its_line(pb2, corpus, tmp_path, capsys, case):  # noqa: F811
+    root, _, _ = corpus
+    raw, want = BAD_LISTS[case]
+    lst = tmp_path / "bad.txt"
+    lst.write_bytes(raw)
+    code, err = _cli(capsys, "data", "build", "--list", str(lst), "--root", str(root), "--out",
+                     str(tmp_path / "db"), "--size", str(SIZE), "--classes", "4", "--jobs", "1")
+    assert code == Exit.ERROR and (f"{lst}{want}" if want.startswith(":") else want) in err, err
+    assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
+
+
+def test_crlf_list_and_final_newline_are_fine(pb2, corpus, tmp_path):  # noqa: F811
+    root, _, lines = corpus
+    lst = tmp_path / "crlf.txt"
+    lst.write_bytes(("\r\n".join(lines[:5]) + "\r\n").encode())
+    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1, num_classes=4)
+    assert datasets.read_manifest(db)["count"] == 5
+
+
+# ------------------------------------------------------------------------------ labels against a net
+
+def test_label_range_against_the_net(built, tmp_path):
+    assert datasets.check_label_range(built, 4) == {0: 8, 1: 8, 2: 7, 3: 7}
+    with pytest.raises(TransferError, match=r"manifest.json: 7 images have labels outside 0..2 \(e.g. 3\), "
+                                            r"but the net has 3 classes"):
+        datasets.check_label_range(built, 3)
+
+
+def test_label_range_of_a_database_without_manifest(pb2, tmp_path):  # noqa: F811
+    """A database made elsewhere (convert_imageset): its Datums are read."""
+    db = tmp_path / "foreign"
+    env = lmdb.open(str(db), map_size=1 << 22)
+    with env.begin(write=True) as txn:
+        for i, label in enumerate([0, 1, 9, 2]):
+            d = pb2.Datum(channels=1, height=2, width=2, data=bytes(4), label=label)
+            txn.put(f"{i:08d}_x{i}.JPEG".encode(), d.SerializeToString())
+    env.close()
+    assert datasets.check_label_range(db, 10) == {0: 1, 1: 1, 9: 1, 2: 1}
+    with pytest.raises(TransferError, match=r"foreign: 1 images have labels outside 0..4 \(e.g. 9\)"):
+        datasets.check_label_range(db, 5)
+
+
+# ------------------------------------------------------------------------------ means
+
+@pytest.mark.parametrize("how", ["truncated", "not a blob", "wrong size"])
+def test_damaged_mean_is_named(built, tmp_path, pb2, how):  # noqa: F811
+    mean = tmp_path / "mean.binaryproto"
+    datasets.compute_mean(str(built), str(mean))
+    raw = mean.read_bytes()
+    if how == "truncated":
+        mean.write_bytes(raw[: len(raw) // 2])
+    elif how == "not a blob":
+        mean.write_bytes(b"\xff" * 64)
+    else:
+        blob = pb2.BlobProto.FromString(raw)
+        blob.height = SIZE + 1
+        mean.write_bytes(blob.SerializeToString())
+    with pytest.raises(TransferError, match=rf"{mean}: (not a mean file|a mean of 3x{SIZE + 1}x{SIZE} needs)"):
+        datasets.read_mean(str(mean))
+
+
+# ------------------------------------------------------------------------------ disk full
+
+def _userns() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+DRIVER = """
+import hashlib, json, os, subprocess, sys
+disk, lst, root, out_json = sys.argv[1:5]
+db = os.path.join(disk, "db")
+build = [sys.executable, "-m", "transfer", "data", "build", "--list", lst, "--root", root, "--out", db,
+         "--size", "96", "--commit-every", "4", "--jobs", "1"]
+filler = os.path.join(disk, "filler")
+st = os.statvfs(disk)
+with open(filler, "wb") as f:  # leave about 400 KiB: some 15 of the 30 Datums (27 KiB, 7 pages each)
+    f.write(b"x" * (st.f_bavail * st.f_frsize - 400 * 1024))
+first = subprocess.run(build, capture_output=True, text=True)
+after_first = sorted(os.listdir(disk))
+os.unlink(filler)
+second = subprocess.run(build, capture_output=True, text=True)
+verify = subprocess.run([sys.executable, "-m", "transfer", "data", "verify", db], capture_output=True, text=True)
+import lmdb
+h = hashlib.sha256()
+env = lmdb.open(db, readonly=True, lock=False)
+with env.begin() as txn:
+    for k, v in txn.cursor():
+        h.update(k + bytes(v))
+env.close()
+json.dump({"first": [first.returncode, first.stderr], "after_first": after_first,
+           "second": [second.returncode, second.stderr], "verify": verify.returncode,
+           "digest": h.hexdigest()}, open(out_json, "w"))
+"""
+
+
+@pytest.mark.skipif(not _userns(), reason="needs a user namespace (unshare -rm) to mount a small tmpfs")
+def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):  # noqa: F811
+    root, lst, _ = corpus
+    disk, driver, result = tmp_path / "disk", tmp_path / "driver.py", tmp_path / "result.json"
+    disk.mkdir()
+    driver.write_text(textwrap.dedent(DRIVER))
+    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && cd {REPO} && "
+              f"exec {sys.executable} {driver} {disk} {lst} {root} {result}")
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(result.read_text())
+    code, err = got["first"]
+    assert code == Exit.NO_SPACE, err                      # not 135 / -7 (SIGBUS)
+    assert "no space left on the device" in err and f"{disk}/db.partial" in err and "run the same command" in err
+    assert "db" not in got["after_first"] and "db.partial" in got["after_first"]   # nothing looks finished
+    code, err = got["second"]
+    assert code == 0 and "resuming" in err, err
+    assert got["verify"] == 0
+    ref = datasets.build(str(lst), str(root), str(tmp_path / "ref"), size=96, jobs=1)
+    h = hashlib.sha256()
+    for k, v in _items(ref):
+        h.update(k + v)
+    assert got["digest"] == h.hexdigest()
