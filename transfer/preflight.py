@@ -51,15 +51,27 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def _check_view(label_map: Path, classes: int) -> None:
+    new = sorted(set(datasets.read_label_map(label_map).values()))
+    if not new:
+        raise TransferError(f"{label_map}: the label map keeps no class")
+    if new[-1] >= classes:
+        raise TransferError(f"{label_map}: maps to label {new[-1]}, but the net has {classes} classes")
+
+
 def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[str]:
     problems = []
-    for what, rel in (("training data", net.files.train_data), ("validation data", net.files.val_data)):
+    for what, rel, view in (("training data", net.files.train_data, net.files.train_labels),
+                            ("validation data", net.files.val_data, net.files.val_labels)):
         db = repo_path(rel)
-        key = (str(db), net.num_classes)
+        key = (str(db) + (f"|{view}" if view else ""), net.num_classes)
         if key not in seen:
             try:
                 open_read(db).close()
-                datasets.check_label_range(db, net.num_classes)
+                if view:   # read through a label map: the labels the net sees are the map's
+                    _check_view(repo_path(view), net.num_classes)
+                else:
+                    datasets.check_label_range(db, net.num_classes)
                 seen[key] = None
             except TransferError as exc:
                 seen[key] = str(exc)
