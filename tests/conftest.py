@@ -31,3 +31,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     for line in _skipped_required:
         terminalreporter.write_line(f"REQUIRED BUT SKIPPED (TRANSFER_TEST_REQUIRE): {line}", red=True)
+
+
+@pytest.fixture(scope="module")
+def pb2():
+    """caffe_pb2 of the configured Caffe; tests that need it skip without one."""
+    from transfer.caffe_env import caffe_pb2  # noqa: PLC0415
+    from transfer.errors import TransferError  # noqa: PLC0415
+    try:
+        return caffe_pb2()
+    except TransferError as exc:
+        pytest.skip(f"Caffe not configured: {exc}")

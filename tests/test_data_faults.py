@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_datasets import _cli, _corpus, _items, _write_list, pb2  # noqa: E402,F401 (pb2: fixture)
+from test_datasets import _cli, _corpus, _items, _write_list  # noqa: E402
 
 from transfer import datasets  # noqa: E402
 from transfer.errors import Exit, TransferError  # noqa: E402
@@ -37,7 +37,7 @@ def corpus(tmp_path):
 
 
 @pytest.fixture()
-def built(pb2, corpus, tmp_path):  # noqa: F811
+def built(pb2, corpus, tmp_path):
     root, lst, _ = corpus
     return datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
 
@@ -95,7 +95,7 @@ def test_extent_is_what_lmdb_wrote(built):
     assert data_file_extent(built / "data.mdb") == (built / "data.mdb").stat().st_size
 
 
-def test_truncated_partial_build_refuses_to_resume(pb2, corpus, tmp_path):  # noqa: F811
+def test_truncated_partial_build_refuses_to_resume(pb2, corpus, tmp_path):
     from test_datasets import _killed_build
 
     root, lst, _ = corpus
@@ -110,7 +110,7 @@ def test_truncated_partial_build_refuses_to_resume(pb2, corpus, tmp_path):  # no
 
 # ------------------------------------------------------------------------------ identity of a build
 
-def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, capsys):  # noqa: F811
+def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, capsys):
     from test_datasets import _killed_build
 
     root, lst, _ = corpus
@@ -137,7 +137,7 @@ def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, 
     assert datasets.verify(str(tmp_path / "db")) == []
 
 
-def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):  # noqa: F811
+def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):
     """An unfinished build recorded before roots were part of the identity resumes with any root."""
     from test_datasets import _killed_build
 
@@ -166,7 +166,7 @@ BAD_LISTS = {
 
 
 @pytest.mark.parametrize("case", BAD_LISTS)
-def test_bad_list_is_named_with_its_line(pb2, corpus, tmp_path, capsys, case):  # noqa: F811
+def test_bad_list_is_named_with_its_line(pb2, corpus, tmp_path, capsys, case):
     root, _, _ = corpus
     raw, want = BAD_LISTS[case]
     lst = tmp_path / "bad.txt"
@@ -177,7 +177,7 @@ def test_bad_list_is_named_with_its_line(pb2, corpus, tmp_path, capsys, case):  
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
 
 
-def test_crlf_list_and_final_newline_are_fine(pb2, corpus, tmp_path):  # noqa: F811
+def test_crlf_list_and_final_newline_are_fine(pb2, corpus, tmp_path):
     root, _, lines = corpus
     lst = tmp_path / "crlf.txt"
     lst.write_bytes(("\r\n".join(lines[:5]) + "\r\n").encode())
@@ -194,7 +194,7 @@ def test_label_range_against_the_net(built, tmp_path):
         datasets.check_label_range(built, 3)
 
 
-def test_label_range_of_a_database_without_manifest(pb2, tmp_path):  # noqa: F811
+def test_label_range_of_a_database_without_manifest(pb2, tmp_path):
     """A database made elsewhere (convert_imageset): its Datums are read."""
     db = tmp_path / "foreign"
     env = lmdb.open(str(db), map_size=1 << 22)
@@ -211,7 +211,7 @@ def test_label_range_of_a_database_without_manifest(pb2, tmp_path):  # noqa: F81
 # ------------------------------------------------------------------------------ means
 
 @pytest.mark.parametrize("how", ["truncated", "not a blob", "wrong size"])
-def test_damaged_mean_is_named(built, tmp_path, pb2, how):  # noqa: F811
+def test_damaged_mean_is_named(built, tmp_path, pb2, how):
     mean = tmp_path / "mean.binaryproto"
     datasets.compute_mean(str(built), str(mean))
     raw = mean.read_bytes()
@@ -265,7 +265,7 @@ json.dump({"first": [first.returncode, first.stderr], "after_first": after_first
 
 
 @pytest.mark.skipif(not _userns(), reason="needs a user namespace (unshare -rm) to mount a small tmpfs")
-def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):  # noqa: F811
+def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):
     root, lst, _ = corpus
     disk, driver, result = tmp_path / "disk", tmp_path / "driver.py", tmp_path / "result.json"
     disk.mkdir()

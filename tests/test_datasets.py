@@ -12,21 +12,12 @@ import pytest
 from PIL import Image
 
 from transfer import datasets
-from transfer.caffe_env import caffe_pb2
 from transfer.errors import TransferError
 from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
 cv2 = pytest.importorskip("cv2")
 SIZE = 24
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pb2():
-    try:
-        return caffe_pb2()
-    except TransferError as exc:
-        pytest.skip(f"Caffe not configured: {exc}")
 
 
 def _textured(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 from PIL import Image
 
 from transfer import REPO, budgets, cli, datasets, labelsets, splits, synthetic
-from transfer.caffe_env import caffe_pb2
 from transfer.errors import TransferError
 from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
@@ -296,14 +294,6 @@ def test_budget_lists_through_write_lists(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- relabel
-
-@pytest.fixture(scope="module")
-def pb2():
-    try:
-        return caffe_pb2()
-    except TransferError as exc:
-        pytest.skip(f"Caffe not configured: {exc}")
-
 
 @pytest.fixture(scope="module")
 def whole_db(pb2, tmp_path_factory) -> Path:

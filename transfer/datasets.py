@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -67,11 +68,22 @@ def _up_to_date(out: Path, identity: dict[str, Any], about: dict[str, str] | Non
                         + "; ".join(diff) + "); delete it to rebuild")
 
 
-def _no_space(exc: BaseException, where: Path, partial: Path | None = None) -> BaseException:
-    """The error to raise for a failed write: a NoSpaceError when the disk is full, else exc."""
-    hint = (f"what was written is kept in {partial}; free space and run the same command again to continue"
-            if partial else "nothing was replaced; free space and run the same command again")
-    return space_error(exc, where, hint) or exc
+@contextmanager
+def _writing(where: Path, partial: Path | None = None, writer: PartialDB | None = None,
+             catch: tuple[type[BaseException], ...] = (OSError, lmdb.Error)) -> Iterator[None]:
+    """Writes inside: on an error the writer is closed, and a full disk becomes a NoSpaceError naming
+    `where` and what is kept (`partial`); any other error passes unchanged."""
+    try:
+        yield
+    except catch as exc:
+        if writer is not None:
+            writer.close()
+        hint = (f"what was written is kept in {partial}; free space and run the same command again to continue"
+                if partial else "nothing was replaced; free space and run the same command again")
+        err = space_error(exc, where, hint)
+        if err is None:
+            raise
+        raise err from None
 
 
 def _write_all(writer: PartialDB, order: list[Entry], results: Iterator[list[Result]], list_path: str,
@@ -127,14 +139,8 @@ def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], 
                     num_labels=len(state["labels"]), skipped=len(state["skipped"]),
                     skipped_report=report.name if report else None, key_format="%08d_%s",
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    try:
+    with _writing(writer.path, writer.path, writer):
         writer.finish(manifest)
-    except (OSError, lmdb.Error) as exc:
-        writer.close()
-        err = _no_space(exc, writer.path, writer.path)
-        if err is exc:
-            raise
-        raise err from None
     if state["skipped"]:
         log.info("skipped %d images, listed in %s", len(state["skipped"]), report)
 
@@ -144,13 +150,8 @@ def _finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], 
 def _start(out: Path, identity: dict[str, Any], expected: int, about: dict[str, str]) -> PartialDB:
     """The writer of out.partial/; a full disk at its start is a NoSpaceError naming it."""
     partial = Path(str(out) + ".partial")
-    try:
+    with _writing(partial, partial if partial.exists() else None):
         return PartialDB(out, identity, expected, about)
-    except (OSError, lmdb.Error) as exc:
-        err = _no_space(exc, partial, partial if partial.exists() else None)
-        if err is exc:
-            raise
-        raise err from None
 
 
 def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
@@ -175,18 +176,12 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     out_p.parent.mkdir(parents=True, exist_ok=True)
     order = _order(entries, shuffle, seed)
     writer = _start(out_p, identity, _estimate_bytes(len(order), 3, size, size), about)
-    try:
+    with _writing(writer.path, writer.path, writer, catch=(BaseException,)):
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
         jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
         results = decoded_blocks(todo, block, jobs, root, size, size)
         state = _write_all(writer, order, results, list_path,
                            lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
-    except BaseException as exc:
-        writer.close()
-        err = _no_space(exc, writer.path, writer.path)
-        if err is exc:
-            raise
-        raise err from None
     manifest = {"identity": identity, "tool": "transfer data build",
                 "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
                 "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
@@ -255,15 +250,9 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
                                 + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
         d = whole["datum"]
         writer = _start(out_p, identity, _estimate_bytes(len(order), d["channels"], d["height"], d["width"]), about)
-        try:
+        with _writing(writer.path, writer.path, writer, catch=(BaseException,)):
             results = _relabelled(env, index, order[writer.state["next"]:], source, block)
             state = _write_all(writer, order, results, list_path, lambda e: e.path, skip_bad, f"derive {out_p.name}")
-        except BaseException as exc:
-            writer.close()
-            err = _no_space(exc, writer.path, writer.path)
-            if err is exc:
-                raise
-            raise err from None
     finally:
         env.close()
     manifest = {"identity": identity, "tool": "transfer data derive", "datum": dict(d),
@@ -439,14 +428,9 @@ def compute_mean(db: str, out: str, labels: set[int] | None = None) -> np.ndarra
     c, h, w = mean.shape
     blob = pb2.BlobProto(num=1, channels=c, height=h, width=w)  # legacy dims only, as compute_image_mean
     blob.data.extend(mean.ravel().tolist())
-    try:
+    with _writing(Path(out), catch=(OSError,)):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, blob.SerializeToString())
-    except OSError as exc:
-        err = _no_space(exc, Path(out))
-        if err is exc:
-            raise
-        raise err from None
     return mean
 
 
