@@ -63,14 +63,15 @@ def caffe_time(model: Path, gpu_id: int | None, iterations: int) -> dict[str, fl
     return found
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str = SECTION) -> None:
+    """Replace (or append) the BENCHMARKS.md section that starts with the heading `section`."""
     path = REPO / "BENCHMARKS.md"
     doc = path.read_text()
-    start = doc.find(SECTION)
+    start = doc.find(section)
     if start < 0:
         doc = doc.rstrip("\n") + "\n\n" + text
     else:
-        end = doc.find("\n## ", start + len(SECTION))
+        end = doc.find("\n## ", start + len(section))
         doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
     atomic_write(path, doc)
 

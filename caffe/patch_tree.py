@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))   # the sibling patch modules, also when this file is imported
+from patch_data import keyed_data_layer  # noqa: E402
 
 # (files glob, pattern, replacement, why)
 FIXES: list[tuple[str, str, str, str]] = [
@@ -44,6 +46,16 @@ FIXES: list[tuple[str, str, str, str]] = [
      "    }\n"
      "  }\n",
      "restore `caffe train -weights` (BVLC's CopyLayers)"),
+    # `caffe train -gpu 0,1` calls caffe::NCCL, which brocolli's library does not have: its multi-GPU
+    # code is Caffe rc3's P2PSync (parallel.hpp; each GPU runs the net's batch on its own solver, the
+    # gradients are summed over a tree of GPUs each iteration). Use it where NCCL is absent.
+    ("tools/caffe.cpp",
+     r"(#ifdef USE_NCCL\n    caffe::NCCL<float> nccl\(solver\);\n.*\n)#else\n"
+     r"(    LOG\(FATAL\) << \"Multi-GPU execution not available)",
+     "\\1#elif !defined(CPU_ONLY)\n"
+     "    caffe::P2PSync<float> sync(solver, NULL, solver->param());  // rc3's multi-GPU (patch_tree.py)\n"
+     "    sync.Run(gpus);\n#else\n\\2",
+     "`caffe train -gpu 0,1` through this tree's P2PSync when there is no NCCL"),
     # CUDA 13 removed these cudaDeviceProp fields; only Caffe::DeviceQuery reads them.
     ("src/caffe/common.cpp",
      r"(?<!13000)\n([ \t]*LOG\(INFO\) << \"(?:Clock rate|Concurrent copy and execution|Kernel execution timeout):"
@@ -220,6 +232,7 @@ def patch_tree(tree: Path) -> list[str]:
                 path.write_text(new)
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")
     done += gpu_via_cpu(tree)
+    done += keyed_data_layer(tree)   # after FIXES: it extends the view's DataParameter fields
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()

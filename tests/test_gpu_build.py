@@ -52,11 +52,31 @@ def test_gpu_fixes_apply_once_and_only_where_needed(tree):
         assert text.index("#else") < text.index("Forward_gpu(") < text.index("#endif", text.index("#else"))
     changed = {name for name, text in before.items() if (layers / name).read_text() != text}
     # only those six, the proposal layer and the cuDNN compat edit; never a layer that has its own .cu
-    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {"proposal_layer.cu", "cudnn_conv_layer.cpp"}
+    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {"proposal_layer.cu", "cudnn_conv_layer.cpp", "data_layer.cpp"}
     assert any("ProposalLayer::Backward_gpu" in line for line in done)
     assert patch_tree.gpu_via_cpu(tree) == []                   # a second run changes nothing
     assert not [line for line in patch_tree.patch_tree(tree) if "layers/" in line]
 
+
+
+def test_batch_transform_edits_the_data_layer_whole_or_not_at_all(tree, tmp_path):
+    patch_tree.patch_tree(tree)   # idempotent: whatever ran before, the tree is patched once
+    layer = (tree / "src/caffe/layers/data_layer.cpp").read_text()
+    assert layer.count("keyed_->Batch(items, images_done_, top_data, transform_threads_);") == 1
+    assert "data_transformer_->Transform(datum" not in layer          # the sequential loop is gone
+    assert (tree / "src/caffe/util/keyed_transform.cpp").is_file()
+    assert "optional uint32 transform_threads = 13" in (tree / "src/caffe/proto/caffe.proto").read_text()
+    # a Data layer of another shape (BVLC master reads its cursor itself) is left alone, every file of it
+    other = tmp_path / "other"
+    for rel in ("src/caffe/proto/caffe.proto", "include/caffe/layers/data_layer.hpp"):
+        (other / rel).parent.mkdir(parents=True, exist_ok=True)
+        (other / rel).write_text((tree / rel).read_text().replace("transform_threads", "x"))
+    (other / "src/caffe/layers").mkdir(parents=True)
+    (other / "src/caffe/layers/data_layer.cpp").write_text("// a different Data layer\n")
+    before = {p: p.read_text() for p in other.rglob("*") if p.is_file()}
+    (line,) = patch_tree.keyed_data_layer(other)
+    assert "sequential transform kept" in line
+    assert {p: p.read_text() for p in other.rglob("*") if p.is_file()} == before
 
 @pytest.mark.parametrize("env, message", [
     ({"CAFFE_GPU": "1", "CAFFE_CUDA": "conda"}, "CAFFE_CUDA='conda' must be auto, system or pypi"),

@@ -1,0 +1,90 @@
+"""Images/s of Caffe's Data layer alone, on the CPU, by transform thread count (data_param transform_threads).
+
+    python benchmarks/bench_data_layer.py [--images 1024] [--batches 12] [--threads 1,2,4] [--baseline-root DIR]
+
+The paper's training input: 3x256x256 Datums from an LMDB, batch 256, crop 227, mirror, mean file
+(ImageNet-sized images of the synthetic dataset). Each case runs in its own process: the Net is made,
+the prefetch queue drained, then `--batches` forward passes are timed, so the figure is what the
+layer delivers in steady state (its reader thread parses the Datums, the transform crops them).
+`--baseline-root` times another Caffe build the same way (e.g. one without the batch transform, whose
+one prefetch thread transforms images one after another) as the yardstick of the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from transfer import caffe_env, datasets, synthetic
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import caffe
+caffe.set_mode_cpu()
+caffe.set_random_seed(1)
+net = caffe.Net(sys.argv[2], caffe.TRAIN)
+batches, batch = int(sys.argv[3]), int(sys.argv[4])
+for _ in range(4):              # the prefetched batches, then steady state
+    net.forward()
+t0 = time.perf_counter()
+for _ in range(batches):
+    net.forward()
+print(json.dumps({"images_per_s": batches * batch / (time.perf_counter() - t0)}))
+"""
+
+
+def net_file(path: Path, source: Path, mean: Path, batch: int, threads: int | None) -> Path:
+    extra = f" transform_threads: {threads}" if threads is not None else ""
+    path.write_text(f'layer {{ name: "data" type: "Data" top: "data" top: "label"\n'
+                    f'  transform_param {{ mirror: true crop_size: 227 mean_file: "{mean}" }}\n'
+                    f'  data_param {{ source: "{source}" batch_size: {batch} backend: LMDB{extra} }} }}\n')
+    return path
+
+
+def measure(root: Path, net: Path, batches: int, batch: int) -> float:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(root / "python"), str(net), str(batches), str(batch)],
+                         capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
+    if out.returncode:
+        sys.exit(f"bench_data_layer: the Data layer failed with {root}:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--batches", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--threads", default="1,2,4")
+    ap.add_argument("--baseline-root", type=Path, help="another Caffe build (BVLC layout) to time the same way")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "transfer-bench-data-layer")
+    a = ap.parse_args()
+    threads = [int(t) for t in a.threads.split(",")]
+    classes = 16
+    syn = synthetic.make_synthetic(a.work / "syn", num_classes=classes, train_per_class=a.images // classes,
+                                   val_per_class=1, size=64)
+    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(a.work / f"train{a.images}"), size=256, jobs=0))
+    mean = a.work / "mean.binaryproto"
+    if not mean.is_file():
+        datasets.compute_mean(str(db), str(mean))
+    root = caffe_env.caffe_root()
+    print(f"{a.images} Datums of 3x256x256, batch {a.batch}, crop 227, mirror, mean file; "
+          f"{a.batches} batches timed; {os.cpu_count()} CPUs")
+    print("| Caffe | transform threads | images/s | x one thread |")
+    print("|---|---|---|---|")
+    if a.baseline_root:
+        base = measure(a.baseline_root, net_file(a.work / "base.prototxt", db, mean, a.batch, None), a.batches, a.batch)
+        print(f"| baseline ({a.baseline_root.name}) | 1 (Caffe's own, sequential) | {base:,.0f} | |")
+    first = None
+    for t in threads:
+        r = measure(root, net_file(a.work / f"t{t}.prototxt", db, mean, a.batch, t), a.batches, a.batch)
+        first = first or r
+        print(f"| this build | {t} | {r:,.0f} | {r / first:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""CaffeNet at batch 256 on one GPU, in one run: Caffe (cuDNN fp32, cuDNN tf32, no cuDNN) beside a PyTorch
+CaffeNet (fp32, TF32), then the GPU's throughput with 1, 2 and 3 Caffe nets at once.
+
+    .venv/bin/python benchmarks/bench_gpu.py --gpu 0 [--caffe-root nocudnn=DIR] [--write]
+    .venv/bin/python benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2   # the code path, on CPU
+
+Caffe: `caffe time` of the paper's CaffeNet with DummyData in place of the Data layer (its compute only;
+benchmarks/bench_data_layer.py measures the input side), for the recorded build (`make caffe`) and for
+each `--caffe-root NAME=DIR` (e.g. a build without cuDNN, `CAFFE_GPU=1 CAFFE_CUDNN=0 make caffe`).
+Precision goes to caffe as `transfer train` sets it (transfer.precision). PyTorch is only the
+yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is skipped where torch
+does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
+throughput = K x batch / the slowest one's ms per iteration.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu_caffenet import timing_net, write_section  # noqa: E402
+
+from transfer import gpu  # noqa: E402
+from transfer.caffe_env import caffe_binary  # noqa: E402
+
+SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
+PRECISION_ENV = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {"CAFFE_TF32": "1"}}
+
+
+def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
+             copies: int = 1) -> list[float]:
+    """ms per forward+backward of `copies` `caffe time` processes started together."""
+    import re  # noqa: PLC0415
+    cmd = [str(binary), "time", f"-model={model}", f"-iterations={iterations}"]
+    if gpu_id is not None:
+        cmd.append(f"-gpu={gpu_id}")
+    env = {**os.environ, "GLOG_logtostderr": "1", **PRECISION_ENV[precision]}
+
+    def one(_: int) -> float:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        found = re.search(r"Average Forward-Backward:\s*([0-9.]+)\s*ms", proc.stderr + proc.stdout)
+        if proc.returncode or not found:
+            tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-12:])
+            sys.exit(f"bench_gpu: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}")
+        return float(found.group(1))
+
+    with ThreadPoolExecutor(copies) as pool:
+        return list(pool.map(one, range(copies)))
+
+
+def torch_ms(batch: int, iterations: int, gpu_id: int | None, tf32: bool) -> float | None:
+    """ms per SGD iteration of a PyTorch CaffeNet; None where torch does not import."""
+    try:
+        import torch  # noqa: PLC0415
+        from torch import nn  # noqa: PLC0415
+    except ImportError:
+        return None
+    dev = torch.device("cpu" if gpu_id is None else f"cuda:{gpu_id}")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+    lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75)
+    net = nn.Sequential(
+        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(True), nn.MaxPool2d(3, 2, ceil_mode=True), lrn,
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(True), nn.MaxPool2d(3, 2, ceil_mode=True), lrn,
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(True),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(True),
+        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(True), nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000)).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, 3, 227, 227, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    sync()
+    return (time.perf_counter() - t0) / iterations * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--gpu", type=int, metavar="K")
+    where.add_argument("--cpu", action="store_true")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--nets", default="1,2,3", help="nets at once on the GPU, e.g. 1,2,3")
+    ap.add_argument("--caffe-root", action="append", default=[], metavar="NAME=DIR",
+                    help="another Caffe build to time in fp32 (e.g. nocudnn=DIR)")
+    ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")
+    a = ap.parse_args()
+    gpu_id = None if a.cpu else a.gpu
+    nets = [int(k) for k in a.nets.split(",")]
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
+        model = Path(tmp) / "caffenet.prototxt"
+        model.write_text(timing_net(a.batch))
+        build = gpu.current_build().describe()
+        for precision in ("fp32", "tf32"):
+            rows.append((f"Caffe, {build}, {precision}",
+                         caffe_ms(caffe_binary(), model, gpu_id, a.iterations, precision)[0]))
+        for spec in a.caffe_root:
+            name, _, root = spec.partition("=")
+            if not root or not (Path(root) / "build/tools/caffe").is_file():
+                sys.exit(f"bench_gpu: --caffe-root {spec!r}: expected NAME=DIR with DIR/build/tools/caffe")
+            rows.append((f"Caffe, {name}, fp32", caffe_ms(Path(root) / "build/tools/caffe", model, gpu_id,
+                                                           a.iterations)[0]))
+        for tf32 in (False, True):
+            ms = torch_ms(a.batch, a.iterations, gpu_id, tf32)
+            label = f"PyTorch CaffeNet, {'TF32' if tf32 else 'fp32'}"
+            if ms is None:
+                print(f"{label}: skipped (torch does not import here)")
+            else:
+                rows.append((label, ms))
+        packed = []
+        for k in nets:
+            ms = caffe_ms(caffe_binary(), model, gpu_id, a.iterations, "fp32", copies=k)
+            packed.append((k, max(ms), k * a.batch / max(ms) * 1000))
+    where_txt = "CPU" if gpu_id is None else f"GPU {gpu_id}"
+    table = [f"| {name} | {ms:.1f} | {a.batch / ms * 1000:,.0f} |" for name, ms in rows]
+    torch_fp32 = next((ms for name, ms in rows if name == "PyTorch CaffeNet, fp32"), None)
+    ratio = f"Caffe fp32 / PyTorch fp32: **{rows[0][1] / torch_fp32:.2f}**" if torch_fp32 else \
+        "Caffe fp32 / PyTorch fp32: (no PyTorch)"
+    one = packed[0][2] if packed and packed[0][0] == 1 else None
+    pack_table = [f"| {k} | {ms:.1f} | {ips:,.0f} |" + (f" {ips / one:.2f} |" if one else " |")
+                  for k, ms, ips in packed]
+    text = (f"CaffeNet batch {a.batch}, {a.iterations} iterations on {where_txt}\n\n"
+            "| what | ms/iteration | images/s |\n|---|---|---|\n" + "\n".join(table) + f"\n\n{ratio}\n\n"
+            "| nets at once | ms/iteration (slowest) | images/s, all nets | x one net |\n|---|---|---|---|\n"
+            + "\n".join(pack_table) + "\n")
+    print(text)
+    if a.write:
+        if gpu_id is None:
+            sys.exit("bench_gpu: --write records GPU figures only")
+        devices, _ = gpu.visible_gpus()
+        dev = devices[gpu_id] if gpu_id < len(devices) else None
+        machine = f"{dev.name}, driver {dev.driver}" if dev else f"GPU {gpu_id}"
+        command = " ".join(["benchmarks/bench_gpu.py", *sys.argv[1:]])
+        write_section(f"{SECTION}\n\n    .venv/bin/python {command}\n\n"
+                      f"Measured {date.today().isoformat()} on {machine}.\n\n{text}", SECTION)
+        print("written to BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
