@@ -7,7 +7,9 @@ CaffeNet (fp32, TF32), then the GPU's throughput with 1, 2 and 3 Caffe nets at o
 Caffe: `caffe time` of the paper's CaffeNet with DummyData in place of the Data layer (its compute only;
 benchmarks/bench_data_layer.py measures the input side), for the recorded build (`make caffe`) and for
 each `--caffe-root NAME=DIR` (e.g. a build without cuDNN, `CAFFE_GPU=1 CAFFE_CUDNN=0 make caffe`).
-Precision goes to caffe as `transfer train` sets it (transfer.precision). PyTorch is only the
+Then `caffe train` of the same CaffeNet from an LMDB of 3x256x256 Datums (crop 227, mirror, mean file):
+ms per iteration with the Data layer in the loop, and in how many batches the forward pass waited for
+the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted). Precision goes to caffe through the environment. PyTorch is only the
 yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is skipped where torch
 does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
 throughput = K x batch / the slowest one's ms per iteration.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,8 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_caffenet import timing_net, write_section  # noqa: E402
 
-from transfer import gpu  # noqa: E402
-from transfer.caffe_env import caffe_binary  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+from transfer import REPO, datasets, gpu, logs, synthetic  # noqa: E402
+from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
 
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
 PRECISION_ENV = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {"CAFFE_TF32": "1"}}
@@ -37,7 +42,6 @@ PRECISION_ENV = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {"CAFFE_TF32": "
 def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
              copies: int = 1) -> list[float]:
     """ms per forward+backward of `copies` `caffe time` processes started together."""
-    import re  # noqa: PLC0415
     cmd = [str(binary), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
@@ -53,6 +57,46 @@ def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, pre
 
     with ThreadPoolExecutor(copies) as pool:
         return list(pool.map(one, range(copies)))
+
+
+WAITED = re.compile(r": waited for data in (\d+) of the last 100 batches, ([0-9.e+]+) ms")
+
+
+def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
+                    images: int) -> tuple[float, int, float]:
+    """(ms per iteration, batches that waited for data, ms waited) of `caffe train` of the paper's CaffeNet reading
+    an LMDB of `images` synthetic 3x256x256 Datums (from the page cache after the first pass)."""
+    syn = synthetic.make_synthetic(work / "syn", num_classes=16, train_per_class=max(1, images // 16),
+                                   val_per_class=1, size=64)
+    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(work / f"train{images}"), size=256, jobs=0))
+    mean = work / "mean.binaryproto"
+    if not mean.is_file():
+        datasets.compute_mean(str(db), str(mean))
+    pb = caffe_pb2()
+    net = pb.NetParameter()
+    text_format.Merge((REPO / "prototxt/paper/base-all.train.prototxt").read_text(), net)
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source, layer.data_param.batch_size = str(db), batch
+            layer.transform_param.mean_file = str(mean)
+    net_file, solver_file, log_file = work / "train.prototxt", work / "solver.prototxt", work / "train.log"
+    net_file.write_text(text_format.MessageToString(net))
+    solver = pb.SolverParameter(net=str(net_file), base_lr=0.01, lr_policy="fixed", momentum=0.9,
+                                weight_decay=0.0005, display=max(1, iterations // 10), max_iter=iterations,
+                                snapshot_after_train=False,
+                                solver_mode=pb.SolverParameter.CPU if gpu_id is None else pb.SolverParameter.GPU)
+    solver_file.write_text(text_format.MessageToString(solver))
+    cmd = [str(caffe_binary()), "train", f"-solver={solver_file}"] + ([] if gpu_id is None else [f"-gpu={gpu_id}"])
+    with open(log_file, "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "GLOG_logtostderr": "1", **PRECISION_ENV["fp32"]}).returncode
+    text = log_file.read_text(errors="replace")
+    speed = logs.read_logs([log_file], strict=False).speed()
+    if rc or not speed:
+        tail = "\n".join(text.strip().splitlines()[-12:])
+        sys.exit(f"bench_gpu: `{' '.join(cmd)}` failed (exit {rc}):\n{tail}")
+    waits = [(int(n), float(ms)) for n, ms in WAITED.findall(text)]
+    return 1000 / speed, sum(n for n, _ in waits), sum(ms for _, ms in waits)
 
 
 def torch_ms(batch: int, iterations: int, gpu_id: int | None, tf32: bool) -> float | None:
@@ -104,6 +148,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--nets", default="1,2,3", help="nets at once on the GPU, e.g. 1,2,3")
+    ap.add_argument("--train-iterations", type=int, default=200, help="caffe train from an LMDB (0: skip)")
+    ap.add_argument("--images", type=int, default=2048, help="Datums in that LMDB")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "transfer-bench-gpu")
     ap.add_argument("--caffe-root", action="append", default=[], metavar="NAME=DIR",
                     help="another Caffe build to time in fp32 (e.g. nocudnn=DIR)")
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")
@@ -114,9 +161,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         model = Path(tmp) / "caffenet.prototxt"
         model.write_text(timing_net(a.batch))
-        build = gpu.current_build().describe()
-        for precision in ("fp32", "tf32"):
-            rows.append((f"Caffe, {build}, {precision}",
+        build = gpu.current_build()
+        for precision in ("fp32", "tf32") if build.gpu and gpu_id is not None else ("fp32",):
+            rows.append((f"Caffe, {build.describe()}, {precision}",
                          caffe_ms(caffe_binary(), model, gpu_id, a.iterations, precision)[0]))
         for spec in a.caffe_root:
             name, _, root = spec.partition("=")
@@ -135,6 +182,7 @@ def main() -> int:
         for k in nets:
             ms = caffe_ms(caffe_binary(), model, gpu_id, a.iterations, "fp32", copies=k)
             packed.append((k, max(ms), k * a.batch / max(ms) * 1000))
+    trained = train_with_data(a.work, gpu_id, a.batch, a.train_iterations, a.images) if a.train_iterations else None
     where_txt = "CPU" if gpu_id is None else f"GPU {gpu_id}"
     table = [f"| {name} | {ms:.1f} | {a.batch / ms * 1000:,.0f} |" for name, ms in rows]
     torch_fp32 = next((ms for name, ms in rows if name == "PyTorch CaffeNet, fp32"), None)
@@ -147,6 +195,10 @@ def main() -> int:
             "| what | ms/iteration | images/s |\n|---|---|---|\n" + "\n".join(table) + f"\n\n{ratio}\n\n"
             "| nets at once | ms/iteration (slowest) | images/s, all nets | x one net |\n|---|---|---|---|\n"
             + "\n".join(pack_table) + "\n")
+    if trained:
+        text += (f"\n`caffe train` from an LMDB ({a.images} Datums, crop 227, mirror, mean; {a.train_iterations} "
+                 f"iterations): **{trained[0]:.1f} ms/iteration** ({a.batch / trained[0] * 1000:,.0f} images/s); "
+                 f"waited for data in {trained[1]} batches ({trained[2]:.0f} ms in all)\n")
     print(text)
     if a.write:
         if gpu_id is None:

@@ -7,6 +7,10 @@ the bottleneck. Here the layer pops the batch's Datums, then KeyedTransform tran
 mirror keyed by (transform_key, its place in the run). The key is drawn from Caffe's generator, which
 the solver's random_seed seeds, unless `transform_key` sets it.
 
+The forward pass also logs, every 100 batches, how many of them it waited for (data_wait_log): Caffe's own
+"Data layer prefetch queue empty" is logged once per 1000 waits, so a run that waits on every batch
+may show it once or never.
+
 All edits or none: a tree whose Data layer differs from brocolli-caffe's (BVLC master reads its
 cursor itself) keeps Caffe's own transform, and the build log says so.
 """
@@ -112,3 +116,56 @@ def keyed_data_layer(tree: Path) -> list[str]:
     shutil.copy(HERE / "keyed_transform.hpp", tree / "include/caffe/util/keyed_transform.hpp")
     shutil.copy(HERE / "keyed_transform.cpp", tree / "src/caffe/util/keyed_transform.cpp")
     return [f"{rel}: the batch transform on several threads, keyed crops" for rel in sorted(texts)]
+
+
+WAIT_HPP = "  Blob<Dtype> transformed_data_;\n};\n"
+WAIT_HPP_NEW = (
+    "  Blob<Dtype> transformed_data_;\n\n"
+    "  // The batch a forward pass takes; counts and logs the waits for the prefetch thread.\n"
+    "  Batch<Dtype>* next_batch();\n"
+    "  double waited_ms_ = 0;\n"
+    "  int waited_batches_ = 0, batches_ = 0;\n"
+    "};\n")
+WAIT_POP = '  Batch<Dtype>* batch = prefetch_full_.pop("Data layer prefetch queue empty");\n'
+WAIT_CPP_AT = "template <typename Dtype>\nvoid BasePrefetchingDataLayer<Dtype>::Forward_cpu("
+WAIT_CPP_NEW = """\
+template <typename Dtype>
+Batch<Dtype>* BasePrefetchingDataLayer<Dtype>::next_batch() {
+  CPUTimer timer;
+  timer.Start();
+  Batch<Dtype>* batch = prefetch_full_.pop("Data layer prefetch queue empty");
+  const double ms = timer.MilliSeconds();
+  // Not the first batch: that one always waits for the prefetch thread to start.
+  if (batches_++ > 0 && ms > 0.5) {
+    waited_ms_ += ms;
+    ++waited_batches_;
+  }
+  if (batches_ % 100 == 0 && waited_batches_ > 0) {
+    LOG(INFO) << this->layer_param_.name() << ": waited for data in " << waited_batches_
+              << " of the last 100 batches, " << waited_ms_ << " ms";
+    waited_ms_ = 0;
+    waited_batches_ = 0;
+  }
+  return batch;
+}
+
+"""
+
+
+def data_wait_log(tree: Path) -> list[str]:
+    """Count and log the forward pass's waits for data (BasePrefetchingDataLayer::next_batch)."""
+    hpp, cpp, cu = (tree / "include/caffe/layers/base_data_layer.hpp",
+                    tree / "src/caffe/layers/base_data_layer.cpp", tree / "src/caffe/layers/base_data_layer.cu")
+    if not (hpp.is_file() and cpp.is_file()) or "next_batch()" in hpp.read_text():
+        return []
+    h, c = hpp.read_text(), cpp.read_text()
+    u = cu.read_text() if cu.is_file() else WAIT_POP
+    if h.count(WAIT_HPP) != 1 or c.count(WAIT_POP) != 1 or c.count(WAIT_CPP_AT) != 1 or u.count(WAIT_POP) != 1:
+        return ["src/caffe/layers/base_data_layer.cpp: not brocolli-caffe's: no log of the waits for data"]
+    hpp.write_text(h.replace(WAIT_HPP, WAIT_HPP_NEW))
+    c = c.replace(WAIT_POP, "  Batch<Dtype>* batch = next_batch();\n").replace(WAIT_CPP_AT, WAIT_CPP_NEW + WAIT_CPP_AT)
+    cpp.write_text(c.replace('#include "caffe/util/blocking_queue.hpp"\n',
+                             '#include "caffe/util/benchmark.hpp"\n#include "caffe/util/blocking_queue.hpp"\n'))
+    if cu.is_file():
+        cu.write_text(u.replace(WAIT_POP, "  Batch<Dtype>* batch = this->next_batch();\n"))
+    return [f"{p.relative_to(tree)}: the forward pass logs its waits for data" for p in (hpp, cpp, cu) if p.is_file()]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))   # the sibling patch modules, also when this file is imported
-from patch_data import keyed_data_layer  # noqa: E402
+from patch_data import data_wait_log, keyed_data_layer  # noqa: E402
 
 # (files glob, pattern, replacement, why)
 FIXES: list[tuple[str, str, str, str]] = [
@@ -233,6 +233,7 @@ def patch_tree(tree: Path) -> list[str]:
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")
     done += gpu_via_cpu(tree)
     done += keyed_data_layer(tree)   # after FIXES: it extends the view's DataParameter fields
+    done += data_wait_log(tree)
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()

@@ -12,13 +12,16 @@ check-gpu-build: $(VENV)/.installed
 		CAFFE_PYTHON=0 CAFFE_RECORD=0 CAFFE_SRC="$(CAFFE_SRC)" nice scripts/build-caffe.sh
 
 # The GPU tier, on a GPU node with the CUDA build (`CAFFE_GPU=1 make caffe`): the tiny plan trained
-# on GPU 0, kill -9 and resume, and `caffe time` of the paper's CaffeNet into BENCHMARKS.md. Skipped
+# on GPU 0, kill -9 and resume, `caffe time` of the paper's CaffeNet, and Caffe against a PyTorch
+# CaffeNet with 1-3 nets at once (benchmarks/bench_gpu.py), into BENCHMARKS.md. Skipped
 # with the reason where no GPU is visible; TIER_DEVICE=cpu runs the same tests on the CPU build.
 TIER_DEVICE ?=
 test-gpu: setup
 	TRANSFER_GPU_TIER_DEVICE=$(TIER_DEVICE) $(PY) -m pytest -q -rs tests/gpu
 	@if [ "$(TIER_DEVICE)" = cpu ]; then \
-		$(PY) benchmarks/bench_gpu_caffenet.py --cpu --batch 4 --iterations 1; \
+		$(PY) benchmarks/bench_gpu_caffenet.py --cpu --batch 4 --iterations 1 && \
+		$(PY) benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2; \
 	elif $(PY) -c 'import sys; from transfer import gpu; sys.exit(0 if gpu.visible_gpus()[0] else 1)'; then \
-		$(PY) benchmarks/bench_gpu_caffenet.py --gpu 0 --write; \
+		$(PY) benchmarks/bench_gpu_caffenet.py --gpu 0 --write && \
+		$(PY) benchmarks/bench_gpu.py --gpu 0 --write; \
 	else echo "test-gpu: no GPU visible: CaffeNet timing skipped"; fi

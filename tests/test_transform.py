@@ -55,16 +55,16 @@ def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
 
 
 def forward(db, tmp_path: Path, phase: str = "TRAIN", batches: int = 3, seed: int | None = None,
-            **data_param: object) -> list[tuple[np.ndarray, np.ndarray]]:
+            mirror: bool = True, **data_param: object) -> list[tuple[np.ndarray, np.ndarray]]:
     from transfer.caffe_env import import_caffe
     caffe = import_caffe()
     lmdb_dir, mean = db[0], db[1]
     extra = "".join(f"    {k}: {v}\n" for k, v in data_param.items())
-    net_file = tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}.prototxt"
+    net_file = tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}-{mirror}.prototxt"
     net_file.write_text(f'''name: "read"
 layer {{
   name: "data" type: "Data" top: "data" top: "label"
-  transform_param {{ mirror: true crop_size: {CROP} mean_file: "{mean}" scale: 0.5 }}
+  transform_param {{ mirror: {str(mirror).lower()} crop_size: {CROP} mean_file: "{mean}" scale: 0.5 }}
   data_param {{
     source: "{lmdb_dir}"
     batch_size: {BATCH}
@@ -115,10 +115,11 @@ def test_each_image_is_its_keyed_crop_of_the_mean_subtracted_datum(db, tmp_path)
     assert 0.35 < np.mean(ms) < 0.65
 
 
-def test_test_phase_takes_the_centre_crop_unmirrored(db, tmp_path):
+def test_test_phase_takes_the_centre_crop(db, tmp_path):
+    """As the paper's validation net: TEST phase, mirror: false (Caffe mirrors in any phase when asked)."""
     _, mean_path, images, _ = db
     mean = datasets.read_mean(str(mean_path)).astype(np.float32)
-    (data, _), = forward(db, tmp_path, phase="TEST", batches=1, transform_threads=4)
+    (data, _), = forward(db, tmp_path, phase="TEST", batches=1, mirror=False, transform_threads=4)
     c = (SIZE - CROP) // 2
     for i in range(BATCH):
         want = ((images[i].astype(np.float32) - mean) * np.float32(0.5))[:, c:c + CROP, c:c + CROP]
