@@ -27,6 +27,7 @@ from .nets import write_plan
 from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
 from .schedule import parse_net_gpus, width_of
+from .spec import positive_int
 from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
@@ -300,15 +301,6 @@ def _run_cmd(args: argparse.Namespace) -> int:
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
                     max_seconds=args.max_seconds, progress_every=args.progress_every,
                     nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus))
-
-
-def positive_int(option: str) -> Callable[[str], int]:
-    """An argparse type: a positive integer, refused with the option's name and value."""
-    def parse(value: str) -> int:
-        if not value.strip().isdigit() or int(value) < 1:
-            raise argparse.ArgumentTypeError(f"{option} {value!r}: expected a positive integer")
-        return int(value)
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
