@@ -87,9 +87,13 @@ def test_runner_packs_k_nets_a_gpu_after_their_bases(tmp_path, tmp_path_factory,
     assert "is a CPU-only build" in res.stderr and "skip  half0A-2-half0B" in res.stderr
 
 
-def test_net_gpus_wider_than_the_gpus_is_refused():
+def test_net_gpus_and_gpus_are_checked():
     res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0", "--net-gpus", "base-*=2")
     assert res.returncode == 2 and "needs 2 GPUs; --gpus gives 1" in res.stderr
+    res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0,1,2", "--net-gpus", "base-*=3")
+    assert res.returncode == 2 and "batch of 32 cannot be split evenly over 3 GPUs" in res.stderr
+    res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0,0")
+    assert res.returncode == 2 and "--gpus '0,0': expected distinct GPU numbers" in res.stderr
 
 
 # ---------------------------------------------------------------------------- one net on several GPUs

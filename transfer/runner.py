@@ -283,6 +283,10 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
     if too_wide:
         raise TransferError(f"--net-gpus: net '{too_wide[0]}' needs {width(plan.net(too_wide[0]))} GPUs; "
                             f"--gpus gives {len(pool.devices)}")
+    uneven = [n.name for n in nets if plan.model.train_batch % width(n)]
+    if uneven:  # each GPU of a net runs batch / G images (train.per_gpu_batch)
+        raise TransferError(f"--net-gpus: net '{uneven[0]}': a train batch of {plan.model.train_batch} cannot be "
+                            f"split evenly over {width(plan.net(uneven[0]))} GPUs")
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
     return Runner(plan, nets, pool, cpu, max_seconds, progress_every, width).run()
@@ -295,6 +299,8 @@ def _run_cmd(args: argparse.Namespace) -> int:
     if args.cpu and args.gpus:
         raise TransferError("give --gpus LIST or --cpu, not both")
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if gpus and (len(set(gpus)) != len(gpus) or not all(g.isdigit() for g in gpus)):
+        raise TransferError(f"--gpus {args.gpus!r}: expected distinct GPU numbers separated by commas, e.g. 0,1")
     if not args.cpu and not gpus:
         if plan.solver_mode == "GPU":
             raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
