@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Caffe-faithful reproduction of 'How transferable are features in deep neural networks?'",
     packages=find_packages(include=["transfer", "transfer.*"]),
-    package_data={"transfer": ["plans/*.yaml"]},
+    package_data={"transfer": ["plans/*.yaml", "speeds/*.yaml"]},
     python_requires=">=3.11",
     install_requires=["numpy", "protobuf", "lmdb", "pillow", "matplotlib", "PyYAML",
                       "opencv-python-headless"],

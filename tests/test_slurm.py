@@ -277,3 +277,64 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
     assert f'#SBATCH --output="{repo}/runs/n/slurm/%j.out"' in text   # sbatch splits at blanks
     with pytest.raises(TransferError, match=r"net name 'a\\nrm -rf x' holds a control character"):
         job_script("p", "a\nrm -rf x", "j", run, opts, repo)
+
+
+# ---------------------------------------------------------------------------- several nets a GPU
+
+def test_pack_job_scripts(tmp_path):
+    """--nets-per-gpu 2: one GPU a job, the nets of one wave two by two, each pack run by the runner."""
+    from transfer.slurm import repointed
+    path = plan_copy(tmp_path)
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such.conf")}
+    out = submit("--plan", str(path), "--dry-run", "--nets-per-gpu", "2", env=env).stdout
+    plan = load_plan(str(path))
+    lines = [l for l in out.splitlines() if l.startswith("would submit")]
+    # 2 bases in one pack; their 6 dependents in 3 packs, each after the bases' job.
+    assert len(lines) == 4, out
+    assert "base-half0A+base-half0B" in lines[0] and "after" not in lines[0]
+    assert all(l.endswith("after <base-half0A+base-half0B>") for l in lines[1:]), out
+    first = lines[1].split()[3].split("+")
+    assert len(first) == 2 and all(plan.net(n).base for n in first)
+    text = plan.net(first[0]).run.job_script.read_text()
+    for line in ("#SBATCH --gres=gpu:1", f"#SBATCH --job-name={job_name(plan, '+'.join(first))}",
+                 f'run --only {first[0]},{first[1]} --plan "$PLAN" --gpus 0 --nets-per-gpu 2'):
+        assert line in text, line
+    assert text.count("DONE ]") == 2 and subprocess.run(["bash", "-n", "-c", text]).returncode == 0
+    shards = submit("--plan", str(path), "--only", "base-half0A", "--dry-run", "--shards", env=env)
+    assert "#SBATCH --gres=shard:1" in plan.net("base-half0A").run.job_script.read_text(), shards.stdout
+    wide = submit("--plan", str(path), "--only", "base-half0A", "--dry-run", "--gpus-per-job", "2", env=env)
+    text = plan.net("base-half0A").run.job_script.read_text()
+    assert "#SBATCH --gres=gpu:2" in text and 'train "$NET" --plan "$PLAN" --gpu 0,1 &' in text, wide.stdout
+    both = submit("--plan", str(path), "--dry-run", "--gpus-per-job", "2", "--nets-per-gpu", "2", env=env,
+                  check=False)
+    assert both.returncode == 2 and "not both" in both.stderr
+    bad = submit("--plan", str(path), "--dry-run", "--nets-per-gpu", "0", env=env, check=False)
+    assert bad.returncode == 2 and "--nets-per-gpu '0': expected a positive integer" in bad.stderr
+    # A follow-up takes over from job 12; the dependency on job 13 stays, a satisfied one goes.
+    assert repointed("afterok:12(unfulfilled),afterok:13(unfulfilled)", "12", "20") == "afterok:13:20"
+    assert repointed("afterok:11(satisfied),afterok:12(unfulfilled)", "12", "20") == "afterok:20"
+    assert repointed("afterok:12", "12", "20") == "afterok:20"
+
+
+@pytest.mark.slow
+def test_pack_trains_two_nets_in_one_job(cluster, tmp_path_factory):
+    """A real queue (CPU): the base's job, then one job training its two dependents at once."""
+    if not tinyrun.caffe_available():
+        pytest.skip("needs a built Caffe (make caffe)")
+    plan = tinyrun.write_plan_copy(tmp_path_factory.mktemp("pack"), tinyrun.shared_data(tmp_path_factory),
+                                   solver={"max_iter": 20, "snapshot": 20, "test_interval": 20})
+    out = submit("--plan", str(plan.path), "--only", "half0B-*", "--cpu", "--nets-per-gpu", "2", "--time", "10").stdout
+    assert out.count("submitted") == 2, out
+    subs = [r for r in read_records(plan) if r["action"] == "submit"]
+    assert [r["net"] for r in subs] == ["base-half0B", "half0B-2-half0B+half0B-6-half0B"]
+    assert subs[1]["after"] == subs[0]["job"]
+    wait_until(lambda: not queued_jobs(plan), 300, "the queue to empty", cluster, every=2)
+    nets = [plan.net(n) for n in ("base-half0B", "half0B-2-half0B", "half0B-6-half0B")]
+    assert all(n.run.is_done() for n in nets), [_job_tail(n) for n in nets]
+    # Both dependents ran in the one pack job, together, after their base was done.
+    log = "".join(f.read_text() for f in nets[1].run.slurm_outputs())
+    assert "--cpu --jobs 2 " in nets[1].run.job_script.read_text() and "start half0B-2-half0B on CPU" in log, log
+    starts = [l for l in log.splitlines() if "] start " in l]
+    dones = [i for i, l in enumerate(log.splitlines()) if "] done  " in l]
+    assert len(starts) == 2 and log.splitlines().index(starts[1]) < dones[0], log
+    assert job_starts(nets[1])[0] >= int(nets[0].run.done_file.stat().st_mtime)

@@ -6,7 +6,9 @@ import json
 
 from .files import shown
 from .plan import load_plan
+from .errors import TransferError
 from .schedule import DAY, SEC_PER_ITER, parse_net_gpus, simulate
+from .speed import DEFAULT_FIGURES, load_figures
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -23,17 +25,41 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nets_per_gpu(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--nets-per-gpu {value!r}: expected a positive integer or 'auto'")
+    return int(value)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    res = simulate(plan.name, plan.select(args.only), args.gpus, args.sec_per_iter,
-                   parse_net_gpus(args.net_gpus))
+    # Packing and multi-GPU choices need a GPU's speed figures; so does a --figures file. Then the
+    # figures' time per iteration is the speed too (unless --sec-per-iter says otherwise).
+    uses_figures = args.figures or args.nets_per_gpu != 1 or args.multi_gpu == "auto"
+    figures = load_figures(args.figures) if uses_figures else None
+    spi = args.sec_per_iter or (figures.alone_sec_per_iter if figures else SEC_PER_ITER)
+    if args.gpus < 1:
+        raise TransferError(f"--gpus must be at least 1, not {args.gpus}")
+    res = simulate(plan.name, plan.select(args.only), args.gpus, spi, parse_net_gpus(args.net_gpus),
+                   figures=figures, nets_per_gpu=args.nets_per_gpu, multi_gpu=args.multi_gpu == "auto")
     if args.json:
         if not args.starts:
             res.pop("start")
         print(json.dumps(res, indent=1))
         return 0
     d = DAY
-    print(f"plan {res['plan']}: {res['nets']} nets on {res['gpus']} GPUs at {res['sec_per_iter']} s/iteration")
+    print(f"plan {res['plan']}: {res['nets']} nets on {res['gpus']} GPUs at {res['sec_per_iter']:g} s/iteration")
+    if figures is not None:
+        tp = ", ".join(f"{k} at once {v:g}x" for k, v in figures.throughput.items() if k > 1) or "none"
+        eff = ", ".join(f"{g} GPUs {e:g}" for g, e in figures.efficiency.items()) or "none"
+        print(f"  speed figures   {figures.gpu} ({shown(figures.path)}): one net alone "
+              f"{figures.alone_sec_per_iter * 1000:g} ms/iteration; throughput {tp}; multi-GPU efficiency {eff}"
+              + ("" if figures.multi_gpu_measured else " (an assumption, not measured)"))
+        wide = res["multi_gpu_nets"]
+        print(f"  chosen          {res['nets_per_gpu']} net(s) a GPU; "
+              + (f"{len(wide)} net(s) on several GPUs: {_few(wide)}" if wide else "every net on one GPU"))
     print(f"  makespan        {res['makespan'] / d:9.2f} days   (GPUs busy {res['utilization']:.0%})")
     print(f"  lower bound     {res['lower_bound'] / d:9.2f} days   = max(critical path "
           f"{res['critical_path'] / d:.2f}, total work {res['total_work'] / d:.1f} GPU-days / {res['gpus']})")
@@ -49,6 +75,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _few(wide: dict[str, int], shown_at_most: int = 6) -> str:
+    items = [f"{n} ({g})" for n, g in wide.items()]
+    return ", ".join(items[:shown_at_most]) + (f", ... {len(items) - shown_at_most} more" if len(items) > shown_at_most
+                                               else "")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="show or simulate an experiment plan")
     psub = p.add_subparsers(dest="plan_command", metavar="ACTION")
@@ -62,11 +94,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim = psub.add_parser("simulate", help="makespan of a plan on K GPUs under the project's order")
     sim.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
     sim.add_argument("--gpus", type=int, required=True, metavar="K", help="number of identical GPUs")
-    sim.add_argument("--sec-per-iter", type=float, default=SEC_PER_ITER, metavar="S",
-                     help=f"seconds per training iteration on one GPU (default {SEC_PER_ITER}, a K20)")
+    sim.add_argument("--sec-per-iter", type=float, metavar="S",
+                     help=f"seconds per training iteration on one GPU (default {SEC_PER_ITER}, a K20; with "
+                          "speed figures in use, theirs)")
     sim.add_argument("--only", help="simulate only nets matching these patterns (bases outside count as done)")
     sim.add_argument("--net-gpus", action="append", metavar="PATTERN=G",
                      help="give matching nets G GPUs each (speed-up g/(1+0.1(g-1))); repeatable")
+    sim.add_argument("--nets-per-gpu", type=_nets_per_gpu, default=1, metavar="K|auto",
+                     help="K nets share each GPU, slowed down as the speed figures say; auto: the K with the "
+                          "shortest makespan (default 1)")
+    sim.add_argument("--multi-gpu", choices=("auto", "off"), default="off",
+                     help="auto: give critical-path nets several GPUs while that shortens the makespan")
+    sim.add_argument("--figures", metavar="FILE",
+                     help=f"GPU speed figures (YAML; default {DEFAULT_FIGURES.parent.name}/{DEFAULT_FIGURES.name}, "
+                          "H100 measurements; schema in that file)")
     sim.add_argument("--starts", action="store_true", help="also list each net's start time")
     sim.add_argument("--json", action="store_true", help="print a JSON object (seconds)")
     sim.set_defaults(func=_simulate)

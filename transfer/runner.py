@@ -2,8 +2,10 @@
 
 Each net is a `transfer train` subprocess, so one net's crash, lock or signal is that process's
 business; the runner only schedules: base nets before the nets copying from them, ready nets with
-the longest remaining chain first, one net per GPU (or per CPU job). A net locked by another
-process (a second runner, a SLURM job) is waited for, not trained twice.
+the longest remaining chain first, up to K nets per GPU (`--nets-per-gpu`, default 1) or one per
+CPU job. A net given several GPUs (`--net-gpus PATTERN=G`) takes G whole GPUs (caffe's multi-GPU
+training); it waits until that many are idle. A net locked by another process (a second runner,
+a SLURM job) is waited for, not trained twice.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from . import REPO
 from .console import relay, stage
@@ -23,6 +26,8 @@ from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
+from .schedule import parse_net_gpus, width_of
+from .spec import positive_int
 from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
@@ -41,8 +46,45 @@ def ensure_net_files(plan: Plan, nets: list[Net]) -> None:
 class _Job:
     net: Net
     proc: subprocess.Popen
-    slot: str
+    devices: tuple[str, ...]
     started: float
+
+
+@dataclass
+class Pool:
+    """Devices (GPU ids, or CPU job slots) that each hold up to `per_device` nets at once. A net on
+    one device takes one of its places; a net on several takes every place of each (a GPU running
+    a multi-GPU net runs nothing else)."""
+
+    devices: list[str]
+    per_device: int = 1
+    load: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.per_device < 1:
+            raise TransferError(f"--nets-per-gpu must be a positive integer, not {self.per_device}")
+        self.load = {d: 0 for d in self.devices}
+
+    @property
+    def places(self) -> int:
+        return len(self.devices) * self.per_device
+
+    def place(self, width: int = 1) -> tuple[str, ...] | None:
+        """Devices for a net on `width` of them, or None when they are busy. One device: the least
+        loaded (nets spread over the GPUs before they share one)."""
+        if width == 1:
+            best = min(self.devices, key=lambda d: self.load[d])
+            return (best,) if self.load[best] < self.per_device else None
+        idle = [d for d in self.devices if self.load[d] == 0]
+        return tuple(idle[:width]) if len(idle) >= width else None
+
+    def take(self, devices: tuple[str, ...]) -> None:
+        for d in devices:
+            self.load[d] += 1 if len(devices) == 1 else self.per_device
+
+    def release(self, devices: tuple[str, ...]) -> None:
+        for d in devices:
+            self.load[d] -= 1 if len(devices) == 1 else self.per_device
 
 
 def _pump(proc: subprocess.Popen, tag: str) -> None:
@@ -51,9 +93,10 @@ def _pump(proc: subprocess.Popen, tag: str) -> None:
 
 
 class Runner:
-    def __init__(self, plan: Plan, nets: list[Net], slots: list[str], cpu: bool,
-                 max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S):
-        self.plan, self.nets, self.slots, self.cpu = plan, nets, slots, cpu
+    def __init__(self, plan: Plan, nets: list[Net], pool: Pool, cpu: bool,
+                 max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S,
+                 width: Callable[[Net], int] = lambda _net: 1):
+        self.plan, self.nets, self.pool, self.cpu, self.width = plan, nets, pool, cpu, width
         self.max_seconds = max_seconds
         self.progress_every = progress_every
         self.done: set[str] = {n.name for n in nets if n.run.is_done()}
@@ -89,24 +132,30 @@ class Runner:
         env = dict(os.environ)
         if self.cpu:
             # Jobs share the cores: one BLAS thread each unless there are cores to spare.
-            threads = max(1, (os.cpu_count() or 1) // max(1, len(self.slots)))
+            threads = max(1, (os.cpu_count() or 1) // max(1, self.pool.places))
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 env[var] = str(threads)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start(self, net: Net, slot: str) -> None:
+    def command(self, net: Net, devices: tuple[str, ...]) -> list[str]:
+        """The `transfer train` command of a net on these devices (GPU ids, or a CPU job slot)."""
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
-        cmd += ["--cpu"] if self.cpu else ["--gpu", slot]
+        cmd += ["--cpu"] if self.cpu else ["--gpu", ",".join(devices)]
         cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
         if self.max_seconds:
             cmd += ["--max-seconds", str(self.max_seconds)]
+        return cmd
+
+    def start(self, net: Net, devices: tuple[str, ...]) -> None:
+        cmd = self.command(net, devices)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 cwd=REPO, env=self._env())
         threading.Thread(target=_pump, args=(proc, net.name), daemon=True).start()
-        self.jobs[net.name] = _Job(net, proc, slot, time.time())
+        self.jobs[net.name] = _Job(net, proc, devices, time.time())
+        self.pool.take(devices)
         self.elsewhere.discard(net.name)
-        where = "CPU" if self.cpu else f"GPU {slot}"
+        where = "CPU" if self.cpu else f"GPU{'s' if len(devices) > 1 else ''} {','.join(devices)}"
         log.info("start %s on %s (%d/%d done)", net.name, where, len(self.done), len(self.nets))
 
     def reap(self) -> None:
@@ -115,6 +164,7 @@ class Runner:
             if rc is None:
                 continue
             del self.jobs[name]
+            self.pool.release(job.devices)
             took = time.time() - job.started
             if rc == Exit.OK and job.net.run.is_done():
                 self.done.add(name)
@@ -171,7 +221,8 @@ class Runner:
         last_progress = time.time()
         try:
             log.info("plan %s: %d nets, %d done already; %d at a time on %s", self.plan.name, len(self.nets),
-                     len(self.done), len(self.slots), "CPU" if self.cpu else "GPUs " + ",".join(self.slots))
+                     len(self.done), self.pool.places, "CPU" if self.cpu else "GPUs " + ",".join(self.pool.devices)
+                     + (f", {self.pool.per_device} a GPU" if self.pool.per_device > 1 else ""))
             while True:
                 self.reap()
                 self.watch_elsewhere()
@@ -182,9 +233,10 @@ class Runner:
                         log.info("%s: waiting for %d net(s) to snapshot", self.stopping, len(self.jobs))
                         self.stopping = "announced"
                 else:
-                    free = [s for s in self.slots if s not in {j.slot for j in self.jobs.values()}]
-                    for net, slot in zip(self.ready(), free):
-                        self.start(net, slot)
+                    for net in self.ready():  # in priority order; a wide net does not block narrow ones
+                        devices = self.pool.place(self.width(net))
+                        if devices is not None:
+                            self.start(net, devices)
                     if not self.jobs and not self.elsewhere:
                         break  # nothing running, nothing startable
                 if time.time() - last_progress >= self.progress_every and self.jobs:
@@ -215,16 +267,29 @@ class Runner:
 
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
-             progress_every: float = PROGRESS_EVERY_S) -> int:
+             progress_every: float = PROGRESS_EVERY_S, nets_per_gpu: int = 1,
+             net_gpus: dict[str, int] | None = None) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status."""
     nets = plan.with_bases(plan.select(only))
+    if cpu or not gpus:
+        if nets_per_gpu != 1 or net_gpus:
+            raise TransferError("--nets-per-gpu and --net-gpus need --gpus; on the CPU, --jobs N trains N nets "
+                                "at once")
+        cpu, pool = True, Pool([f"cpu{i}" for i in range(max(1, jobs))])
+    else:
+        pool = Pool(list(gpus), nets_per_gpu)
+    width = width_of(net_gpus)
+    too_wide = [n.name for n in nets if not cpu and width(n) > len(pool.devices)]
+    if too_wide:
+        raise TransferError(f"--net-gpus: net '{too_wide[0]}' needs {width(plan.net(too_wide[0]))} GPUs; "
+                            f"--gpus gives {len(pool.devices)}")
+    uneven = [n.name for n in nets if plan.model.train_batch % width(n)]
+    if uneven:  # each GPU of a net runs batch / G images (train.per_gpu_batch)
+        raise TransferError(f"--net-gpus: net '{uneven[0]}': a train batch of {plan.model.train_batch} cannot be "
+                            f"split evenly over {width(plan.net(uneven[0]))} GPUs")
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
-    if cpu or not gpus:
-        cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]
-    else:
-        slots = list(gpus)
-    return Runner(plan, nets, slots, cpu, max_seconds, progress_every).run()
+    return Runner(plan, nets, pool, cpu, max_seconds, progress_every, width).run()
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -234,18 +299,26 @@ def _run_cmd(args: argparse.Namespace) -> int:
     if args.cpu and args.gpus:
         raise TransferError("give --gpus LIST or --cpu, not both")
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if gpus and (len(set(gpus)) != len(gpus) or not all(g.isdigit() for g in gpus)):
+        raise TransferError(f"--gpus {args.gpus!r}: expected distinct GPU numbers separated by commas, e.g. 0,1")
     if not args.cpu and not gpus:
         if plan.solver_mode == "GPU":
             raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
-                    max_seconds=args.max_seconds, progress_every=args.progress_every)
+                    max_seconds=args.max_seconds, progress_every=args.progress_every,
+                    nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train every selected net of a plan on this machine")
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
-    p.add_argument("--gpus", help="GPU ids to use, one net per GPU, e.g. 0,1,2,3")
+    p.add_argument("--gpus", help="GPU ids to use, e.g. 0,1,2,3 (one net a GPU unless --nets-per-gpu)")
+    p.add_argument("--nets-per-gpu", type=positive_int("--nets-per-gpu"), default=1, metavar="K",
+                   help="train up to K nets at once on each GPU (default 1; see `transfer plan simulate`)")
+    p.add_argument("--net-gpus", action="append", metavar="PATTERN=G",
+                   help="train matching nets on G whole GPUs each (caffe -gpu 0,1; the batch is split "
+                        "so the effective batch stays the plan's); repeatable")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")
     p.add_argument("--jobs", type=int, default=1, help="nets at once on the CPU (default 1)")
     p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")

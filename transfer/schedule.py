@@ -15,6 +15,12 @@ it copies from is done. Ties go to the longer net, so short nets fill the last g
 A net may use several GPUs (`net_gpus=`), sped up by `speedup(g)`; that is how the gap to
 lower_bound closes for large K (see `--net-gpus`).
 
+With GPU speed figures (transfer/speed.py) the simulator also models K nets sharing one GPU
+(`pack_schedule`: while j nets share a GPU each runs at throughput(j) / j of its speed alone) and
+one net on G GPUs (speed-up G x efficiency), and can choose both: the K with the shortest makespan
+(`nets_per_gpu="auto"`), and more GPUs for the nets on the critical path while that shortens it
+(`multi_gpu=True`).
+
 This module knows nets only as things with a name, a base and a number of iterations (`Trainable`),
 so the plan can use it without it knowing the plan.
 """
@@ -53,6 +59,22 @@ T = TypeVar("T", bound=Trainable)
 NetGpus = Mapping[str, int] | Callable[[Any], int] | None
 
 
+def width_of(net_gpus: NetGpus) -> Callable[[Any], int]:
+    """GPUs a net gets: `net_gpus` maps name patterns (fnmatch; the last match wins) to GPUs, or is
+    a function of the net; 1 for every net by default."""
+    if callable(net_gpus):
+        return lambda net: int(net_gpus(net))
+    pats = dict(net_gpus or {})
+
+    def width(net: Any) -> int:
+        g = 1
+        for pat, val in pats.items():
+            if fnmatch.fnmatchcase(net.name, pat):
+                g = int(val)
+        return g
+    return width
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -62,22 +84,18 @@ class Job:
 
 
 def jobs_of(nets: Sequence[Trainable], sec_per_iter: float = SEC_PER_ITER,
-            net_gpus: NetGpus = None) -> dict[str, Job]:
-    """One Job per net. `net_gpus` maps a net name pattern (fnmatch) to GPUs, or is a function of the net."""
+            net_gpus: NetGpus = None, gain: Callable[[int], float] = speedup) -> dict[str, Job]:
+    """One Job per net. `net_gpus` maps a net name pattern (fnmatch) to GPUs, or is a function of the
+    net; `gain(g)` is how much faster a net trains on g GPUs."""
     if sec_per_iter <= 0:
         raise TransferError(f"--sec-per-iter must be positive, not {sec_per_iter}")
+    width = width_of(net_gpus)
     out: dict[str, Job] = {}
     for net in nets:
-        g = 1
-        if callable(net_gpus):
-            g = int(net_gpus(net))
-        elif net_gpus:
-            for pat, val in net_gpus.items():
-                if fnmatch.fnmatchcase(net.name, pat):
-                    g = int(val)
+        g = width(net)
         if g < 1:
             raise TransferError(f"net '{net.name}': gpus must be at least 1, not {g}")
-        out[net.name] = Job(net.name, net.base, net.max_iter * sec_per_iter / speedup(g), g)
+        out[net.name] = Job(net.name, net.base, net.max_iter * sec_per_iter / gain(g), g)
     # A net whose base is outside the selection waits for nothing here (its base is assumed done).
     return {n: (j if j.base in out else Job(j.name, None, j.seconds, j.gpus)) for n, j in out.items()}
 
@@ -172,6 +190,71 @@ def list_schedule(jobs: Mapping[str, Job], gpus: int) -> dict[str, tuple[float, 
     return times
 
 
+def pack_schedule(jobs: Mapping[str, Job], gpus: int, per_gpu: int,
+                  throughput: Mapping[int, float]) -> dict[str, tuple[float, float]]:
+    """Start and end of every job under the priority rule on `gpus` GPUs holding up to `per_gpu`
+    one-GPU jobs each. While j jobs share a GPU, each progresses at throughput[j] / j of its speed
+    alone (re-evaluated whenever one starts or ends); a job on several GPUs has them to itself.
+    A ready one-GPU job goes to the least loaded GPU (nets spread before they share)."""
+    if gpus < 1:
+        raise TransferError(f"--gpus must be at least 1, not {gpus}")
+    if per_gpu < 1 or any(k not in throughput for k in range(1, per_gpu + 1)):
+        raise TransferError(f"--nets-per-gpu {per_gpu}: the speed figures give no throughput for "
+                            f"{per_gpu} nets at once (they have {', '.join(map(str, sorted(throughput)))})")
+    too_wide = [j.name for j in jobs.values() if j.gpus > gpus]
+    if too_wide:
+        raise TransferError(f"net '{too_wide[0]}' needs {jobs[too_wide[0]].gpus} GPUs; only {gpus} simulated")
+    rank = {n: i for i, n in enumerate(priority(jobs))}
+    names = sorted(rank, key=rank.get)
+    kids = children(jobs)
+    ready = [rank[n] for n, j in jobs.items() if j.base is None]
+    heapq.heapify(ready)
+    load = [0] * gpus                      # one-GPU jobs on each GPU; per_gpu + 1 marks a wide job's GPU
+    left: dict[str, float] = {}            # running job -> seconds of work left (at its speed alone)
+    where: dict[str, list[int]] = {}
+    starts: dict[str, float] = {}
+    times: dict[str, tuple[float, float]] = {}
+    now = 0.0
+    while ready or left:
+        skipped = []
+        while ready:
+            r = heapq.heappop(ready)
+            job = jobs[names[r]]
+            if job.gpus == 1:
+                g = min(range(gpus), key=lambda i: load[i])
+                spot = [g] if load[g] < per_gpu else None
+            else:
+                idle = [i for i in range(gpus) if load[i] == 0]
+                spot = idle[:job.gpus] if len(idle) >= job.gpus else None
+            if spot is None:
+                skipped.append(r)
+                continue
+            for i in spot:
+                load[i] += 1 if job.gpus == 1 else per_gpu + 1
+            left[job.name], where[job.name], starts[job.name] = job.seconds, spot, now
+        for r in skipped:
+            heapq.heappush(ready, r)
+
+        def rate(n: str) -> float:
+            if jobs[n].gpus > 1:
+                return 1.0
+            j = load[where[n][0]]
+            return throughput[j] / j
+        rates = {n: rate(n) for n in left}
+        step = min(left[n] / rates[n] for n in left)
+        now += step
+        for n in list(left):
+            left[n] -= step * rates[n]
+            if left[n] <= 1e-9 * jobs[n].seconds:
+                del left[n]
+                times[n] = (starts[n], now)
+                for i in where.pop(n):
+                    load[i] -= 1 if jobs[n].gpus == 1 else per_gpu + 1
+                for k in kids[n]:
+                    heapq.heappush(ready, rank[k])
+    return times
+
+
 def one_gpu_bound(jobs: Mapping[str, Job], gpus: int) -> float:
     """A lower bound on the makespan of every schedule that runs each job on one GPU, non-preemptively.
 
@@ -187,22 +270,92 @@ def one_gpu_bound(jobs: Mapping[str, Job], gpus: int) -> float:
     return bound
 
 
+def makespan_of(jobs: Mapping[str, Job], gpus: int, per_gpu: int = 1,
+                throughput: Mapping[int, float] | None = None) -> tuple[float, dict[str, tuple[float, float]]]:
+    """The makespan and the (start, end) of every job: one net a GPU, or `per_gpu` sharing one."""
+    if per_gpu == 1:
+        times = list_schedule(jobs, gpus)
+    else:
+        times = pack_schedule(jobs, gpus, per_gpu, throughput or {1: 1.0})
+    return max(end for _, end in times.values()), times
+
+
+def _on_critical_path(jobs: Mapping[str, Job]) -> list[str]:
+    hd, tl = heads(jobs), tails(jobs)
+    top = max(tl.values())
+    return [n for n in jobs if math.isclose(hd[n] + tl[n], top, rel_tol=1e-9)]
+
+
+def widen_critical(nets: Sequence[Trainable], gpus: int, sec_per_iter: float, widths: dict[str, int],
+                   per_gpu: int, throughput: Mapping[int, float], gain: Callable[[int], float],
+                   choices: Sequence[int]) -> dict[str, int]:
+    """Give the nets on the critical path more GPUs (each of `choices`) as long as the makespan
+    shrinks; all of them at once, since equal chains (the paper's bases) shorten only together."""
+    widths = dict(widths)
+
+    def span(w: dict[str, int]) -> float:
+        return makespan_of(jobs_of(nets, sec_per_iter, lambda n: w[n.name], gain), gpus, per_gpu, throughput)[0]
+    current = span(widths)
+    while True:
+        critical = _on_critical_path(jobs_of(nets, sec_per_iter, lambda n: widths[n.name], gain))
+        best: tuple[float, dict[str, int]] | None = None
+        for g in choices:
+            if g > gpus:
+                continue
+            trial = {**widths, **{n: g for n in critical if widths[n] < g}}
+            if trial == widths:
+                continue
+            m = span(trial)
+            if m < current * (1 - 1e-9) and (best is None or m < best[0]):
+                best = (m, trial)
+        if best is None:
+            return widths
+        current, widths = best
+
+
 def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: float = SEC_PER_ITER,
-             net_gpus: NetGpus = None) -> dict[str, Any]:
+             net_gpus: NetGpus = None, figures: Any = None, nets_per_gpu: int | str = 1,
+             multi_gpu: bool = False) -> dict[str, Any]:
     """Makespan of plan `name`'s `nets` on `gpus` GPUs under the project's order, with its lower
-    bounds (seconds)."""
-    jobs = jobs_of(nets, sec_per_iter, net_gpus)
-    if not jobs:
+    bounds (seconds). With `figures` (transfer.speed.Figures): `nets_per_gpu` nets share a GPU
+    ("auto": the K with the shortest makespan, the smallest on a tie), multi-GPU nets gain as the
+    figures say, and `multi_gpu` widens critical-path nets while that shortens the makespan."""
+    if gpus < 1:
+        raise TransferError(f"--gpus must be at least 1, not {gpus}")
+    throughput = figures.throughput if figures is not None else {1: 1.0}
+    gain = figures.speedup if figures is not None else speedup
+    if multi_gpu and figures is None:
+        raise TransferError("--multi-gpu auto needs speed figures (--figures)")
+    if nets_per_gpu == "auto":
+        ks = sorted(throughput)
+    elif isinstance(nets_per_gpu, int) and nets_per_gpu >= 1:
+        ks = [nets_per_gpu]
+    else:
+        raise TransferError(f"--nets-per-gpu {nets_per_gpu!r}: expected a positive integer or 'auto'")
+    width = width_of(net_gpus)
+    given = {n.name: width(n) for n in nets}
+    if not given:
         raise TransferError(f"plan '{name}': no nets to simulate")
-    times = list_schedule(jobs, gpus)
-    makespan = max(end for _, end in times.values())
+    choices = sorted(g for g in (figures.efficiency if figures is not None else ()) if g > 1)
+    best: tuple[float, int, dict[str, int]] | None = None
+    for k in ks:
+        w = widen_critical(nets, gpus, sec_per_iter, given, k, throughput, gain, choices) if multi_gpu else given
+        m = makespan_of(jobs_of(nets, sec_per_iter, lambda n, w=w: w[n.name], gain), gpus, k, throughput)[0]
+        if best is None or m < best[0] * (1 - 1e-9):
+            best = (m, k, w)
+    assert best is not None
+    _, k, widths = best
+    jobs = jobs_of(nets, sec_per_iter, lambda n: widths[n.name], gain)
+    makespan, times = makespan_of(jobs, gpus, k, throughput)
     critical = max(tails(jobs).values())
     work = sum(j.seconds * j.gpus for j in jobs.values())
-    lower = max(critical, work / gpus)
+    # K nets sharing a GPU get through at most max throughput(j <= K) nets' worth of work on it.
+    capacity = max(throughput[j] for j in range(1, k + 1))
+    lower = max(critical, work / (gpus * capacity))
     one = jobs_of(nets, sec_per_iter, lambda _n: 1)
     one_bound = one_gpu_bound(one, gpus)
     one_makespan = max(e for _, e in list_schedule(one, gpus).values())
-    busy = work / (gpus * makespan)
+    busy = work / (gpus * makespan * capacity)
     return {
         "plan": name, "nets": len(jobs), "gpus": gpus, "sec_per_iter": sec_per_iter,
         "makespan": makespan, "lower_bound": lower, "ratio": makespan / lower,
@@ -214,6 +367,12 @@ def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: floa
         "one_gpu_bound": one_bound, "one_gpu_bound_days": one_bound / DAY,
         "one_gpu_makespan": one_makespan, "one_gpu_optimal": math.isclose(one_makespan, one_bound),
         "multi_gpu": any(j.gpus > 1 for j in jobs.values()),
+        "nets_per_gpu": k,
+        "multi_gpu_nets": {n: j.gpus for n, j in jobs.items() if j.gpus > 1},
+        "figures": None if figures is None else {
+            "gpu": figures.gpu, "file": str(figures.path), "sources": figures.sources,
+            "throughput": figures.throughput, "multi_gpu_efficiency": figures.efficiency,
+            "multi_gpu_measured": figures.multi_gpu_measured},
         "start": {n: s for n, (s, _) in sorted(times.items(), key=lambda kv: kv[1])},
     }
 

@@ -18,6 +18,18 @@ How a net's chain of jobs works (tested against slurm 22.05, tests/test_slurm.py
     first, schedule.order), which the default FIFO and the age factor of priority/multifactor
     both honour; `--nice-span` additionally lowers (only users may only lower) the priority of
     nets off the critical path, by up to that many points.
+Several nets a GPU (`--nets-per-gpu K`, K > 1), on any cluster that hands out whole GPUs:
+  - A job asks for one GPU (`--gres=gpu:1`; with `--shards`, `--gres=shard:1` where the cluster
+    configures GPU sharding) and trains a *pack* of up to K nets on it at once with
+    `transfer run --only <the pack> --gpus 0 --nets-per-gpu K`: the runner starts them together,
+    forwards TERM (they snapshot and exit 75), and exits 0 only when every net of the pack is done.
+  - Packs are cut from nets of one dependency wave (the bases; the nets copying from a base; ...),
+    in the project's order, so their nets are ready together: a pack's job waits (`afterok`) on
+    every job holding one of its nets' bases. The job name lists the pack, `<net>+<net>+...`.
+  - A follow-up continues the whole pack (nets already done are skipped), and the dependents of
+    every net of the pack are re-pointed to it, keeping their other dependencies.
+  SLURM's own sharing (`--gres=shard`, or MPS) would let one job a net share a GPU instead; it
+  is not configured on most clusters, hence the packs.
 Every sbatch, re-pointing and cancel is appended to <runs_dir>/slurm/submissions.jsonl.
 """
 from __future__ import annotations
@@ -41,6 +53,7 @@ from .files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
 from .plan import Net, Plan, load_plan
 from .rundir import RunDir, submissions_file
 from .schedule import jobs_of, tails
+from .spec import positive_int
 
 STALE_REASON = "DependencyNeverSatisfied"
 MAX_FOLLOW_UPS = 100   # a net that never reaches a snapshot must not resubmit itself forever
@@ -125,8 +138,17 @@ def queued_jobs(plan: Plan, strict: bool = False) -> dict[str, SlurmJob]:
     """
     out: dict[str, SlurmJob] = {}
     for job in _queue(plan, strict):
-        out[job["net"]] = SlurmJob(job["id"], job["state"])
+        for net in pack_members(job["net"]):
+            out[net] = SlurmJob(job["id"], job["state"])
     return out
+
+
+PACK_SEP = "+"
+
+
+def pack_members(key: str) -> list[str]:
+    """The nets of a job: one net, or a pack `a+b+c` (net names hold no '+': spec.SAFE)."""
+    return key.split(PACK_SEP)
 
 
 def sbatch(script: Path, args: list[str]) -> str:
@@ -155,12 +177,12 @@ PLAN={plan_q}
 TRANSFER=({transfer})
 follow_ups=${{TRANSFER_FOLLOW_UPS:-0}}
 echo "transfer-job: start $(date +%s) job=${{SLURM_JOB_ID:-}} net=$NET host=$(hostname) follow_ups=$follow_ups"
-if [ -e {done_q} ]; then echo "transfer-job: $NET is already done"; exit 0; fi
+if {done_test}; then echo "transfer-job: $NET is already done"; exit 0; fi
 
 # slurm signals this shell only (B:TERM): pass it on to the training, which snapshots and exits 75.
 child=
 trap 'echo "transfer-job: SIGTERM at $(date +%s), stopping the training"; [ -n "$child" ] && kill -TERM "$child"' TERM
-"${{TRANSFER[@]}}" train "$NET" --plan "$PLAN" {device} &
+{train} &
 child=$!
 while kill -0 "$child" 2>/dev/null; do wait "$child"; done
 wait "$child"; rc=$?
@@ -190,6 +212,8 @@ class JobOptions:
     account: str | None = None
     cpu: bool = False
     gpus_per_job: int = 1
+    nets_per_gpu: int = 1               # > 1: a job trains a pack of up to this many nets on its GPU
+    shards: bool = False                # ask --gres=shard:1 (a configured GPU share) instead of a GPU
     cpus_per_job: int | None = None
     signal_lead: int = 120
     sbatch_args: tuple[str, ...] = ()
@@ -198,6 +222,11 @@ class JobOptions:
     def __post_init__(self) -> None:
         if self.gpus_per_job < 1:
             raise TransferError(f"--gpus-per-job must be at least 1, not {self.gpus_per_job}")
+        if self.nets_per_gpu < 1:
+            raise TransferError(f"--nets-per-gpu must be a positive integer, not {self.nets_per_gpu}")
+        if self.nets_per_gpu > 1 and self.gpus_per_job > 1:
+            raise TransferError("give --nets-per-gpu K (several nets on one GPU) or --gpus-per-job N (one net "
+                                "on N GPUs), not both")
         if self.signal_lead < 0:
             raise TransferError(f"--signal-lead must not be negative, not {self.signal_lead}")
 
@@ -220,9 +249,12 @@ def _sbatch_word(value: str, what: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOptions, repo: Path) -> str:
-    """The batch script of one net's jobs (a pure function: the same inputs, the same text).
-    Every value the shell runs is quoted (shlex.quote); #SBATCH values are quoted for sbatch."""
+def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOptions, repo: Path,
+               pack: tuple[RunDir, ...] = ()) -> str:
+    """The batch script of one net's jobs, or of a pack's (`pack`: the run directories of its nets,
+    `net_name` their names joined by '+'; `run` the first's, which holds the script). A pure
+    function: the same inputs, the same text. Every value the shell runs is quoted (shlex.quote);
+    #SBATCH values are quoted for sbatch."""
     for value, what in ((plan_name, "plan name"), (net_name, "net name"), (opts.plan_arg, "--plan"),
                         (str(repo), "repository path"), (str(run.path), "run directory")):
         _one_line(value, what)
@@ -235,24 +267,37 @@ def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOp
         device = "--cpu"
     else:
         # With --gres, slurm sets CUDA_VISIBLE_DEVICES to the allocated GPUs, so they count from 0.
-        # (`transfer train --gpu` takes one device; more GPUs a net waits for multi-GPU training.)
-        res.append(f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
-        device = "--gpu 0"
+        # Several GPUs a job: the net trains on all of them (caffe -gpu 0,1,..; the batch is split).
+        res.append(f"#SBATCH --gres=shard:1" if opts.shards else f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
+        device = "--gpu " + ",".join(str(g) for g in range(opts.gpus_per_job))
     if opts.cpus_per_job or opts.cpu:
         res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job or 1}")
     res += [f"#SBATCH {_one_line(a, '--sbatch-arg')}" for a in opts.sbatch_args]
+    if pack:
+        # The runner trains the pack's nets at once (K on the job's GPU, or K CPU jobs).
+        where = f"--cpu --jobs {opts.nets_per_gpu}" if opts.cpu else f"--gpus 0 --nets-per-gpu {opts.nets_per_gpu}"
+        train = (f'"${{TRANSFER[@]}}" run --only {shlex.quote(",".join(pack_members(net_name)))} --plan "$PLAN" '
+                 f'{where} --progress-every 600')
+        done_test = " && ".join(f"[ -e {shlex.quote(str(r.done_file))} ]" for r in pack)
+    else:
+        train = f'"${{TRANSFER[@]}}" train "$NET" --plan "$PLAN" {device}'
+        done_test = f"[ -e {shlex.quote(str(run.done_file))} ]"
     return JOB_SCRIPT.format(
         net=shlex.quote(net_name), plan=shlex.quote(plan_name), job_name=_sbatch_word(job, "job name"),
         log_dir=_sbatch_word(f"{run.slurm_dir}/%j.out", "run directory"), time=_sbatch_word(opts.time, "--time"),
         signal_lead=opts.signal_lead, resources="\n".join(res), repo=shlex.quote(str(repo)),
         net_q=shlex.quote(net_name), plan_q=shlex.quote(opts.plan_arg), transfer=opts.transfer_cmd,
-        device=device, done_q=shlex.quote(str(run.done_file)), tempfail=int(Exit.INTERRUPTED),
+        train=train, done_test=done_test, tempfail=int(Exit.INTERRUPTED),
         max_follow_ups=MAX_FOLLOW_UPS)
 
 
-def write_script(plan: Plan, net: Net, opts: JobOptions) -> Path:
+def write_script(plan: Plan, nets: list[Net], opts: JobOptions) -> Path:
+    """The job script of one net, or of a pack of nets (several, or any with --nets-per-gpu > 1):
+    kept in the first net's run directory."""
+    net, key = nets[0], PACK_SEP.join(n.name for n in nets)
     path = net.run.job_script
-    atomic_write(path, job_script(plan.name, net.name, job_name(plan, net.name), net.run, opts, REPO))
+    pack = tuple(n.run for n in nets) if opts.nets_per_gpu > 1 else ()
+    atomic_write(path, job_script(plan.name, key, job_name(plan, key), net.run, opts, REPO, pack))
     path.chmod(0o755)  # (atomic: a follow-up may be reading the old one right now)
     return path
 
@@ -278,8 +323,34 @@ def _cancel_stale(plan: Plan, queue: list[dict[str, str]], dry_run: bool,
                 _slurm(["scancel", job["id"]])
                 record(plan, action="cancel", net=job["net"], job=job["id"], why=STALE_REASON)
         else:
-            live[job["net"]] = job["id"]
+            for net in pack_members(job["net"]):
+                live[net] = job["id"]
     return live
+
+
+def waves(plan: Plan, nets: list[Net]) -> dict[str, int]:
+    """How many bases each net's chain has: 0 for nets that copy from none."""
+    memo: dict[str, int] = {}
+
+    def depth(net: Net) -> int:
+        if net.name not in memo:
+            base = plan.base_of(net)
+            memo[net.name] = 0 if base is None else depth(base) + 1
+        return memo[net.name]
+    return {n.name: depth(n) for n in nets}
+
+
+def packs(plan: Plan, nets: list[Net], size: int) -> list[list[Net]]:
+    """The nets cut into packs of up to `size` of one dependency wave, in the given (priority)
+    order; a pack comes after the packs holding its nets' bases."""
+    if size == 1:
+        return [[n] for n in nets]
+    wave = waves(plan, nets)
+    out: list[list[Net]] = []
+    for w in sorted(set(wave.values())):
+        members = [n for n in nets if wave[n.name] == w]
+        out += [members[i:i + size] for i in range(0, len(members), size)]
+    return out
 
 
 def submit(plan: Plan, opts: JobOptions, only: str | None = None, dry_run: bool = False,
@@ -290,50 +361,70 @@ def submit(plan: Plan, opts: JobOptions, only: str | None = None, dry_run: bool 
     # A dry run also works away from the cluster (no squeue, or no controller): the queue reads empty.
     live = _cancel_stale(plan, _queue(plan, strict=not dry_run), dry_run, actions)
     nice = nice_values(plan, nets, nice_span) if nice_span else {}
+    todo = []
     for net in nets:
         if net.run.is_done():
             actions.append(dict(action="done", net=net.name))
-            continue
-        if net.name in live:
+        elif net.name in live:
             actions.append(dict(action="queued", net=net.name, job=live[net.name]))
-            continue
-        args = []
-        dep = None
-        base = plan.base_of(net)
-        if base is not None and not base.run.is_done():
-            dep = live.get(base.name)
-            if dep is None:
-                raise TransferError(f"net '{net.name}' copies from '{base.name}', which is neither done "
-                                    f"nor queued")
-            args.append(f"--dependency=afterok:{dep}")
-        if nice.get(net.name):
-            args.append(f"--nice={nice[net.name]}")
-        script = write_script(plan, net, opts)
+        else:
+            todo.append(net)
+    for pack in packs(plan, todo, opts.nets_per_gpu):
+        key = PACK_SEP.join(n.name for n in pack)
+        deps: list[str] = []
+        for net in pack:
+            base = plan.base_of(net)
+            if base is not None and not base.run.is_done():
+                dep = live.get(base.name)
+                if dep is None:
+                    raise TransferError(f"net '{net.name}' copies from '{base.name}', which is neither done "
+                                        f"nor queued")
+                if dep not in deps:
+                    deps.append(dep)
+        dep = ":".join(deps) or None
+        args = [f"--dependency=afterok:{dep}"] if dep else []
+        nice_of = min(nice.get(n.name, 0) for n in pack)  # a pack is as urgent as its most urgent net
+        if nice_of:
+            args.append(f"--nice={nice_of}")
+        script = write_script(plan, pack, opts)
         if dry_run:
-            job = f"<{net.name}>"
+            job = f"<{key}>"
         else:
             job = sbatch(script, args)
-            record(plan, action="submit", net=net.name, job=job, after=dep, args=args, script=str(script))
-        live[net.name] = job
-        actions.append(dict(action="submit", net=net.name, job=job, after=dep, args=args, script=str(script)))
+            record(plan, action="submit", net=key, job=job, after=dep, args=args, script=str(script))
+        for net in pack:
+            live[net.name] = job
+        actions.append(dict(action="submit", net=key, job=job, after=dep, args=args, script=str(script)))
     return actions
+
+
+def repointed(dependency: str, replaces: str, new: str) -> str:
+    """A pending job's dependency (squeue's %E, e.g. `afterok:12(unfulfilled),afterok:13(unfulfilled)`)
+    with job `replaces` swapped for `new`; satisfied dependencies are dropped."""
+    ids = [m.group(1) for m in re.finditer(r"afterok:(\d+)(?:\((\w+)\))?", dependency)
+           if m.group(2) in (None, "unfulfilled")]
+    keep = [i for i in ids if i != replaces]
+    return "afterok:" + ":".join(dict.fromkeys([*keep, new]))
 
 
 def follow_up(plan: Plan, net_name: str, replaces: str, follow_ups: int) -> str | None:
     """Called by a job whose training was interrupted: submit the same script again and move the
-    dependents' afterok over to the new job. Returns the new job id (None if the net is done)."""
-    net = plan.net(net_name)
-    if net.run.is_done():
+    dependents' afterok over to the new job. Returns the new job id (None if the net is done).
+    `net_name` may be a pack, `a+b+c`: the script is the first net's, the dependents all of theirs."""
+    members = [plan.net(n) for n in pack_members(net_name)]
+    net = members[0]
+    if all(m.run.is_done() for m in members):
         return None
     script = net.run.job_script
     if not script.is_file():
         raise TransferError(f"{shown(script)} does not exist: submit net '{net_name}' with `transfer submit`")
     new = sbatch(script, ["--dependency=singleton", f"--export=ALL,TRANSFER_FOLLOW_UPS={follow_ups}"])
     record(plan, action="follow-up", net=net_name, job=new, replaces=replaces, follow_ups=follow_ups)
-    dependents = {d.name for d in plan.dependents(net_name)}
+    dependents = {d.name for m in members for d in plan.dependents(m.name)}
     for job in _queue(plan, strict=True):
-        if job["net"] in dependents and job["state"] == "PENDING":
-            _slurm(["scontrol", "update", f"JobId={job['id']}", f"Dependency=afterok:{new}"])
+        if dependents & set(pack_members(job["net"])) and job["state"] == "PENDING":
+            dep = repointed(job["dependency"], replaces, new)
+            _slurm(["scontrol", "update", f"JobId={job['id']}", f"Dependency={dep}"])
             record(plan, action="re-point", net=job["net"], job=job["id"], after=new, was=job["dependency"])
     return new
 
@@ -355,6 +446,7 @@ def options(args: argparse.Namespace, plan: Plan) -> JobOptions:
     """The job options a `transfer submit` command line asks for."""
     return JobOptions(plan_arg=plan_arg(plan, args.plan), time=args.time, partition=args.partition,
                       account=args.account, cpu=args.cpu, gpus_per_job=args.gpus_per_job,
+                      nets_per_gpu=args.nets_per_gpu, shards=args.shards,
                       cpus_per_job=args.cpus_per_job, signal_lead=args.signal_lead,
                       sbatch_args=tuple(args.sbatch_arg or ()),
                       **({"transfer_cmd": args.transfer_cmd} if args.transfer_cmd else {}))
@@ -398,6 +490,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time", type=_time_ok, default="48:00:00", help="time limit a job (default 48:00:00); "
                    "a net longer than that continues in follow-up jobs")
     p.add_argument("--gpus-per-job", type=int, default=1, metavar="N", help="GPUs a job (--gres=gpu:N)")
+    p.add_argument("--nets-per-gpu", type=positive_int("--nets-per-gpu"), default=1, metavar="K",
+                   help="a job trains a pack of up to K nets of one dependency wave at once on its GPU "
+                        "(default 1: one job a net)")
+    p.add_argument("--shards", action="store_true",
+                   help="ask --gres=shard:1 (a GPU share, where the cluster configures shards) instead of "
+                        "--gres=gpu:N")
     p.add_argument("--cpu", action="store_true", help="train on CPU (no GPU requested)")
     p.add_argument("--cpus-per-job", type=int, metavar="N", help="sbatch --cpus-per-task (default 1 with --cpu)")
     p.add_argument("--signal-lead", type=int, default=120, metavar="S",

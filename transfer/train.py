@@ -48,11 +48,13 @@ def _need_file(path: Path, plan: Plan) -> Path:
     return path
 
 
-def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
+def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1) -> Path:
     """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
     data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
-    a moved runs folder trains from its own files."""
+    a moved runs folder trains from its own files. On `gpus` GPUs the train batch is split
+    between them (per_gpu_batch), so the effective batch stays the plan's."""
     pb = caffe_pb2()
+    batch = per_gpu_batch(plan.model.train_batch, gpus)
     run = net.run
     texts = {}
     for kind, rel in (("train", net.files.train_net), ("test", net.files.test_net)):
@@ -62,6 +64,8 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
                 layer.data_param.source = str(repo_path(layer.data_param.source))
             if layer.HasField("transform_param") and layer.transform_param.mean_file:
                 layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
+            if kind == "train" and layer.HasField("data_param") and gpus > 1:
+                layer.data_param.batch_size = batch
         texts[kind] = text_format.MessageToString(proto)
     solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
     solver.train_net = _in_run(run, run.net_copy("train"))
@@ -77,6 +81,16 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     run.snapshots_dir.mkdir(exist_ok=True)
     run.logs_dir.mkdir(exist_ok=True)
     return run.net_copy("solver")
+
+
+def per_gpu_batch(batch: int, gpus: int) -> int:
+    """Caffe's multi-GPU training (P2PSync) runs the net's whole batch on every GPU and sums the
+    gradients: the effective batch is batch_size x GPUs. The paper's effective batch (256) is kept
+    by giving each GPU batch / gpus images."""
+    if gpus < 1 or batch % gpus:
+        raise TransferError(f"--gpu: a train batch of {batch} cannot be split evenly over {gpus} GPUs "
+                            f"(use a number of GPUs that divides {batch})")
+    return batch // gpus
 
 
 def _in_run(run: RunDir, path: Path) -> str:
@@ -148,11 +162,13 @@ class _Stop:
             self.why = "time limit (--max-seconds)"
 
 
-def caffe_command(solver: Path, gpu: int | None, state: Path) -> list[str]:
+def caffe_command(solver: Path, gpus: tuple[int, ...] | int | None, state: Path) -> list[str]:
     cmd = [str(caffe_binary()), "train", f"-solver={solver}", f"-snapshot={state}",
            "-sigint_effect=stop", "-sighup_effect=snapshot"]
-    if gpu is not None:
-        cmd.append(f"-gpu={gpu}")
+    if isinstance(gpus, int):
+        gpus = (gpus,)
+    if gpus:
+        cmd.append("-gpu=" + ",".join(str(g) for g in gpus))  # several: caffe's P2PSync data parallelism
     return cmd
 
 
@@ -236,21 +252,40 @@ def finish(net: Net) -> dict:
 
 @dataclass(frozen=True)
 class Device:
-    """Where caffe trains: mode CPU or GPU, and the GPU's number."""
+    """Where caffe trains: mode CPU or GPU, and the GPUs' numbers (several: one net on all of them)."""
 
     mode: str
-    gpu: int | None
+    gpus: tuple[int, ...] = ()
+
+    @property
+    def gpu(self) -> int | None:
+        return self.gpus[0] if self.gpus else None
 
     def __str__(self) -> str:
-        return self.mode if self.gpu is None else f"{self.mode} {self.gpu}"
+        return self.mode if not self.gpus else f"{self.mode} {','.join(map(str, self.gpus))}"
 
 
-def choose_device(plan: Plan, gpu: int | None, cpu: bool) -> Device:
-    if cpu and gpu is not None:
+def parse_gpus(value: str) -> tuple[int, ...]:
+    """`--gpu 0` or `--gpu 0,1`: distinct GPU numbers."""
+    try:
+        gpus = tuple(int(g) for g in value.split(","))
+    except ValueError:
+        gpus = ()
+    if not gpus or min(gpus) < 0 or len(set(gpus)) != len(gpus):
+        raise argparse.ArgumentTypeError(f"--gpu {value!r}: expected a GPU number or distinct numbers "
+                                         "separated by commas, e.g. 0 or 0,1")
+    return gpus
+
+
+def choose_device(plan: Plan, gpu: int | tuple[int, ...] | None, cpu: bool) -> Device:
+    gpus = (gpu,) if isinstance(gpu, int) else tuple(gpu or ())
+    if cpu and gpus:
         raise TransferError("give --gpu K or --cpu, not both")
-    if cpu or (gpu is None and plan.solver_mode == "CPU"):
-        return Device("CPU", None)
-    return Device("GPU", gpu)  # no --gpu: caffe takes the solver's device (0)
+    if cpu or (not gpus and plan.solver_mode == "CPU"):
+        return Device("CPU")
+    if gpus:
+        per_gpu_batch(plan.model.train_batch, len(gpus))  # refused before anything is written
+    return Device("GPU", gpus)  # no --gpu: caffe takes the solver's device (0)
 
 
 def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any],
@@ -259,7 +294,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
     run = net.run
     solver = run.net_copy("solver")
     point = run.resume_point()
-    cmd = caffe_command(solver, device.gpu, movable_state(run, point[1] if point else start_state(run)))
+    cmd = caffe_command(solver, device.gpus, movable_state(run, point[1] if point else start_state(run)))
     attempt, log_path = run.new_log()
     if not (point and point[0] >= net.max_iter):  # a failure after the final snapshot stays on record
         run.clear_failed()
@@ -270,7 +305,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
     seconds = time.time() - t0
     run.append_attempt({
         "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
-        "gpu": device.gpu, **record, "resumed_from": point[0] if point else None,
+        "gpu": device.gpu, **_batch_record(net, device), **record, "resumed_from": point[0] if point else None,
         "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
     point = run.resume_point()
@@ -286,6 +321,22 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
                  net.name, point[0] if point else "-")
         return Exit.INTERRUPTED
     return _failed(net, attempt, rc, log_path, at_end)
+
+
+def _batch_record(net: Net, device: Device) -> dict[str, Any]:
+    """Multi-GPU attempts record their GPUs and the batch each of them runs."""
+    if len(device.gpus) < 2:
+        return {}
+    batch = net.run.net_copy("train")
+    per_gpu = per_gpu_batch_of(batch)
+    return {"gpus": list(device.gpus), "batch_per_gpu": per_gpu,
+            "effective_batch": per_gpu * len(device.gpus) if per_gpu else None}
+
+
+def per_gpu_batch_of(train_prototxt: Path) -> int | None:
+    """The batch size of a run's train net copy (its TRAIN data layer)."""
+    proto = text_format.Merge(train_prototxt.read_text(), caffe_pb2().NetParameter())
+    return next((l.data_param.batch_size for l in proto.layer if l.HasField("data_param")), None)
 
 
 def _failed(net: Net, attempt: int, rc: int, log_path: Path, at_end: bool) -> int:
@@ -327,7 +378,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     if net.run.is_done():  # finished by the previous holder while we waited
         return Exit.OK
     record = gpu_info.attempt_record(device.gpu or 0) if device.mode == "GPU" else {}  # refuses a CPU build
-    write_run_files(plan, net, device.mode)
+    write_run_files(plan, net, device.mode, max(1, len(device.gpus)))
     make_init(plan, net, seed=seed)
     point = net.run.resume_point()
     if point and point[0] >= net.max_iter and net.run.final_weights.is_file():
@@ -351,7 +402,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     return _attempt(net, device, lock, stop, record, progress_every)
 
 
-def train_net(plan: Plan, net: Net, gpu: int | None = None, cpu: bool = False,
+def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cpu: bool = False,
               max_seconds: float | None = None, seed: int | None = None,
               progress_every: float = PROGRESS_EVERY_S) -> int:
     """Train (or resume, or skip) one net; returns an exit status (errors.Exit). Checks its data,
@@ -399,7 +450,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    f"stopped with a snapshot (run again to resume).")
     p.add_argument("net", help="net name (see `transfer plan show`)")
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
-    p.add_argument("--gpu", type=int, metavar="K", help="train on GPU K")
+    p.add_argument("--gpu", type=parse_gpus, metavar="K", help="train on GPU K; K1,K2,..: on several GPUs at "
+                   "once (caffe's data parallelism, the train batch split between them)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU (whatever the plan says)")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="after S seconds, snapshot and exit 75 (e.g. inside a batch job's time limit)")
