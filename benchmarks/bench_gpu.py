@@ -1,7 +1,7 @@
 """CaffeNet at batch 256 on one GPU, in one run: Caffe (cuDNN fp32, cuDNN tf32, no cuDNN) beside a PyTorch
 CaffeNet (fp32, TF32), then the GPU's throughput with 1, 2 and 3 Caffe nets at once.
 
-    .venv/bin/python benchmarks/bench_gpu.py --gpu 0 [--caffe-root nocudnn=DIR] [--write]
+    .venv/bin/python benchmarks/bench_gpu.py --gpu 0 [--caffe-root nocudnn=DIR] [--write] [--figures-out F]
     .venv/bin/python benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2   # the code path, on CPU
 
 Caffe: `caffe time` of the paper's CaffeNet with DummyData in place of the Data layer (its compute only;
@@ -12,7 +12,8 @@ ms per iteration with the Data layer in the loop, and in how many batches the fo
 the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted). Precision goes to caffe through the environment. PyTorch is only the
 yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is skipped where torch
 does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
-throughput = K x batch / the slowest one's ms per iteration.
+throughput = K x batch / the slowest one's ms per iteration. `--figures-out FILE` writes these figures
+in the form `transfer plan simulate --figures FILE` reads (transfer/speeds/h100.yaml).
 """
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ from bench_gpu_caffenet import timing_net, write_section  # noqa: E402
 
 from google.protobuf import text_format  # noqa: E402
 
-from transfer import REPO, datasets, gpu, logs, synthetic  # noqa: E402
+import yaml  # noqa: E402
+
+from transfer import REPO, datasets, gpu, logs, speed, synthetic  # noqa: E402
 from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
+from transfer.files import atomic_write  # noqa: E402
 
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
 PRECISION_ENV = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {"CAFFE_TF32": "1"}}
@@ -140,6 +144,22 @@ def torch_ms(batch: int, iterations: int, gpu_id: int | None, tf32: bool) -> flo
     return (time.perf_counter() - t0) / iterations * 1000
 
 
+def write_figures(path: Path, machine: str, command: str, alone_ms: float, alone_how: str,
+                  packed: list[tuple[int, float, float]]) -> None:
+    """The simulator's figures file; multi-GPU stays the committed assumption (one GPU measures none)."""
+    one = next(ips for k, _, ips in packed if k == 1)
+    committed = speed.load_figures()
+    doc = {"gpu": machine, "alone_ms_per_iter": round(alone_ms, 2),
+           "source": f"{command} on {machine}, {date.today().isoformat()}: {alone_how}",
+           "packing": {"throughput": {k: round(ips / one, 3) for k, _, ips in packed},
+                       "source": f"{command}: K `caffe time` processes at once on the GPU"},
+           "multi_gpu": {"efficiency": dict(committed.efficiency), "measured": committed.multi_gpu_measured,
+                         "source": committed.sources["multi_gpu"]}}
+    atomic_write(path, "# Written by benchmarks/bench_gpu.py (schema: transfer/speeds/h100.yaml)\n"
+                 + yaml.safe_dump(doc, sort_keys=False))
+    speed.load_figures(path)   # what the simulator will read back
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = ap.add_mutually_exclusive_group(required=True)
@@ -154,7 +174,10 @@ def main() -> int:
     ap.add_argument("--caffe-root", action="append", default=[], metavar="NAME=DIR",
                     help="another Caffe build to time in fp32 (e.g. nocudnn=DIR)")
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")
+    ap.add_argument("--figures-out", type=Path, help="write the figures for `transfer plan simulate --figures`")
     a = ap.parse_args()
+    if a.figures_out and "1" not in a.nets.split(","):
+        sys.exit("bench_gpu: --figures-out needs one net alone in --nets (e.g. --nets 1,2,3)")
     gpu_id = None if a.cpu else a.gpu
     nets = [int(k) for k in a.nets.split(",")]
     rows: list[tuple[str, float]] = []
@@ -200,13 +223,18 @@ def main() -> int:
                  f"iterations): **{trained[0]:.1f} ms/iteration** ({a.batch / trained[0] * 1000:,.0f} images/s); "
                  f"waited for data in {trained[1]} batches ({trained[2]:.0f} ms in all)\n")
     print(text)
+    command = " ".join(["benchmarks/bench_gpu.py", *sys.argv[1:]])
+    devices, _ = gpu.visible_gpus() if gpu_id is not None else ([], None)
+    dev = devices[gpu_id] if gpu_id is not None and gpu_id < len(devices) else None
+    machine = f"{dev.name}, driver {dev.driver}" if dev else where_txt
+    if a.figures_out:
+        alone, how = (trained[0], f"caffe train from an LMDB, batch {a.batch}, fp32") if trained else \
+            (packed[0][1], "caffe time (DummyData), fp32")
+        write_figures(a.figures_out, machine, command, alone, how, packed)
+        print(f"figures for `transfer plan simulate --figures {a.figures_out}` written")
     if a.write:
         if gpu_id is None:
             sys.exit("bench_gpu: --write records GPU figures only")
-        devices, _ = gpu.visible_gpus()
-        dev = devices[gpu_id] if gpu_id < len(devices) else None
-        machine = f"{dev.name}, driver {dev.driver}" if dev else f"GPU {gpu_id}"
-        command = " ".join(["benchmarks/bench_gpu.py", *sys.argv[1:]])
         write_section(f"{SECTION}\n\n    .venv/bin/python {command}\n\n"
                       f"Measured {date.today().isoformat()} on {machine}.\n\n{text}", SECTION)
         print("written to BENCHMARKS.md")

@@ -1,0 +1,40 @@
+"""benchmarks/bench_gpu.py on the CPU build, at a tiny size: the code path `make test-gpu` runs on a GPU node,
+and its figures file read back by `transfer plan simulate --figures`."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transfer import REPO, speed
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tinyrun  # noqa: E402
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")]
+
+
+def test_cpu_run_writes_figures_the_simulator_reads(tmp_path):
+    figures = tmp_path / "figures.yaml"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--cpu", "--batch", "1",
+                           "--iterations", "1", "--nets", "1,2", "--train-iterations", "3", "--images", "16",
+                           "--work", str(tmp_path / "work"), "--figures-out", str(figures)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| Caffe, CPU only, fp32 |" in proc.stdout and "`caffe train` from an LMDB" in proc.stdout
+    got = speed.load_figures(figures)
+    assert got.alone_sec_per_iter > 0 and set(got.throughput) == {1, 2}
+    assert "caffe train from an LMDB, batch 1" in got.sources["alone"]
+    sim = tinyrun.run_cli("plan", "simulate", "--plan", "tiny", "--gpus", "2", "--figures", str(figures))
+    assert sim.returncode == 0, sim.stderr
+    assert "makespan" in sim.stdout
+
+
+def test_figures_out_needs_one_net_alone(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--cpu", "--nets", "2,3",
+                           "--figures-out", str(tmp_path / "f.yaml")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "needs one net alone" in proc.stderr
+    assert not (tmp_path / "f.yaml").exists()
