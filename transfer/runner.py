@@ -23,6 +23,7 @@ from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
+from . import precision as precision_
 from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
@@ -51,6 +52,8 @@ def _pump(proc: subprocess.Popen, tag: str) -> None:
 
 
 class Runner:
+    train_args: tuple[str, ...] = ()    # passed on to every `transfer train` (precision overrides)
+
     def __init__(self, plan: Plan, nets: list[Net], slots: list[str], cpu: bool,
                  max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S):
         self.plan, self.nets, self.slots, self.cpu = plan, nets, slots, cpu
@@ -99,6 +102,7 @@ class Runner:
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
         cmd += ["--cpu"] if self.cpu else ["--gpu", slot]
         cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
+        cmd += self.train_args
         if self.max_seconds:
             cmd += ["--max-seconds", str(self.max_seconds)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -215,8 +219,10 @@ class Runner:
 
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
-             progress_every: float = PROGRESS_EVERY_S) -> int:
-    """Train the selected nets (and their unfinished bases); returns an exit status."""
+             progress_every: float = PROGRESS_EVERY_S, precision: str | None = None,
+             deterministic: bool | None = None) -> int:
+    """Train the selected nets (and their unfinished bases); returns an exit status.
+    `precision`/`deterministic` override the plan's for every net (None: the plan's)."""
     nets = plan.with_bases(plan.select(only))
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
@@ -224,7 +230,9 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
         cpu, slots = True, [f"cpu{i}" for i in range(max(1, jobs))]
     else:
         slots = list(gpus)
-    return Runner(plan, nets, slots, cpu, max_seconds, progress_every).run()
+    runner = Runner(plan, nets, slots, cpu, max_seconds, progress_every)
+    runner.train_args = tuple(precision_.cli_args(precision, deterministic))
+    return runner.run()
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -238,7 +246,8 @@ def _run_cmd(args: argparse.Namespace) -> int:
         if plan.solver_mode == "GPU":
             raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
-                    max_seconds=args.max_seconds, progress_every=args.progress_every)
+                    max_seconds=args.max_seconds, progress_every=args.progress_every,
+                    precision=args.precision, deterministic=args.deterministic)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -251,5 +260,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")
     p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines (default %(default)s)")
+    precision_.add_options(p)
     p.set_defaults(func=_run_cmd)
 
