@@ -10,6 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import patch_gpu_speed  # GPU precision and speed edits, applied after the fixes here
+
 HERE = Path(__file__).resolve().parent
 
 # (files glob, pattern, replacement, why)
@@ -220,6 +222,7 @@ def patch_tree(tree: Path) -> list[str]:
                 path.write_text(new)
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")
     done += gpu_via_cpu(tree)
+    done += patch_gpu_speed.apply(tree)
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()
