@@ -78,10 +78,11 @@ template <typename Perf>
 std::string describe(const Perf* perf, int k) {
   std::ostringstream s;
   if (k < 0) {
-    s << "none measured fits: fallback";
+    s << "none fits: fallback";
   } else {
-    s << "algo " << static_cast<int>(perf[k].algo) << " (" << perf[k].time << " ms, "
-      << (perf[k].memory >> 20) << " MiB, math " << static_cast<int>(perf[k].mathType)
+    s << "algo " << static_cast<int>(perf[k].algo) << " (";
+    if (perf[k].time >= 0) s << perf[k].time << " ms, ";
+    s << (perf[k].memory >> 20) << " MiB, math " << static_cast<int>(perf[k].mathType)
       << (perf[k].determinism == CUDNN_DETERMINISTIC ? ", deterministic" : "") << ")";
   }
   return s.str();
@@ -139,18 +140,24 @@ void CuDNNConvolutionLayer<Dtype>::LayerSetUp(
   handles_setup_ = true;
 }
 
-// Measure every algorithm of the three directions for bottom i (descriptors set) and choose.
+// Rank the algorithms of the three directions for bottom i (descriptors set) and choose. Normally
+// by measuring them (cudnnFind*); in deterministic mode by cuDNN's heuristics under the fixed cap,
+// since a measured choice (timing noise, free memory) could differ between two runs, and so would
+// their sums' rounding.
+#define CAFFE_CUDNN_RANK(find, heuristic, ...) \
+  (deterministic_ ? heuristic(__VA_ARGS__) : find(__VA_ARGS__))
 template <typename Dtype>
 typename CuDNNConvolutionLayer<Dtype>::Algos
 CuDNNConvolutionLayer<Dtype>::FindAlgos(int i, const vector<int>& shape) {
-  const size_t limit = workspace_limit();
+  const size_t limit = deterministic_ ? kWorkspaceCap : workspace_limit();
   const cudnnMathType_t math = wanted_math(tf32_);
   Algos a;
   a.fwd_math = a.bwd_filter_math = a.bwd_data_math = math;
 
   cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int n = 0;
-  CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(handle_[kFwd],
+  CUDNN_CHECK(CAFFE_CUDNN_RANK(cudnnFindConvolutionForwardAlgorithm,
+      cudnnGetConvolutionForwardAlgorithm_v7, handle_[kFwd],
       bottom_descs_[i], filter_desc_, conv_descs_[i], top_descs_[i],
       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, fwd));
   const int kf = pick(fwd, n, limit, deterministic_, tf32_);
@@ -159,7 +166,8 @@ CuDNNConvolutionLayer<Dtype>::FindAlgos(int i, const vector<int>& shape) {
   const std::string fwd_text = describe(fwd, kf);
 
   cudnnConvolutionBwdFilterAlgoPerf_t bf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-  CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(handle_[kBwdFilter],
+  CUDNN_CHECK(CAFFE_CUDNN_RANK(cudnnFindConvolutionBackwardFilterAlgorithm,
+      cudnnGetConvolutionBackwardFilterAlgorithm_v7, handle_[kBwdFilter],
       bottom_descs_[i], top_descs_[i], bwd_filter_conv_descs_[i], filter_desc_,
       CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, bf));
   const int kbf = pick(bf, n, limit, deterministic_, tf32_);
@@ -169,7 +177,8 @@ CuDNNConvolutionLayer<Dtype>::FindAlgos(int i, const vector<int>& shape) {
   const std::string bf_text = describe(bf, kbf);
 
   cudnnConvolutionBwdDataAlgoPerf_t bd[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-  CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(handle_[kBwdData],
+  CUDNN_CHECK(CAFFE_CUDNN_RANK(cudnnFindConvolutionBackwardDataAlgorithm,
+      cudnnGetConvolutionBackwardDataAlgorithm_v7, handle_[kBwdData],
       filter_desc_, top_descs_[i], bwd_data_conv_descs_[i], bottom_descs_[i],
       CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, bd));
   const int kbd = pick(bd, n, limit, deterministic_, tf32_);
@@ -180,11 +189,13 @@ CuDNNConvolutionLayer<Dtype>::FindAlgos(int i, const vector<int>& shape) {
 
   LOG(INFO) << "cuDNN convolution " << this->layer_param_.name() << " input "
             << shape_text(shape) << " group " << this->group_ << " ("
-            << (tf32_ ? "tf32" : "fp32") << (deterministic_ ? ", deterministic" : "")
+            << (tf32_ ? "tf32" : "fp32")
+            << (deterministic_ ? ", deterministic: cuDNN's heuristic order" : ", measured")
             << ", workspace bound " << (limit >> 20) << " MiB): forward " << fwd_text
             << "; backward filter " << bf_text << "; backward data " << bd_text;
   return a;
 }
+#undef CAFFE_CUDNN_RANK
 
 // Each direction's descriptor gets the math type its algorithm was measured with.
 template <typename Dtype>

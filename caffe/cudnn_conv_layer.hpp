@@ -5,7 +5,9 @@
 // shape under a workspace bound that fits the GPU, and computes in the precision the run asked for:
 //   CAFFE_TF32=1                 TF32 tensor cores allowed (CUDNN_DEFAULT_MATH); otherwise fp32
 //                                FMA kernels only (CUDNN_FMA_MATH)
-//   CAFFE_CUDNN_DETERMINISTIC=1  only algorithms cuDNN reports deterministic (bit-identical reruns)
+//   CAFFE_CUDNN_DETERMINISTIC=1  only algorithms cuDNN reports deterministic, ranked by cuDNN's
+//                                heuristics rather than timed (a timed choice can differ between
+//                                reruns), under the fixed workspace cap: bit-identical reruns
 #ifndef CAFFE_CUDNN_CONV_LAYER_HPP_
 #define CAFFE_CUDNN_CONV_LAYER_HPP_
 

@@ -4,6 +4,7 @@ What the patched Caffe reads from its environment (transfer/precision.py sets th
   CAFFE_TF32=1                 cuBLAS and cuDNN may use TF32 tensor cores; otherwise (the default) they
                                compute in full fp32 (cuBLAS CUBLAS_DEFAULT_MATH, cuDNN CUDNN_FMA_MATH)
   CAFFE_CUDNN_DETERMINISTIC=1  the cuDNN convolution uses only algorithms cuDNN reports deterministic
+                               (ranked by its heuristics, not timed), and max pooling its deterministic mode
 The cuDNN convolution layer is replaced as a whole (cudnn_conv_layer.{hpp,cpp,cu} beside this file;
 what changes: the header's comment). Like patch_tree.py's fixes, every edit is skipped where its
 pattern is absent, and a second run changes nothing.
@@ -51,6 +52,18 @@ FIXES: list[tuple[str, str, str, str]] = [
      "cuBLAS math mode from CAFFE_TF32: the handle of SetDevice()"),
     ("src/caffe/common.cpp", r"(#include <cstdio>\n)(?!#include <cstdlib>)", "\\1#include <cstdlib>\n",
      "cuBLAS math mode from CAFFE_TF32: std::getenv"),
+    # Overlapping max-pooling windows (CaffeNet's 3x3, stride 2) share inputs: CUDNN_POOLING_MAX may sum
+    # their gradients in no fixed order; the deterministic mode gives the same sums every run.
+    ("include/caffe/util/cudnn.hpp",
+     r"(  case PoolingParameter_PoolMethod_MAX:\n)    \*mode = CUDNN_POOLING_MAX;\n",
+     "\\1    // CAFFE_CUDNN_DETERMINISTIC=1: cuDNN's deterministic max pooling (caffe/patch_gpu_speed.py)\n"
+     "    *mode = std::getenv(\"CAFFE_CUDNN_DETERMINISTIC\") != NULL &&\n"
+     "        std::string(std::getenv(\"CAFFE_CUDNN_DETERMINISTIC\")) == \"1\" ?\n"
+     "        CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX;\n",
+     "deterministic cuDNN max pooling on CAFFE_CUDNN_DETERMINISTIC=1"),
+    ("include/caffe/util/cudnn.hpp", r"(#include <cudnn\.h>\n)(?!\n?#include <cstdlib>)",
+     "\\1#include <cstdlib>\n#include <string>\n",
+     "deterministic cuDNN max pooling: std::getenv"),
 ]
 
 # Whole files: (file beside this script, path in the tree, a text the tree's file must hold: the

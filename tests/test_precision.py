@@ -158,6 +158,8 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
     assert "fp32 (CPU), deterministic" in out
     (attempt,) = net.run.attempts()
     assert (attempt["mode"], attempt["precision"], attempt["deterministic"]) == ("CPU", "fp32", True)
+    # a deterministic run seeds caffe's RNG (dropout, crops) with a fixed number, the net's
+    assert re.search(r"^random_seed: \d+$", net.run.net_copy("solver").read_text(), re.M)
     header = net.run.attempt_log(1).read_text().splitlines()[0]
     assert "NVIDIA_TF32_OVERRIDE=0 CAFFE_TF32=0 CAFFE_CUDNN_DETERMINISTIC=1 " in header
 
@@ -190,7 +192,7 @@ def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
     (tree,) = tmp_path.iterdir()
     done = patch_gpu_speed.apply(tree)
     assert {line.split(":")[0] for line in done} == {
-        "src/caffe/common.cpp", "include/caffe/layers/cudnn_conv_layer.hpp",
+        "src/caffe/common.cpp", "include/caffe/util/cudnn.hpp", "include/caffe/layers/cudnn_conv_layer.hpp",
         "src/caffe/layers/cudnn_conv_layer.cpp", "src/caffe/layers/cudnn_conv_layer.cu"}
     common = (tree / "src/caffe/common.cpp").read_text()
     # every cuBLAS handle gets its math mode: the one of Caffe() and the one of SetDevice()
@@ -202,6 +204,9 @@ def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
                    "cudnnFindConvolutionBackwardFilterAlgorithm", "cudnnFindConvolutionBackwardDataAlgorithm",
                    "p.determinism != CUDNN_DETERMINISTIC", "cudaMemGetInfo"):
         assert needed in conv, needed
+    # deterministic mode: heuristic ranking (a timed one can differ between reruns), deterministic pooling
+    assert "deterministic_ ? heuristic(__VA_ARGS__) : find(__VA_ARGS__)" in conv
+    assert "CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX" in (tree / "include/caffe/util/cudnn.hpp").read_text()
     cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
     assert "for (int g = 0" not in cu   # one call for all groups
     assert patch_gpu_speed.apply(tree) == []   # a second run changes nothing

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,10 +51,11 @@ def _need_file(path: Path, plan: Plan) -> Path:
     return path
 
 
-def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
+def write_run_files(plan: Plan, net: Net, mode: str, deterministic: bool = False) -> Path:
     """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
     data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
-    a moved runs folder trains from its own files."""
+    a moved runs folder trains from its own files. `deterministic`: the solver gets a fixed
+    random_seed (the net's), so dropout masks and crops repeat in a rerun."""
     pb = caffe_pb2()
     run = net.run
     texts = {}
@@ -71,6 +73,8 @@ def write_run_files(plan: Plan, net: Net, mode: str) -> Path:
     solver.test_net.append(_in_run(run, run.net_copy("test")))
     solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
     solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
+    if deterministic:   # otherwise caffe seeds from the clock, as the paper's runs did
+        solver.random_seed = zlib.crc32(net.name.encode()) & 0x7FFFFFFF
     texts["solver"] = text_format.MessageToString(solver)
     for kind, text in texts.items():
         path = run.net_copy(kind)
@@ -341,7 +345,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     if net.run.is_done():  # finished by the previous holder while we waited
         return Exit.OK
     record = gpu_info.attempt_record(device.gpu or 0) if device.mode == "GPU" else {}  # refuses a CPU build
-    write_run_files(plan, net, device.mode)
+    write_run_files(plan, net, device.mode, device.precision.deterministic)
     make_init(plan, net, seed=seed)
     point = net.run.resume_point()
     if point and point[0] >= net.max_iter and net.run.final_weights.is_file():

@@ -54,7 +54,7 @@ def test_tiny_plan_trains_end_to_end(gpu_plan, device):
             assert (attempt["precision"], attempt["deterministic"]) == ("fp32", False), attempt
             assert "cuBLAS math: fp32" in log, log[:2000]
             if attempt["cudnn"]:   # measured algorithms, logged once per layer and input shape
-                assert "cuDNN convolution conv1 input " in log and "(fp32, workspace bound" in log, log[:4000]
+                assert "cuDNN convolution conv1 input " in log and "(fp32, measured, workspace bound" in log, log[:4000]
 
 
 def test_report_of_the_gpu_run(gpu_plan, tmp_path):
