@@ -5,6 +5,7 @@ Caffe's own forward+backward compute, without the LMDB reader. On a GPU it write
 command and the machine into BENCHMARKS.md (section "GPU: CaffeNet forward+backward"):
 
     .venv/bin/python benchmarks/bench_gpu_caffenet.py --gpu 0 --write
+    .venv/bin/python benchmarks/bench_gpu_caffenet.py --gpu 0 --precision tf32   # TF32 tensor cores
     .venv/bin/python benchmarks/bench_gpu_caffenet.py --cpu --batch 4 --iterations 1   # the code path, on CPU
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from transfer import REPO, gpu
+from transfer import REPO, gpu, precision
 from transfer.caffe_env import caffe_binary, caffe_pb2
 from transfer.files import atomic_write
+from transfer.spec import PRECISIONS, PrecisionSpec
 
 NET = REPO / "prototxt" / "paper" / "base-all.train.prototxt"
 SECTION = "## GPU: CaffeNet forward+backward (`caffe time`)"
@@ -49,11 +51,13 @@ def timing_net(batch: int) -> str:
     return text_format.MessageToString(out)
 
 
-def caffe_time(model: Path, gpu_id: int | None, iterations: int) -> dict[str, float]:
+def caffe_time(model: Path, gpu_id: int | None, iterations: int,
+               prec: PrecisionSpec = PrecisionSpec()) -> dict[str, float]:
     cmd = [str(caffe_binary()), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GLOG_logtostderr": "1"})
+    env = precision.caffe_environ(prec, {**os.environ, "GLOG_logtostderr": "1"})   # as training sets it
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = proc.stderr + proc.stdout
     found = {k: float(v) for k, v in re.findall(r"Average (Forward pass|Backward pass|Forward-Backward):\s*"
                                                   r"([0-9.]+)\s*ms", out)}
@@ -83,14 +87,20 @@ def main() -> int:
     where.add_argument("--cpu", action="store_true")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU math (default fp32)")
+    ap.add_argument("--deterministic", action="store_true", help="cuDNN deterministic algorithms only")
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")
     args = ap.parse_args()
     gpu_id = None if args.cpu else args.gpu
     with tempfile.TemporaryDirectory(prefix="bench-caffenet-") as tmp:
         model = Path(tmp) / "caffenet.prototxt"
         model.write_text(timing_net(args.batch))
-        t = caffe_time(model, gpu_id, args.iterations)
-    print(f"CaffeNet batch {args.batch}, {args.iterations} iterations on {'CPU' if gpu_id is None else f'GPU {gpu_id}'}: "
+        prec = precision.effective(PrecisionSpec(args.precision, args.deterministic), "CPU" if gpu_id is None else "GPU")
+        t = caffe_time(model, gpu_id, args.iterations, prec)
+    label = precision.label(prec.precision, "CPU" if gpu_id is None else "GPU") + (
+        ", deterministic" if prec.deterministic else "")
+    print(f"CaffeNet batch {args.batch}, {args.iterations} iterations on {'CPU' if gpu_id is None else f'GPU {gpu_id}'}, "
+          f"{label}: "
           f"forward {t['Forward pass']:.1f} ms, backward {t['Backward pass']:.1f} ms, "
           f"forward+backward {t['Forward-Backward']:.1f} ms/iteration")
     if args.write:
@@ -102,9 +112,10 @@ def main() -> int:
         write_section(
             f"{SECTION}\n\n"
             f"    .venv/bin/python benchmarks/bench_gpu_caffenet.py --gpu {gpu_id} --batch {args.batch} "
-            f"--iterations {args.iterations} --write\n\n"
+            f"--iterations {args.iterations} --precision {prec.precision}"
+            f"{' --deterministic' if prec.deterministic else ''} --write\n\n"
             f"Measured {date.today().isoformat()} on {machine}; build: {gpu.current_build().describe()}.\n"
-            f"The paper's CaffeNet, batch {args.batch}, DummyData in place of the LMDB reader.\n\n"
+            f"The paper's CaffeNet, batch {args.batch}, DummyData in place of the LMDB reader; precision {label}.\n\n"
             "| forward | backward | forward+backward |\n|---|---|---|\n"
             f"| {t['Forward pass']:.1f} ms | {t['Backward pass']:.1f} ms | **{t['Forward-Backward']:.1f} ms/iteration** |\n")
         print("written to BENCHMARKS.md")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))   # the sibling patch modules, also when this file is imported
+import patch_gpu_speed  # noqa: E402  (GPU precision and speed edits, applied after the fixes here)
 from patch_data import data_wait_log, keyed_data_layer  # noqa: E402
 
 # (files glob, pattern, replacement, why)
@@ -234,6 +235,7 @@ def patch_tree(tree: Path) -> list[str]:
     done += gpu_via_cpu(tree)
     done += keyed_data_layer(tree)   # after FIXES: it extends the view's DataParameter fields
     done += data_wait_log(tree)
+    done += patch_gpu_speed.apply(tree)
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()

@@ -3,7 +3,8 @@
 #   scripts/run-plan.sh [PLAN] [ONLY]          e.g. scripts/run-plan.sh paper 'base-half0*,half0*'
 # GPUs: $GPUS if set (e.g. 0,1,2,3), else those CUDA_VISIBLE_DEVICES names, else every GPU nvidia-smi
 # lists. Ctrl-C or SIGTERM: every running net snapshots; rerunning the same command resumes them.
-# Progress: `transfer status --plan PLAN`.
+# Progress: `transfer status --plan PLAN`. PRECISION=fp32|tf32 and DETERMINISTIC=1|0 override the
+# plan's `precision` and `deterministic` for every net.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLAN=${1:-paper}
@@ -20,4 +21,11 @@ if [[ -z "${GPUS:-}" ]]; then
 fi
 args=(run --plan "$PLAN" --gpus "$GPUS")
 [[ -n "$ONLY" ]] && args+=(--only "$ONLY")
+[[ -n "${PRECISION:-}" ]] && args+=(--precision "$PRECISION")
+case ${DETERMINISTIC:-} in
+  "") ;;
+  1) args+=(--deterministic) ;;
+  0) args+=(--no-deterministic) ;;
+  *) echo "run-plan.sh: error: DETERMINISTIC='$DETERMINISTIC' must be 0 or 1" >&2; exit 2 ;;
+esac
 exec "$TRANSFER" "${args[@]}"

@@ -51,9 +51,11 @@ def test_gpu_fixes_apply_once_and_only_where_needed(tree):
         assert f"void {cls}<Dtype>::Backward_gpu(" in text and "Backward_cpu(top, propagate_down, bottom);" in text
         assert text.index("#else") < text.index("Forward_gpu(") < text.index("#endif", text.index("#else"))
     changed = {name for name, text in before.items() if (layers / name).read_text() != text}
-    # only those six, the proposal layer and the cuDNN compat edit; never a layer that has its own .cu
-    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {"proposal_layer.cu", "cudnn_conv_layer.cpp", "data_layer.cpp",
-                                                            "base_data_layer.cpp", "base_data_layer.cu"}
+    # those six, the proposal layer, the cuDNN convolution (patch_gpu_speed.py) and the Data layers'
+    # batch transform (patch_data.py); never another layer with its own .cu
+    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {
+        "proposal_layer.cu", "cudnn_conv_layer.cpp", "cudnn_conv_layer.cu", "data_layer.cpp",
+        "base_data_layer.cpp", "base_data_layer.cu"}
     assert any("ProposalLayer::Backward_gpu" in line for line in done)
     assert patch_tree.gpu_via_cpu(tree) == []                   # a second run changes nothing
     assert not [line for line in patch_tree.patch_tree(tree) if "layers/" in line]

@@ -56,8 +56,16 @@ def _no_data(ax: plt.Axes, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[str]:
-    """PNG and PDF, each written to a temp file and renamed, so a reader never sees half a file."""
+def precision_note(report: dict[str, Any]) -> str:
+    """What every figure says in its corner: how the numbers were computed (report["precision"])."""
+    return f"precision: {(report.get('precision') or {}).get('label', 'unknown')}"
+
+
+def _save(fig: plt.Figure, out: Path, stem: str, note: str | None = None) -> list[str]:
+    """PNG and PDF, each written to a temp file and renamed, so a reader never sees half a file.
+    `note` (the precision) goes in the bottom right corner."""
+    if note:
+        fig.text(0.99, 0.005, note, ha="right", va="bottom", fontsize=7, color="0.35")
     written = []
     for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{ext}", dir=out)
@@ -155,7 +163,7 @@ def figure2(report: dict[str, Any], out: Path) -> list[str]:
     bot.set_ylabel(YLABEL)
     bot.set_xlabel(XLABEL)
     _pad_y(bot, top=0.35)
-    return _save(fig, out, "figure2")
+    return _save(fig, out, "figure2", precision_note(report))
 
 
 def _note(ax: plt.Axes, label: str, xs: list[int], ys: list[float]) -> None:
@@ -253,7 +261,7 @@ def figure3(report: dict[str, Any], out: Path) -> list[str]:  # long: one figure
     ax_norm.set_ylabel("Relative top-1 accuracy\n(higher is better)")
     ax_norm.set_xlabel("Layer n at which network is chopped and retrained")
     fig.suptitle(f"Figure 3 (plan {report.get('plan')})", y=0.95)
-    return _save(fig, out, "figure3")
+    return _save(fig, out, "figure3", precision_note(report))
 
 
 def _points_by_n(ax: plt.Axes, by_n: dict[str, Any], style: dict, label: str | None = None, dx: float = 0.0) -> bool:
@@ -302,7 +310,7 @@ def figureS1(report: dict[str, Any], out: Path) -> list[str]:
         ax.grid(color="0.9", lw=0.6)
         ax.legend(fontsize=9, frameon=False, loc="lower right")
     axes[0].set_title(f"Figure S1: reduced training data (plan {report.get('plan')})")
-    return _save(fig, out, "figureS1")
+    return _save(fig, out, "figureS1", precision_note(report))
 
 
 # ------------------------------------------------------------------------------ learning curves
@@ -360,4 +368,4 @@ def curves(report: dict[str, Any], series: dict[str, dict[str, Any]], out: Path)
         axes[0, 0].set_axis_on()
         _no_data(axes[0, 0], "no data: no net has validation results")
     fig.suptitle(f"Learning curves (plan {report.get('plan')})")
-    return _save(fig, out, "curves")
+    return _save(fig, out, "curves", precision_note(report))

@@ -46,7 +46,8 @@ def _draw(ax: plt.Axes, curves: dict[str, list], xlabel: str) -> bool:
     return drawn
 
 
-def figures(h: dict[str, Any], out: Path, plan_name: str) -> list[str]:
+def figures(h: dict[str, Any], out: Path, plan_name: str, note: str | None = None) -> list[str]:
+    """The two Huh et al. figures; `note` (the precision) in each one's corner."""
     files: list[str] = []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     curves = _series(h, ("original", "labelset"), "labels", "bottomup-")
@@ -65,7 +66,7 @@ def figures(h: dict[str, Any], out: Path, plan_name: str) -> list[str]:
     else:
         _no_data(ax)
     ax.set_title(f"Accuracy vs pre-training classes (plan {plan_name})")
-    files += _save(fig, out, "huh_classes")
+    files += _save(fig, out, "huh_classes", note)
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     curves = _series(h, ("original", "images"), "images_per_class", None)
@@ -79,5 +80,5 @@ def figures(h: dict[str, Any], out: Path, plan_name: str) -> list[str]:
     else:
         _no_data(ax)
     ax.set_title(f"Accuracy vs images per class (plan {plan_name})")
-    files += _save(fig, out, "huh_images")
+    files += _save(fig, out, "huh_images", note)
     return files

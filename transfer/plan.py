@@ -21,8 +21,8 @@ from .errors import TransferError
 from .files import repo_path
 from .rundir import RunDir
 from .schedule import order
-from .spec import Block, DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, TargetSpec, read_dirs, read_model, \
-    read_solver, read_synthetic, read_target, check_name
+from .spec import Block, DirsSpec, ModelSpec, PrecisionSpec, SolverSpec, SyntheticSpec, TargetSpec, read_dirs, \
+    read_model, read_precision, read_solver, read_synthetic, read_target, check_name
 
 PLAN_DIR = Path(__file__).resolve().parent / "plans"
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
@@ -36,7 +36,7 @@ TREATMENTS = ("base", "selffer", "transfer", "selffer_ft", "transfer_ft", "rando
               "readout", "target_ft", "scratch")
 SOLVER_MODES = ("CPU", "GPU")
 TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_dir", "solver_mode",
-            "synthetic", "model", "solver", "schedules", "datasets", "experiments", "targets")
+            "precision", "deterministic", "synthetic", "model", "solver", "schedules", "datasets", "experiments", "targets")
 
 
 # ---------------------------------------------------------------------------- nets
@@ -128,6 +128,7 @@ class Plan:
     datasets: dict[str, int]            # data set -> classes
     nets: tuple[Net, ...]
     targets: tuple[TargetSpec, ...] = ()   # the user's target datasets (`targets`)
+    precision: PrecisionSpec = PrecisionSpec()   # fp32 | tf32 on GPUs, deterministic cuDNN or not
 
     @cached_property
     def by_name(self) -> dict[str, Net]:
@@ -455,6 +456,7 @@ def expand(config: Any, path: Path) -> Plan:
     top.check_keys(TOP_KEYS)
     b = Builder(top)
     mode = top.choice("solver_mode", SOLVER_MODES, default="GPU")
+    precision = read_precision(top)
     synthetic = read_synthetic(top.block("synthetic")) if top.has("synthetic") else None
     exps = top.block("experiments")
     for family in exps.keys(known=tuple(FAMILIES), what="family"):
@@ -465,7 +467,7 @@ def expand(config: Any, path: Path) -> Plan:
     _check_nets(b.nets, path)
     return Plan(name=b.plan_name, path=path, dirs=b.dirs, model=b.model, solver_mode=mode,
                 synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets),
-                targets=tuple(targets))
+                targets=tuple(targets), precision=precision)
 
 
 def _check_nets(nets: list[Net], path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import REPO, huh_report, metrics, published
+from . import precision as precision_
 from .errors import Exit, TransferError
 from .files import atomic_write, repo_path
 from .logs import LogError, NetLog, log_files, read_logs
@@ -25,6 +26,15 @@ from .rundir import RunDir
 LAYOUTS = ("runs", "released")
 # What each number is and where it comes from; the report links it (relative to the repository).
 FAITHFUL_DOC = "docs/FAITHFUL.md"
+
+
+def precision_of(plan: Plan, logs_dir: Path, layout: str) -> dict[str, Any]:
+    """How the numbers were computed: the precision every attempt recorded (transfer/precision.py).
+    The authors' released logs come from K20 GPUs, which compute fp32 only."""
+    if layout == "released":
+        return {"label": "fp32 (released logs, K20 GPUs)", "deterministic": None, "per_net": {}}
+    return precision_.summarize({net.name: RunDir(logs_dir / net.name, net.name, net.max_iter).attempts()
+                                 for net in plan.nets})
 
 
 def run_logs(net: Net, logs_dir: Path, layout: str) -> tuple[list[Path], str | None]:
@@ -171,7 +181,7 @@ def _head_md(report: dict[str, Any], figure_files: list[str]) -> list[str]:
          f"Per-net number: mean of the {report['top_k']} highest validation accuracies of the run "
          f"(how it is read off a log: {FAITHFUL_DOC}). {report['counts']['with_results']} of "
          f"{report['counts']['plan_nets']} nets have results; {report['counts']['missing']} missing. "
-         f"Cells: mean ±std (number of nets).", ""]
+         f"Cells: mean ±std (number of nets).", "", _precision_md(report), ""]
     L += ["## Figures", ""]
     for stem in ("figure2", "figure3", "figureS1", "huh_classes", "huh_images", "curves"):
         if f"{stem}.png" in figure_files:
@@ -211,7 +221,7 @@ def _table1_md(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
     if not _yosinski(report):   # a Huh et al. plan only
         L = _head_md(report, figure_files) + huh_report.markdown(report["huh2016"] or {}, figure_files)
-        return "\n".join(L + _tail_md(report, qualitative=False)) + "\n"
+        return "\n".join(_with_precision(L + _tail_md(report, qualitative=False), report)) + "\n"
     L = _head_md(report, figure_files) + _random_split_md(report) + _table1_md(report)
     fams = set(report.get("families", []))
     absent = [f for f in ("natman", "whole", "random_weights", "reduced") if f not in fams]
@@ -229,7 +239,7 @@ def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
     if report.get("huh2016"):
         L += huh_report.markdown(report["huh2016"], figure_files)
     L += _tail_md(report)
-    return "\n".join(L) + "\n"
+    return "\n".join(_with_precision(L, report)) + "\n"
 
 
 def _natman_md(report: dict[str, Any]) -> list[str]:
@@ -298,13 +308,31 @@ def _tail_md(report: dict[str, Any], qualitative: bool = True) -> list[str]:
                           for n in incomplete)]
     if report["warnings"]:
         L += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
-    L += ["", "## Per net", "", "| net | released | metric | final | best | last iteration | tests | attempts |",
-          "|---|---|---|---|---|---|---|---|"]
+    L += ["", "## Per net", "", "| net | released | metric | final | best | last iteration | tests | attempts "
+          "| precision |", "|---|---|---|---|---|---|---|---|---|"]
+    per_net = (report.get("precision") or {}).get("per_net", {})
     for name, e in report["nets"].items():
+        prec = ", ".join(per_net.get(name, [])) or (report.get("precision") or {}).get("label", "—")
         L.append(f"| {name} | {e['released_name'] or '-'} | {_f(e['metric'])} | {_f(e['final'])} | "
                  f"{_f(e['best'])} | {e['iterations'] if e['iterations'] is not None else '—'} | "
-                 f"{e['tests'] if e['tests'] is not None else '—'} | {e['attempts']} |")
+                 f"{e['tests'] if e['tests'] is not None else '—'} | {e['attempts']} | {prec} |")
     return L
+
+
+def _precision_md(report: dict[str, Any]) -> str:
+    p = report.get("precision") or {}
+    det = {True: ", cuDNN deterministic", False: "", None: ""}[p.get("deterministic")]
+    return f"*Precision: {p.get('label', 'unknown')}{det}.*"
+
+
+def _with_precision(lines: list[str], report: dict[str, Any]) -> list[str]:
+    """Every figure's and table's section says the precision its numbers were computed with."""
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if line.startswith(("## Figure", "## Table", "### Figure", "### Table")):
+            out += ["", _precision_md(report)]
+    return out
 
 
 def _pct(v: float | None) -> str:
@@ -337,6 +365,7 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
     logs, missing = collect(plan, logs_path, layout)
     report = build(plan, logs, missing, k=k, resamples=resamples, seed=seed)
     report["layout"] = layout
+    report["precision"] = precision_of(plan, logs_path, layout)
     report["logs"] = str(logs_path)
     report["generated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = Path(out_dir)
@@ -352,7 +381,7 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
             files += figures.figure3(report, out)
             files += figures.figureS1(report, out)
         if report["huh2016"]:
-            files += huh_figures.figures(report["huh2016"], out, plan.name)
+            files += huh_figures.figures(report["huh2016"], out, plan.name, figures.precision_note(report))
         files += figures.curves(report, curve_series(plan, logs), out)
     report["figures"] = files
     _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=_json_default) + "\n")

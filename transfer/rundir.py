@@ -4,7 +4,8 @@
   init.solverstate                     iteration 0 with init.caffemodel: the first attempt's start
   train/test/solver.prototxt           the plan's files: data by absolute path, the run's own files relative
   logs/attempt-NNN.log                 caffe's glog output, one file per attempt
-  attempts.jsonl                       one line per attempt: host, times, exit status, resumed from
+  attempts.jsonl                       one line per attempt: host, times, exit status, resumed from,
+                                       precision (fp32/tf32) and determinism, the GPU and build
   snapshots/<net>_iter_<N>.caffemodel|.solverstate
   DONE                                 json, only once the snapshot at max_iter exists and the
                                        frozen layers were checked bit-identical to init.caffemodel

@@ -28,6 +28,7 @@ from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
 from .schedule import parse_net_gpus, width_of
 from .spec import positive_int
+from . import precision as precision_
 from .status import net_state, progress_line
 
 PROGRESS_EVERY_S = 60.0
@@ -93,6 +94,8 @@ def _pump(proc: subprocess.Popen, tag: str) -> None:
 
 
 class Runner:
+    train_args: tuple[str, ...] = ()    # passed on to every `transfer train` (precision overrides)
+
     def __init__(self, plan: Plan, nets: list[Net], pool: Pool, cpu: bool,
                  max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S,
                  width: Callable[[Net], int] = lambda _net: 1):
@@ -143,6 +146,7 @@ class Runner:
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
         cmd += ["--cpu"] if self.cpu else ["--gpu", ",".join(devices)]
         cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
+        cmd += self.train_args
         if self.max_seconds:
             cmd += ["--max-seconds", str(self.max_seconds)]
         return cmd
@@ -268,8 +272,10 @@ class Runner:
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
              progress_every: float = PROGRESS_EVERY_S, nets_per_gpu: int = 1,
-             net_gpus: dict[str, int] | None = None) -> int:
-    """Train the selected nets (and their unfinished bases); returns an exit status."""
+             net_gpus: dict[str, int] | None = None, precision: str | None = None,
+             deterministic: bool | None = None) -> int:
+    """Train the selected nets (and their unfinished bases); returns an exit status.
+    `precision`/`deterministic` override the plan's for every net (None: the plan's)."""
     nets = plan.with_bases(plan.select(only))
     if cpu or not gpus:
         if nets_per_gpu != 1 or net_gpus:
@@ -289,7 +295,9 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
                             f"split evenly over {width(plan.net(uneven[0]))} GPUs")
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
-    return Runner(plan, nets, pool, cpu, max_seconds, progress_every, width).run()
+    runner = Runner(plan, nets, pool, cpu, max_seconds, progress_every, width)
+    runner.train_args = tuple(precision_.cli_args(precision, deterministic))
+    return runner.run()
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -306,7 +314,8 @@ def _run_cmd(args: argparse.Namespace) -> int:
             raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
                     max_seconds=args.max_seconds, progress_every=args.progress_every,
-                    nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus))
+                    nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus),
+                    precision=args.precision, deterministic=args.deterministic)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -324,5 +333,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")
     p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines (default %(default)s)")
+    precision_.add_options(p)
     p.set_defaults(func=_run_cmd)
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import REPO
+from . import precision as precision_
 from .errors import Exit, TransferError
 from .files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
 from .plan import Net, Plan, load_plan
@@ -218,6 +219,7 @@ class JobOptions:
     signal_lead: int = 120
     sbatch_args: tuple[str, ...] = ()
     transfer_cmd: str = shlex.join([sys.executable, "-m", "transfer"])
+    train_args: tuple[str, ...] = ()    # more `transfer train` options (--precision, --deterministic)
 
     def __post_init__(self) -> None:
         if self.gpus_per_job < 1:
@@ -270,12 +272,16 @@ def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOp
         # Several GPUs a job: the net trains on all of them (caffe -gpu 0,1,..; the batch is split).
         res.append(f"#SBATCH --gres=shard:1" if opts.shards else f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
         device = "--gpu " + ",".join(str(g) for g in range(opts.gpus_per_job))
+    if opts.train_args:
+        device += " " + shlex.join(_one_line(a, "train option") for a in opts.train_args)
     if opts.cpus_per_job or opts.cpu:
         res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job or 1}")
     res += [f"#SBATCH {_one_line(a, '--sbatch-arg')}" for a in opts.sbatch_args]
     if pack:
         # The runner trains the pack's nets at once (K on the job's GPU, or K CPU jobs).
         where = f"--cpu --jobs {opts.nets_per_gpu}" if opts.cpu else f"--gpus 0 --nets-per-gpu {opts.nets_per_gpu}"
+        if opts.train_args:   # `transfer run` passes them on to each net's `transfer train`
+            where += " " + shlex.join(_one_line(a, "train option") for a in opts.train_args)
         train = (f'"${{TRANSFER[@]}}" run --only {shlex.quote(",".join(pack_members(net_name)))} --plan "$PLAN" '
                  f'{where} --progress-every 600')
         done_test = " && ".join(f"[ -e {shlex.quote(str(r.done_file))} ]" for r in pack)
@@ -449,6 +455,7 @@ def options(args: argparse.Namespace, plan: Plan) -> JobOptions:
                       nets_per_gpu=args.nets_per_gpu, shards=args.shards,
                       cpus_per_job=args.cpus_per_job, signal_lead=args.signal_lead,
                       sbatch_args=tuple(args.sbatch_arg or ()),
+                      train_args=tuple(precision_.cli_args(args.precision, args.deterministic)),
                       **({"transfer_cmd": args.transfer_cmd} if args.transfer_cmd else {}))
 
 
@@ -506,6 +513,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="extra '#SBATCH ARG' line, e.g. --sbatch-arg=--constraint=k20 (repeatable)")
     p.add_argument("--transfer-cmd", metavar="CMD",
                    help="how jobs run transfer (default: this Python with -m transfer)")
+    precision_.add_options(p)
     p.add_argument("--dry-run", action="store_true", help="write the job scripts, print, submit nothing")
     p.add_argument("-v", "--verbose", action="store_true", help="also list nets done or already queued")
     # Used by the job scripts themselves, not by hand.

@@ -20,6 +20,9 @@ SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MISSING = object()
 # Caffe's learning-rate policies (SGDSolver::GetLearningRate).
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+# How a GPU computes fp32 math: "fp32" IEEE single precision throughout (the paper's GPUs had nothing
+# else), "tf32" lets cuDNN and cuBLAS use TF32 tensor cores (10-bit mantissa products, faster).
+PRECISIONS = ("fp32", "tf32")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ class SolverSpec:
 
 
 SOLVER_KEYS = tuple(f.name for f in fields(SolverSpec))
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """How the GPU computes (top-level `precision` and `deterministic`; the command line may override)."""
+
+    precision: str = "fp32"         # one of PRECISIONS
+    deterministic: bool = False     # cuDNN deterministic algorithms only: bit-identical reruns
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,12 @@ class Block:
             raise self.fail(key, f"{v!r} is not one of {', '.join(choices)}{suggest(str(v), choices)}")
         return v
 
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        v = self.raw(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(key, f"expected true or false, got {v!r}")
+        return v
+
     def name(self, key: str, default: Any = _MISSING) -> str:
         """A string that is used in file names and shell words: [A-Za-z0-9._-] only."""
         return check_name(self, key, self.raw(key, default))
@@ -227,6 +244,12 @@ def read_solver(blk: Block, base: SolverSpec | None = None) -> SolverSpec:
     if base is not None:
         return replace(base, **{k: readers[k](k) for k in blk.keys()})
     return SolverSpec(**{k: readers[k](k) for k in SOLVER_KEYS})
+
+
+def read_precision(top: Block) -> PrecisionSpec:
+    """The plan's `precision` (fp32 | tf32, default fp32) and `deterministic` (default false)."""
+    return PrecisionSpec(precision=top.choice("precision", PRECISIONS, default="fp32"),
+                         deterministic=top.boolean("deterministic", default=False))
 
 
 def read_synthetic(blk: Block) -> SyntheticSpec:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from . import locks, logs, preflight, stopsig
+from . import precision as precision_
 from .caffe_env import caffe_binary, caffe_pb2
 from .caffemodel import identical_layers, read_model, read_state
 from .console import stage
@@ -33,6 +35,7 @@ from .files import atomic_write, duration, repo_path, shown
 from .plan import LAYERS, Net, Plan, load_plan
 from . import gpu as gpu_info
 from .rundir import RunDir
+from .spec import PrecisionSpec
 from .status import training_progress
 from .surgery import make_init
 
@@ -48,11 +51,12 @@ def _need_file(path: Path, plan: Plan) -> Path:
     return path
 
 
-def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1) -> Path:
+def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1, deterministic: bool = False) -> Path:
     """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
     data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
     a moved runs folder trains from its own files. On `gpus` GPUs the train batch is split
-    between them (per_gpu_batch), so the effective batch stays the plan's."""
+    between them (per_gpu_batch), so the effective batch stays the plan's. `deterministic`: the
+    solver gets a fixed random_seed (the net's), so dropout masks and crops repeat in a rerun."""
     pb = caffe_pb2()
     batch = per_gpu_batch(plan.model.train_batch, gpus)
     run = net.run
@@ -73,6 +77,8 @@ def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1) -> Path:
     solver.test_net.append(_in_run(run, run.net_copy("test")))
     solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
     solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
+    if deterministic:   # otherwise caffe seeds from the clock, as the paper's runs did
+        solver.random_seed = zlib.crc32(net.name.encode()) & 0x7FFFFFFF
     texts["solver"] = text_format.MessageToString(solver)
     for kind, text in texts.items():
         path = run.net_copy(kind)
@@ -173,13 +179,16 @@ def caffe_command(solver: Path, gpus: tuple[int, ...] | int | None, state: Path)
 
 
 def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: _Stop,
-               progress_every: float = 0) -> tuple[int, bool]:
+               progress_every: float = 0, precision: PrecisionSpec = PrecisionSpec()) -> tuple[int, bool]:
     """Run caffe until it exits; returns (exit status, whether we asked it to stop). Every
-    `progress_every` seconds (0: never) a progress line: iteration, loss, accuracy, speed, time left."""
-    env = dict(os.environ, GLOG_logtostderr="1")
+    `progress_every` seconds (0: never) a progress line: iteration, loss, accuracy, speed, time left.
+    `precision` reaches caffe as environment variables (transfer/precision.py)."""
+    env = precision_.caffe_environ(precision, dict(os.environ, GLOG_logtostderr="1"))
     env.pop("GLOG_minloglevel", None)  # the log is the record: keep caffe's INFO lines
+    shown_env = " ".join(f"{k}={env[k]}" for k in (precision_.TF32_OFF, precision_.CAFFE_TF32,
+                                                    precision_.CAFFE_DETERMINISTIC) if k in env)
     with open(log_path, "ab") as fh:
-        fh.write(f"# transfer train {net.name}: {' '.join(cmd)}\n".encode())
+        fh.write(f"# transfer train {net.name}: {shown_env} {' '.join(cmd)}\n".encode())
         fh.flush()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=net.run.path, env=env, preexec_fn=_child_setup)
@@ -252,10 +261,12 @@ def finish(net: Net) -> dict:
 
 @dataclass(frozen=True)
 class Device:
-    """Where caffe trains: mode CPU or GPU, and the GPUs' numbers (several: one net on all of them)."""
+    """Where caffe trains: mode CPU or GPU, the GPUs' numbers (several: one net on all of them), and
+    how it computes."""
 
     mode: str
     gpus: tuple[int, ...] = ()
+    precision: PrecisionSpec = PrecisionSpec()
 
     @property
     def gpu(self) -> int | None:
@@ -277,15 +288,20 @@ def parse_gpus(value: str) -> tuple[int, ...]:
     return gpus
 
 
-def choose_device(plan: Plan, gpu: int | tuple[int, ...] | None, cpu: bool) -> Device:
+def choose_device(plan: Plan, gpu: int | tuple[int, ...] | None, cpu: bool, precision: str | None = None,
+                  deterministic: bool | None = None) -> Device:
+    """The device, and the precision (the plan's unless overridden) it really computes with."""
     gpus = (gpu,) if isinstance(gpu, int) else tuple(gpu or ())
     if cpu and gpus:
         raise TransferError("give --gpu K or --cpu, not both")
+    spec = precision_.choose(plan.precision, precision, deterministic)
     if cpu or (not gpus and plan.solver_mode == "CPU"):
-        return Device("CPU")
+        if spec.precision != "fp32":
+            log.info("precision %s applies to GPUs only: the CPU computes in fp32", spec.precision)
+        return Device("CPU", (), precision_.effective(spec, "CPU"))
     if gpus:
         per_gpu_batch(plan.model.train_batch, len(gpus))  # refused before anything is written
-    return Device("GPU", gpus)  # no --gpu: caffe takes the solver's device (0)
+    return Device("GPU", gpus, spec)  # no --gpu: caffe takes the solver's device (0)
 
 
 def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any],
@@ -299,13 +315,17 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
     if not (point and point[0] >= net.max_iter):  # a failure after the final snapshot stays on record
         run.clear_failed()
     where = f"resuming at iteration {point[0]}" if point else "from init.caffemodel"
-    log.info("%s: attempt %d (%s), %s; log %s", net.name, attempt, device, where, shown(log_path))
+    prec = device.precision
+    log.info("%s: attempt %d (%s, %s%s), %s; log %s", net.name, attempt, device,
+             precision_.label(prec.precision, device.mode), ", deterministic" if prec.deterministic else "",
+             where, shown(log_path))
     t0 = time.time()
-    rc, asked = _run_caffe(net, lock, cmd, log_path, stop, progress_every)
+    rc, asked = _run_caffe(net, lock, cmd, log_path, stop, progress_every, prec)
     seconds = time.time() - t0
     run.append_attempt({
         "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
-        "gpu": device.gpu, **_batch_record(net, device), **record, "resumed_from": point[0] if point else None,
+        "gpu": device.gpu, **_batch_record(net, device), **precision_.record(prec), **record,
+        "resumed_from": point[0] if point else None,
         "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
     point = run.resume_point()
@@ -378,7 +398,7 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     if net.run.is_done():  # finished by the previous holder while we waited
         return Exit.OK
     record = gpu_info.attempt_record(device.gpu or 0) if device.mode == "GPU" else {}  # refuses a CPU build
-    write_run_files(plan, net, device.mode, max(1, len(device.gpus)))
+    write_run_files(plan, net, device.mode, max(1, len(device.gpus)), device.precision.deterministic)
     make_init(plan, net, seed=seed)
     point = net.run.resume_point()
     if point and point[0] >= net.max_iter and net.run.final_weights.is_file():
@@ -404,10 +424,12 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
 
 def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cpu: bool = False,
               max_seconds: float | None = None, seed: int | None = None,
-              progress_every: float = PROGRESS_EVERY_S) -> int:
+              progress_every: float = PROGRESS_EVERY_S, precision: str | None = None,
+              deterministic: bool | None = None) -> int:
     """Train (or resume, or skip) one net; returns an exit status (errors.Exit). Checks its data,
-    means, base and the disk first (transfer/preflight.py), before anything is written."""
-    device = choose_device(plan, gpu, cpu)
+    means, base and the disk first (transfer/preflight.py), before anything is written.
+    `precision`/`deterministic` override the plan's (None: the plan's)."""
+    device = choose_device(plan, gpu, cpu, precision, deterministic)
     if net.run.is_done():
         log.info("%s: already done", net.name)
         return Exit.OK
@@ -438,7 +460,8 @@ def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cp
 def _cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     return train_net(plan, plan.net(args.net), gpu=args.gpu, cpu=args.cpu, max_seconds=args.max_seconds,
-                     seed=args.seed, progress_every=args.progress_every)
+                     seed=args.seed, progress_every=args.progress_every,
+                     precision=args.precision, deterministic=args.deterministic)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -458,4 +481,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of the fresh layers, if surgery has not run yet")
     p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines while caffe trains (0: none; default %(default)s)")
+    precision_.add_options(p)
     p.set_defaults(func=_cmd)

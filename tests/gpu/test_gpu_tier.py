@@ -50,6 +50,11 @@ def test_tiny_plan_trains_end_to_end(gpu_plan, device):
             assert attempt["device"] and attempt["driver"] and attempt["cuda_build"], attempt
             log = run.log_files()[-1].read_text()
             assert f"Using GPUs {device}" in log, log[:2000]
+            # the plan's precision (fp32: no TF32) reached the patched Caffe (caffe/patch_gpu_speed.py)
+            assert (attempt["precision"], attempt["deterministic"]) == ("fp32", False), attempt
+            assert "cuBLAS math: fp32" in log, log[:2000]
+            if attempt["cudnn"]:   # measured algorithms, logged once per layer and input shape
+                assert "cuDNN convolution conv1 input " in log and "(fp32, measured, workspace bound" in log, log[:4000]
 
 
 def test_report_of_the_gpu_run(gpu_plan, tmp_path):

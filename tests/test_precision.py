@@ -1,0 +1,212 @@
+"""Precision (fp32 | tf32) and determinism: read from the plan or the command line, handed to the caffe
+process as environment variables, recorded per attempt and shown in the report; and the Caffe patch
+that reads those variables (checked on the real sdist's sources; compiling it is `make check-gpu-build`)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transfer import REPO
+from transfer import precision
+from transfer.errors import TransferError
+from transfer.plan import load_plan
+from transfer.slurm import JobOptions, job_script
+from transfer.spec import PrecisionSpec
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(REPO / "caffe"))
+import patch_gpu_speed  # noqa: E402
+import tinyrun  # noqa: E402
+
+needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+
+
+def _plan_with(tmp_path: Path, **top) -> Path:
+    config = yaml.safe_load(tinyrun.TINY.read_text())
+    config.update(top)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------- the choice
+
+@pytest.mark.parametrize("name", ["paper", "small", "tiny", "huh2016", "huh-small"])
+def test_every_shipped_plan_is_fp32_and_says_so(name):
+    assert load_plan(name).precision == PrecisionSpec("fp32", False)
+    text = (REPO / "transfer" / "plans" / f"{name}.yaml").read_text()
+    assert "\nprecision: fp32" in text and "\ndeterministic: false" in text
+
+
+def test_plan_values_are_read_and_bad_ones_named(tmp_path):
+    assert load_plan(str(_plan_with(tmp_path, precision="tf32", deterministic=True))).precision == \
+        PrecisionSpec("tf32", True)
+    with pytest.raises(TransferError, match=r"plan\.yaml: precision: 'fp16' is not one of fp32, tf32"):
+        load_plan(str(_plan_with(tmp_path, precision="fp16")))
+    with pytest.raises(TransferError, match=r"plan\.yaml: deterministic: expected true or false, got 'yes'"):
+        load_plan(str(_plan_with(tmp_path, deterministic="yes")))
+
+
+@pytest.mark.parametrize("cmd", [["train", "base-half0A"], ["run"], ["submit", "--dry-run"]])
+def test_bad_precision_option_is_refused_naming_option_and_value(cmd):
+    res = tinyrun.run_cli(*cmd, "--plan", "tiny", "--precision", "bf16", timeout=60)
+    assert res.returncode == 2
+    assert "argument --precision: 'bf16' is not a precision (one of fp32, tf32)" in res.stderr
+
+
+def test_command_line_overrides_the_plan():
+    plan = PrecisionSpec("fp32", False)
+    assert precision.choose(plan) == plan
+    assert precision.choose(plan, "tf32", True) == PrecisionSpec("tf32", True)
+    assert precision.choose(PrecisionSpec("tf32", True), None, False) == PrecisionSpec("tf32", False)
+    assert precision.effective(PrecisionSpec("tf32", True), "CPU") == PrecisionSpec("fp32", True)
+    assert precision.cli_args(None, None) == []
+    assert precision.cli_args("tf32", False) == ["--precision", "tf32", "--no-deterministic"]
+
+
+def test_environment_of_each_choice():
+    inherited = {"NVIDIA_TF32_OVERRIDE": "0", "PATH": "/bin"}
+    fp32 = precision.caffe_environ(PrecisionSpec("fp32", False), {"PATH": "/bin"})
+    assert fp32 == {"PATH": "/bin", "NVIDIA_TF32_OVERRIDE": "0", "CAFFE_TF32": "0", "CAFFE_CUDNN_DETERMINISTIC": "0"}
+    tf32 = precision.caffe_environ(PrecisionSpec("tf32", True), inherited)
+    # an inherited NVIDIA_TF32_OVERRIDE=0 would veto TF32: it is removed
+    assert tf32 == {"PATH": "/bin", "CAFFE_TF32": "1", "CAFFE_CUDNN_DETERMINISTIC": "1"}
+    assert inherited["NVIDIA_TF32_OVERRIDE"] == "0"   # the caller's environment is left alone
+
+
+def test_job_script_passes_the_override_on(tmp_path):
+    from transfer.rundir import RunDir
+    run = RunDir(tmp_path / "runs" / "n", "n", 10)
+    opts = JobOptions(plan_arg="paper", train_args=("--precision", "tf32", "--deterministic"))
+    text = job_script("paper", "n", "transfer-paper-n", run, opts, tmp_path)
+    assert 'train "$NET" --plan "$PLAN" --gpu 0 --precision tf32 --deterministic &' in text
+    plain = job_script("paper", "n", "transfer-paper-n", run, JobOptions(plan_arg="paper"), tmp_path)
+    assert 'train "$NET" --plan "$PLAN" --gpu 0 &' in plain   # no option: the plan's choice
+
+
+def test_gpu_scripts_refuse_a_bad_deterministic_value():
+    for script in ("train-net.sh", "run-plan.sh"):
+        res = subprocess.run([str(REPO / "scripts" / script), "x", "tiny", "0"], capture_output=True, text=True,
+                             env={**os.environ, "DETERMINISTIC": "yes", "GPUS": "0", "TRANSFER": "/bin/false"},
+                             timeout=30)
+        assert res.returncode == 2, (script, res.stderr)
+        assert f"{script}: error: DETERMINISTIC='yes' must be 0 or 1" in res.stderr
+
+
+def test_report_labels():
+    attempts = {"a": [{"mode": "CPU", "precision": "fp32"}], "b": [{"mode": "CPU"}], "c": []}
+    assert precision.summarize(attempts) == {"label": "fp32 (CPU)", "deterministic": False,
+                                             "per_net": {"a": ["fp32 (CPU)"], "b": ["fp32 (CPU)"]}}
+    mixed = precision.summarize({"a": [{"mode": "GPU", "precision": "tf32", "deterministic": True}],
+                                 "b": [{"mode": "GPU"}, {"mode": "GPU", "precision": "fp32"}]})
+    assert mixed["label"] == "mixed: fp32, tf32, unrecorded" and mixed["deterministic"] is False
+    assert mixed["per_net"]["b"] == ["fp32", "unrecorded"]
+    assert precision.summarize({"a": []})["label"] == "unknown (no attempt recorded)"
+
+
+# ---------------------------------------------------------------------------- a real CPU attempt
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@needs_caffe
+def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp_path, tmp_path_factory):
+    plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
+                                   solver={"max_iter": 40, "snapshot": 40, "test_interval": 20})
+    net = plan.net("base-half0A")
+    proc = subprocess.Popen(tinyrun.transfer_cmd("train", net.name, "--plan", str(plan.path), "--cpu",
+                                                 "--precision", "tf32", "--deterministic"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "NVIDIA_TF32_OVERRIDE": "1"})
+    environ = None
+    deadline = time.time() + 120
+    while environ is None and proc.poll() is None and time.time() < deadline:
+        for child in _children(proc.pid):   # the caffe process itself, while it trains
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                if len(cmdline) > 1 and cmdline[1] == b"train":
+                    environ = dict(kv.split("=", 1) for kv in
+                                   Path(f"/proc/{child}/environ").read_bytes().decode().split("\0") if "=" in kv)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert environ is not None, "caffe was not seen running"
+    # the CPU has no TF32: the attempt computes, and says it computes, in fp32
+    assert (environ["NVIDIA_TF32_OVERRIDE"], environ["CAFFE_TF32"], environ["CAFFE_CUDNN_DETERMINISTIC"]) == \
+        ("0", "0", "1")
+    assert "precision tf32 applies to GPUs only: the CPU computes in fp32" in out
+    assert "fp32 (CPU), deterministic" in out
+    (attempt,) = net.run.attempts()
+    assert (attempt["mode"], attempt["precision"], attempt["deterministic"]) == ("CPU", "fp32", True)
+    # a deterministic run seeds caffe's RNG (dropout, crops) with a fixed number, the net's
+    assert re.search(r"^random_seed: \d+$", net.run.net_copy("solver").read_text(), re.M)
+    header = net.run.attempt_log(1).read_text().splitlines()[0]
+    assert "NVIDIA_TF32_OVERRIDE=0 CAFFE_TF32=0 CAFFE_CUDNN_DETERMINISTIC=1 " in header
+
+    res = tinyrun.run_cli("report", "--plan", str(plan.path), "--out", str(tmp_path / "report"), "--no-figures")
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["precision"]["label"] == "fp32 (CPU)" and report["precision"]["deterministic"] is True
+    assert report["precision"]["per_net"] == {net.name: ["fp32 (CPU)"]}
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert md.count("*Precision: fp32 (CPU), cuDNN deterministic.*") >= 3   # the head, Figure 2, Table 1
+    for heading in ("## Figure 2", "## Table 1"):   # right under each heading
+        assert re.search(heading + r"[^\n]*\n\n\*Precision: fp32 \(CPU\)", md), heading
+    assert f"| {net.name} |" in md and md.split(f"| {net.name} |", 1)[1].split("\n", 1)[0].rstrip().endswith(
+        "| fp32 (CPU) |")
+
+
+# ---------------------------------------------------------------------------- the Caffe patch
+
+CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+             / "transfer")
+SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
+
+
+def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
+    if not SDIST.is_file():
+        pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
+    with tarfile.open(SDIST) as tar:
+        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
+        tar.extractall(tmp_path, members=members, filter="data")
+    (tree,) = tmp_path.iterdir()
+    done = patch_gpu_speed.apply(tree)
+    assert {line.split(":")[0] for line in done} == {
+        "src/caffe/common.cpp", "include/caffe/util/cudnn.hpp", "include/caffe/layers/cudnn_conv_layer.hpp",
+        "src/caffe/layers/cudnn_conv_layer.cpp", "src/caffe/layers/cudnn_conv_layer.cu"}
+    common = (tree / "src/caffe/common.cpp").read_text()
+    # every cuBLAS handle gets its math mode: the one of Caffe() and the one of SetDevice()
+    assert common.count("cublasCreate(") == 2 and common.count("caffe_set_cublas_math(") == 3
+    assert "CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH" in common and "#if CUDART_VERSION >= 11000" in common
+    conv = (tree / "src/caffe/layers/cudnn_conv_layer.cpp").read_text()
+    for needed in ('env_flag("CAFFE_TF32")', 'env_flag("CAFFE_CUDNN_DETERMINISTIC")', "CUDNN_FMA_MATH",
+                   "cudnnSetConvolutionGroupCount", "cudnnFindConvolutionForwardAlgorithm",
+                   "cudnnFindConvolutionBackwardFilterAlgorithm", "cudnnFindConvolutionBackwardDataAlgorithm",
+                   "p.determinism != CUDNN_DETERMINISTIC", "cudaMemGetInfo"):
+        assert needed in conv, needed
+    # deterministic mode: heuristic ranking (a timed one can differ between reruns), deterministic pooling
+    assert "deterministic_ ? heuristic(__VA_ARGS__) : find(__VA_ARGS__)" in conv
+    assert "CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX" in (tree / "include/caffe/util/cudnn.hpp").read_text()
+    cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
+    assert "for (int g = 0" not in cu   # one call for all groups
+    assert patch_gpu_speed.apply(tree) == []   # a second run changes nothing
