@@ -2,13 +2,14 @@
 
 # Compile and link the whole CUDA build (PyPI toolkit, one architecture, no cuDNN) on a machine with
 # no GPU: libcaffe with every .cu file, and the tools, whose link fails on any undefined GPU function.
-# pycaffe is left out (its GPU code is calls into libcaffe that the tools make too). Cached by key like
+# pycaffe is left out (its GPU code is calls into libcaffe that the tools make too); the .cu files are
+# compiled as one unit (scripts/cuda_unity.py: their shared headers parsed once). Cached by key like
 # the CPU build, so a rerun with unchanged sources takes seconds; not recorded in the venv (the tests
 # use the CPU build). `make test` runs it.
 CHECK_GPU_ARCH ?= 90
 .PHONY: check-gpu-build test-gpu
 check-gpu-build: $(VENV)/.installed
-	@VENV=$(VENV) PY=$(PY) CAFFE_GPU=1 CAFFE_CUDA=pypi CAFFE_CUDNN=0 CAFFE_CUDA_ARCHS=$(CHECK_GPU_ARCH) \
+	@VENV=$(VENV) PY=$(PY) CAFFE_GPU=1 CAFFE_CUDA=pypi CAFFE_CUDNN=0 CAFFE_CUDA_ARCHS=$(CHECK_GPU_ARCH) CAFFE_CUDA_UNITY=1 \
 		CAFFE_PYTHON=0 CAFFE_RECORD=0 CAFFE_SRC="$(CAFFE_SRC)" nice scripts/build-caffe.sh
 
 # The GPU tier, on a GPU node with the CUDA build (`CAFFE_GPU=1 make caffe`): the tiny plan trained

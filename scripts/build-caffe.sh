@@ -9,6 +9,8 @@
 #     CAFFE_CUDA=system    that nvcc only;  CAFFE_CUDA=pypi: the PyPI toolkit (scripts/cuda-pypi.sh)
 #     CAFFE_CUDNN=auto     cuDNN if found (with the PyPI toolkit: its wheel); 1 requires it, 0 omits it
 #     CAFFE_CUDA_ARCHS="75;80;86;89;90"  SM versions (real code each, PTX of the newest)
+#     CAFFE_CUDA_UNITY=N   compile the .cu files as N combined units (scripts/cuda_unity.py; a fast
+#                          compile-and-link check, what `make check-gpu-build` uses); 0 (default): one by one
 #   CAFFE_PYTHON=0         no pycaffe (the `caffe` binary and tools only)
 #   CAFFE_RECORD=0         build (or find) it in the cache but do not record it in the venv
 #   TRANSFER_CACHE=/dir    cache directory (default ${XDG_CACHE_HOME:-~/.cache}/transfer)
@@ -30,6 +32,7 @@ GPU=${CAFFE_GPU:-0}
 CUDA_KIND=${CAFFE_CUDA:-auto}
 CUDNN=${CAFFE_CUDNN:-auto}
 ARCHS=${CAFFE_CUDA_ARCHS:-75;80;86;89;90}
+UNITY=${CAFFE_CUDA_UNITY:-0}
 PYTHON=${CAFFE_PYTHON:-1}
 RECORD=${CAFFE_RECORD:-1}
 SDIST_NAME=brocolli-caffe
@@ -46,6 +49,7 @@ case $CUDA_KIND in auto|system|pypi) ;; *) die "CAFFE_CUDA='$CUDA_KIND' must be 
 case $CUDNN in auto|0|1) ;; *) die "CAFFE_CUDNN='$CUDNN' must be auto, 0 or 1" ;; esac
 [[ $ARCHS =~ ^[0-9]+(\;[0-9]+)*$ ]] || die "CAFFE_CUDA_ARCHS='$ARCHS' must be SM numbers separated by ';' (e.g. 75;90)"
 case $PYTHON in 0|1) ;; *) die "CAFFE_PYTHON='$PYTHON' must be 0 or 1" ;; esac
+[[ $UNITY =~ ^[0-9]+$ ]] || die "CAFFE_CUDA_UNITY='$UNITY' must be a number of units (0: none)"
 case $RECORD in 0|1) ;; *) die "CAFFE_RECORD='$RECORD' must be 0 or 1" ;; esac
 
 # Write "$2" into file "$1" atomically (temp + rename in the same directory).
@@ -145,6 +149,9 @@ if [[ $GPU == 1 ]]; then
   case $CUDNN in auto) cudnn_opt=AUTO ;; 1) cudnn_opt=ON ;; 0) cudnn_opt=OFF ;; esac
   cuda_args=(-DCMAKE_CUDA_COMPILER="$nvcc" -DCAFFE_CUDNN=$cudnn_opt -DCAFFE_CUDA_ARCHS="$ARCHS")
   gpu_opts=" cuda=$CUDA_KIND:$nvcc:$nvcc_ver cudnn=$CUDNN${CUDNN_ROOT:+:$CUDNN_ROOT} archs=$ARCHS"
+  if [[ $UNITY != 0 ]]; then   # the units are part of what is compiled
+    gpu_opts+=" unity=$UNITY:$(sha256sum "$repo/scripts/cuda_unity.py" | cut -c1-16)"
+  fi
   say "CUDA $nvcc_ver from $nvcc ($CUDA_KIND), cuDNN $CUDNN, archs $ARCHS"
 fi
 options="gpu=$GPU python=$pyver${CAFFE_CMAKE_ARGS:+ cmake=$CAFFE_CMAKE_ARGS}${gpu_opts:-}"
@@ -193,6 +200,10 @@ rm -rf "$tmp/build"
 
 say "patching sources (caffe/patch_tree.py)"
 "$PY" "$repo/caffe/patch_tree.py" "$tmp" | tee -a "$logf"
+if [[ $GPU == 1 && $UNITY != 0 ]]; then
+  say "combining the .cu files into $UNITY compile unit(s) (CAFFE_CUDA_UNITY)"
+  "$PY" "$repo/scripts/cuda_unity.py" "$tmp" "$UNITY" | tee -a "$logf"
+fi
 
 say "configuring (cmake)"
 cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" \

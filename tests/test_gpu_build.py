@@ -3,6 +3,7 @@ build script's refusal of bad GPU options. (`make check-gpu-build` compiles and 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -81,11 +82,34 @@ def test_batch_transform_edits_the_data_layer_whole_or_not_at_all(tree, tmp_path
     assert "sequential transform kept" in line
     assert {p: p.read_text() for p in other.rglob("*") if p.is_file()} == before
 
+
+def test_cuda_units_include_every_cu_file_once_and_keep_clashing_ones_apart(tree, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import cuda_unity  # noqa: PLC0415
+    copy = tmp_path / "tree"
+    shutil.copytree(tree / "src", copy / "src")
+    def cu_files() -> list[Path]:   # what the build compiles: not Caffe's own tests
+        return sorted(p.relative_to(copy) for p in copy.rglob("*.cu") if "test" not in p.parent.name)
+    before = cu_files()
+    lines = cuda_unity.unite(copy, 2)
+    units = sorted((copy / "src/caffe/util").glob("cuda_unity_*.cu"))
+    assert len(units) == 2 and len(lines) == 3
+    included = [(u.parent / line.split('"')[1]).resolve() for u in units for line in u.read_text().splitlines()
+                if line.startswith("#include")]
+    alone = copy / "src/caffe/util/bbox_util.cu"          # repeats softmax_layer.cu's helper kernels
+    assert alone.is_file() and "bbox_util.cu: its own unit" in lines[-1]
+    assert sorted(p.relative_to(copy.resolve()) for p in included) == [
+        Path(f"{p}.in") for p in before if p.name != "bbox_util.cu"]
+    assert all(p.is_file() for p in included) and len(set(included)) == len(included)
+    assert cu_files() == sorted(
+        [Path("src/caffe/util/bbox_util.cu")] + [u.relative_to(copy) for u in units])
+
 @pytest.mark.parametrize("env, message", [
     ({"CAFFE_GPU": "1", "CAFFE_CUDA": "conda"}, "CAFFE_CUDA='conda' must be auto, system or pypi"),
     ({"CAFFE_GPU": "1", "CAFFE_CUDNN": "yes"}, "CAFFE_CUDNN='yes' must be auto, 0 or 1"),
     ({"CAFFE_GPU": "1", "CAFFE_CUDA_ARCHS": "sm_90"}, "CAFFE_CUDA_ARCHS='sm_90' must be SM numbers"),
     ({"CAFFE_PYTHON": "no"}, "CAFFE_PYTHON='no' must be 0 or 1"),
+    ({"CAFFE_GPU": "1", "CAFFE_CUDA_UNITY": "all"}, "CAFFE_CUDA_UNITY='all' must be a number of units"),
 ])
 def test_build_script_refuses_bad_gpu_options(env, message):
     venv = Path(sys.prefix)
