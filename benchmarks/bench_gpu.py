@@ -29,7 +29,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gpu_caffenet import timing_net, write_section  # noqa: E402
+from bench_gpu_caffenet import device_args, timing_net, write_section  # noqa: E402
 
 from google.protobuf import text_format  # noqa: E402
 
@@ -162,11 +162,7 @@ def write_figures(path: Path, machine: str, command: str, alone_ms: float, alone
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    where = ap.add_mutually_exclusive_group(required=True)
-    where.add_argument("--gpu", type=int, metavar="K")
-    where.add_argument("--cpu", action="store_true")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--iterations", type=int, default=50)
+    device_args(ap)
     ap.add_argument("--nets", default="1,2,3", help="nets at once on the GPU, e.g. 1,2,3")
     ap.add_argument("--train-iterations", type=int, default=200, help="caffe train from an LMDB (0: skip)")
     ap.add_argument("--images", type=int, default=2048, help="Datums in that LMDB")

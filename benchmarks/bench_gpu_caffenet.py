@@ -80,13 +80,18 @@ def write_section(text: str, section: str = SECTION) -> None:
     atomic_write(path, doc)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def device_args(ap: argparse.ArgumentParser) -> None:
+    """--gpu K or --cpu, --batch, --iterations: what every CaffeNet timing takes."""
     where = ap.add_mutually_exclusive_group(required=True)
     where.add_argument("--gpu", type=int, metavar="K")
     where.add_argument("--cpu", action="store_true")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=50)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    device_args(ap)
     ap.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU math (default fp32)")
     ap.add_argument("--deterministic", action="store_true", help="cuDNN deterministic algorithms only")
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")

@@ -11,7 +11,6 @@ pattern is absent, and a second run changes nothing.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -75,16 +74,9 @@ FILES: list[tuple[str, str, str]] = [
 ]
 
 
-def apply(tree: Path) -> list[str]:
-    """Apply FIXES and FILES to `tree` in place; returns one line per file changed."""
+def replace_files(tree: Path) -> list[str]:
+    """Install FILES over the tree's (FIXES are applied by patch_tree.py); one line per file."""
     done = []
-    for pattern_files, pattern, repl, why in FIXES:
-        for path in sorted(tree.glob(pattern_files)):
-            text = path.read_text()
-            new, n = re.subn(pattern, repl, text, flags=re.MULTILINE)
-            if n and new != text:
-                path.write_text(new)
-                done.append(f"{path.relative_to(tree)}: {n} x {why}")
     for name, rel, marker in FILES:
         path, ours = tree / rel, (HERE / name).read_text()
         if not path.is_file() or marker not in path.read_text() or path.read_text() == ours:

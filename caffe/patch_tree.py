@@ -221,21 +221,27 @@ def gpu_via_cpu(tree: Path) -> list[str]:
 STALE = ["include/caffe/proto/caffe.pb.h", "src/caffe/proto/caffe.pb.cc"]
 
 
-def patch_tree(tree: Path) -> list[str]:
-    """Apply FIXES to `tree` in place; returns one line per file changed."""
+def apply_fixes(tree: Path, fixes: list[tuple[str, str, str, str]]) -> list[str]:
+    """Apply (files glob, pattern, replacement, why) edits to `tree`; one line per file changed."""
     done = []
-    shutil.copy(HERE / "cudnn8_compat.hpp", tree / "include/caffe/util/cudnn8_compat.hpp")
-    for pattern_files, pattern, repl, why in FIXES:
+    for pattern_files, pattern, repl, why in fixes:
         for path in sorted(tree.glob(pattern_files)):
             text = path.read_text()
             new, n = re.subn(pattern, repl, text, flags=re.MULTILINE)
             if n and new != text:
                 path.write_text(new)
                 done.append(f"{path.relative_to(tree)}: {n} x {why}")
+    return done
+
+
+def patch_tree(tree: Path) -> list[str]:
+    """Apply every edit to `tree` in place; returns one line per file changed."""
+    shutil.copy(HERE / "cudnn8_compat.hpp", tree / "include/caffe/util/cudnn8_compat.hpp")
+    done = apply_fixes(tree, FIXES)
     done += gpu_via_cpu(tree)
     done += keyed_data_layer(tree)   # after FIXES: it extends the view's DataParameter fields
     done += data_wait_log(tree)
-    done += patch_gpu_speed.apply(tree)
+    done += apply_fixes(tree, patch_gpu_speed.FIXES) + patch_gpu_speed.replace_files(tree)
     for rel in STALE:
         if (tree / rel).exists():
             (tree / rel).unlink()

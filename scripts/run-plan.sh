@@ -21,11 +21,5 @@ if [[ -z "${GPUS:-}" ]]; then
 fi
 args=(run --plan "$PLAN" --gpus "$GPUS")
 [[ -n "$ONLY" ]] && args+=(--only "$ONLY")
-[[ -n "${PRECISION:-}" ]] && args+=(--precision "$PRECISION")
-case ${DETERMINISTIC:-} in
-  "") ;;
-  1) args+=(--deterministic) ;;
-  0) args+=(--no-deterministic) ;;
-  *) echo "run-plan.sh: error: DETERMINISTIC='$DETERMINISTIC' must be 0 or 1" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/precision-args.sh" run-plan.sh
 exec "$TRANSFER" "${args[@]}"

@@ -15,12 +15,6 @@ GPU=${3:-${CUDA_DEVICE:-0}}
 TRANSFER=${TRANSFER:-.venv/bin/transfer}
 args=(train "$NET" --plan "$PLAN" --gpu "$GPU")
 [[ -n "${MAX_SECONDS:-}" ]] && args+=(--max-seconds "$MAX_SECONDS")
-[[ -n "${PRECISION:-}" ]] && args+=(--precision "$PRECISION")
-case ${DETERMINISTIC:-} in
-  "") ;;
-  1) args+=(--deterministic) ;;
-  0) args+=(--no-deterministic) ;;
-  *) echo "train-net.sh: error: DETERMINISTIC='$DETERMINISTIC' must be 0 or 1" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/precision-args.sh" train-net.sh
 # exec: SIGTERM from the batch system reaches transfer itself, which makes caffe snapshot.
 exec "$TRANSFER" "${args[@]}"

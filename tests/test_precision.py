@@ -25,6 +25,7 @@ from transfer.spec import PrecisionSpec
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "caffe"))
 import patch_gpu_speed  # noqa: E402
+import patch_tree  # noqa: E402
 import tinyrun  # noqa: E402
 
 needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
@@ -183,6 +184,11 @@ CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_
 SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
 
 
+def gpu_speed_edits(tree: Path) -> list[str]:
+    """What patch_tree.py applies of caffe/patch_gpu_speed.py."""
+    return patch_tree.apply_fixes(tree, patch_gpu_speed.FIXES) + patch_gpu_speed.replace_files(tree)
+
+
 def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
     if not SDIST.is_file():
         pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
@@ -190,7 +196,7 @@ def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
         members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
         tar.extractall(tmp_path, members=members, filter="data")
     (tree,) = tmp_path.iterdir()
-    done = patch_gpu_speed.apply(tree)
+    done = gpu_speed_edits(tree)
     assert {line.split(":")[0] for line in done} == {
         "src/caffe/common.cpp", "include/caffe/util/cudnn.hpp", "include/caffe/layers/cudnn_conv_layer.hpp",
         "src/caffe/layers/cudnn_conv_layer.cpp", "src/caffe/layers/cudnn_conv_layer.cu"}
@@ -209,4 +215,4 @@ def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
     assert "CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX" in (tree / "include/caffe/util/cudnn.hpp").read_text()
     cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
     assert "for (int g = 0" not in cu   # one call for all groups
-    assert patch_gpu_speed.apply(tree) == []   # a second run changes nothing
+    assert gpu_speed_edits(tree) == []   # a second run changes nothing
