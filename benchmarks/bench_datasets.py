@@ -1,12 +1,14 @@
-"""Images/s of `transfer data build` against a one-process convert_imageset-style loop.
+"""Images/s of `transfer data build` against Caffe's convert_imageset, side by side in one run.
 
-    python benchmarks/bench_datasets.py [--images 2000] [--jobs 0] [--work DIR]
+    make bench-tools      # once: Debian's OpenCV and Caffe's convert_imageset built with it
+    python benchmarks/bench_datasets.py [--images 2000] [--jobs 0] [--work DIR] [--convert-imageset auto]
 
 The corpus: ImageNet-like JPEGs (500x375, quality 90, ~80 KB of textured content), generated once and
 cached under --work (default: $TMPDIR/transfer-bench-datasets). The baseline does what convert_imageset
-does, in one process: cv::imread, cv::resize to 256x256, Datum, LMDB put, commit every 1000. Anchor: the
-real convert_imageset wrote 2,000 such images in 6.4 s (312 images/s) on one core of the project's machine.
-Needs caffe_pb2 (Caffe configured, or CAFFE_ROOT pointing at a root with python/caffe/proto/caffe_pb2.py).
+does, in one process: cv::imread, cv::resize to 256x256, Datum, LMDB put, commit every 1000. The yardstick
+is the real convert_imageset (`--resize_height 256 --resize_width 256`, the same list, no shuffle), built by
+scripts/build-convert-imageset.sh (`auto`: when `make bench-tools` has been run); its database and ours
+are compared record by record, so the ratio is of the same work. Needs caffe_pb2 (Caffe configured, or CAFFE_ROOT pointing at a root with python/caffe/proto/caffe_pb2.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +28,7 @@ import lmdb
 import numpy as np
 from PIL import Image
 
-from transfer import datasets
+from transfer import REPO, datasets
 from transfer.caffe_env import caffe_pb2
 from transfer.images import datum_bytes, read_list
 from transfer.lmdb_store import datum_key
@@ -91,6 +94,34 @@ def baseline(root: Path, lst: Path, out: Path) -> int:
     return count
 
 
+def find_convert_imageset(arg: str) -> Path | None:
+    """The convert_imageset to run: a path, none, or (auto) the one scripts/build-convert-imageset.sh builds."""
+    if arg == "none":
+        return None
+    if arg != "auto":
+        return Path(arg)
+    proc = subprocess.run([str(REPO / "scripts" / "build-convert-imageset.sh")], capture_output=True, text=True)
+    if proc.returncode:
+        print(f"convert_imageset: not available ({proc.stderr.strip().splitlines()[-1]}); `make bench-tools` builds it")
+        return None
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def convert_imageset(tool: Path, root: Path, lst: Path, out: Path) -> None:
+    proc = subprocess.run([str(tool), "--resize_height=256", "--resize_width=256", "--backend=lmdb",
+                           f"{root}/", str(lst), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "GLOG_minloglevel": "1"})
+    if proc.returncode:
+        raise SystemExit(f"convert_imageset failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+
+
+def same_records(a: Path, b: Path) -> bool:
+    """Whether two LMDBs hold the same keys with the same bytes."""
+    with lmdb.open(str(a), readonly=True, lock=False) as ea, lmdb.open(str(b), readonly=True, lock=False) as eb:
+        with ea.begin() as ta, eb.begin() as tb:
+            return list(ta.cursor()) == list(tb.cursor())
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its reaped children (the pool's workers)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,13 +136,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each; the best is reported")
     ap.add_argument("--db-dir", type=Path, help="where the databases are written (default: --work); "
                     "a tmpfs such as /dev/shm takes the disk out of the measurement")
+    ap.add_argument("--convert-imageset", default="auto", help="PATH, auto (make bench-tools' build) or none")
     a = ap.parse_args()
     root, lst = corpus(a.work, a.images)
+    tool = find_convert_imageset(a.convert_imageset)
     # Warm the page cache so both sides read the same way (the first run would otherwise pay the disk).
     for p in root.rglob("*.JPEG"):
         p.read_bytes()
     cores = len(os.sched_getaffinity(0))
     runs: dict[str, list[float]] = {"baseline (1 process)": [], f"transfer data build (jobs={a.jobs or cores})": []}
+    if tool:
+        runs = {"convert_imageset (Caffe's, 1 process)": [], **runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     load0 = os.getloadavg()[0]
     for _ in range(a.repeat):
@@ -120,13 +155,19 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(str(out) + ".partial", ignore_errors=True)
             t, c = time.perf_counter(), _cpu()
-            if name.startswith("baseline"):
+            if name.startswith("convert_imageset"):
+                convert_imageset(tool, root, lst, out)
+                shutil.rmtree((a.db_dir or a.work) / "convert-db", ignore_errors=True)
+                out.rename((a.db_dir or a.work) / "convert-db")
+            elif name.startswith("baseline"):
                 baseline(root, lst, out)
             else:
                 datasets.build(str(lst), str(root), str(out), size=SIZE, jobs=a.jobs)
             runs[name].append(time.perf_counter() - t)
             cpu[name].append(_cpu() - c)
+    identical = same_records((a.db_dir or a.work) / "convert-db", (a.db_dir or a.work) / "bench-db") if tool else None
     shutil.rmtree((a.db_dir or a.work) / "bench-db", ignore_errors=True)
+    shutil.rmtree((a.db_dir or a.work) / "convert-db", ignore_errors=True)
     rates = {}
     print(f"{a.images} images {W}x{H} -> {SIZE}x{SIZE} Datums into {a.db_dir or a.work}, {cores} cores, "
           f"best of {a.repeat}, "
@@ -135,8 +176,12 @@ def main() -> None:
         rates[name] = a.images / min(times)
         per = min(cpu[name]) / a.images * 1e3
         print(f"  {name:40s} {min(times):6.2f} s  {rates[name]:7.0f} images/s  {per:5.2f} CPU-ms/image")
-    base, ours = rates.values()
-    print(f"  ratio ours/baseline {ours / base:.2f}x; vs convert_imageset's 312 images/s anchor {ours / 312:.2f}x")
+    *_, base, ours = rates.values()
+    print(f"  ratio ours/baseline {ours / base:.2f}x")
+    if tool:
+        ci = next(iter(rates.values()))
+        print(f"  ratio ours/convert_imageset {ours / ci:.2f}x (2 cores: at most about 2x); "
+              f"databases {'byte-identical' if identical else 'DIFFERENT'}")
 
 
 if __name__ == "__main__":

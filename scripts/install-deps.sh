@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages of scripts/apt-packages.txt that are missing (as root, or with sudo).
+# Install the Debian packages of scripts/apt-packages.txt (or of the list given) that are missing
+# (as root, or with sudo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t wanted < <(grep -v '^\s*#' "$here/apt-packages.txt" | sed '/^\s*$/d')
+list=${1:-$here/apt-packages.txt}
+[[ -f $list ]] || { echo "install-deps: no package list $list" >&2; exit 1; }
+mapfile -t wanted < <(grep -v '^\s*#' "$list" | sed '/^\s*$/d')
 missing=()
 for pkg in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
