@@ -24,6 +24,7 @@ help:
 	@echo "make train [PLAN=paper GPUS=0,1] and train-random-split, train-natman, train-whole,"
 	@echo "           train-random-weights, train-reduced, train-status (PLAN=small: on the CPU)"
 	@echo "make report, report-small, report-released RELEASED=dir   figures and tables"
+	@echo "make bench-tools   Caffe's convert_imageset (Debian's OpenCV), the yardstick of benchmarks/bench_datasets.py"
 
 deps:
 	@scripts/install-deps.sh
