@@ -9,9 +9,10 @@ benchmarks/bench_data_layer.py measures the input side), for the recorded build 
 each `--caffe-root NAME=DIR` (e.g. a build without cuDNN, `CAFFE_GPU=1 CAFFE_CUDNN=0 make caffe`).
 Then `caffe train` of the same CaffeNet from an LMDB of 3x256x256 Datums (crop 227, mirror, mean file):
 ms per iteration with the Data layer in the loop, and in how many batches the forward pass waited for
-the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted). Precision goes to caffe through the environment. PyTorch is only the
-yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is skipped where torch
-does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
+the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted).
+Precision goes to caffe through the environment, as `transfer train` sets it (transfer/precision.py).
+PyTorch is only the yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is
+skipped where torch does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
 throughput = K x batch / the slowest one's ms per iteration. `--figures-out FILE` writes these figures
 in the form `transfer plan simulate --figures FILE` reads (transfer/speeds/h100.yaml).
 """
@@ -36,11 +37,12 @@ from google.protobuf import text_format  # noqa: E402
 import yaml  # noqa: E402
 
 from transfer import REPO, datasets, gpu, logs, speed, synthetic  # noqa: E402
+from transfer import precision as precision_  # noqa: E402
+from transfer.spec import PrecisionSpec  # noqa: E402
 from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
 from transfer.files import atomic_write  # noqa: E402
 
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
-PRECISION_ENV = {"fp32": {"NVIDIA_TF32_OVERRIDE": "0"}, "tf32": {"CAFFE_TF32": "1"}}
 
 
 def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
@@ -49,7 +51,7 @@ def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, pre
     cmd = [str(binary), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
-    env = {**os.environ, "GLOG_logtostderr": "1", **PRECISION_ENV[precision]}
+    env = precision_.caffe_environ(PrecisionSpec(precision), {**os.environ, "GLOG_logtostderr": "1"})
 
     def one(_: int) -> float:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -93,7 +95,8 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
     cmd = [str(caffe_binary()), "train", f"-solver={solver_file}"] + ([] if gpu_id is None else [f"-gpu={gpu_id}"])
     with open(log_file, "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "GLOG_logtostderr": "1", **PRECISION_ENV["fp32"]}).returncode
+                            env=precision_.caffe_environ(PrecisionSpec("fp32"),
+                                                        {**os.environ, "GLOG_logtostderr": "1"})).returncode
     text = log_file.read_text(errors="replace")
     speed = logs.read_logs([log_file], strict=False).speed()
     if rc or not speed:
