@@ -79,7 +79,9 @@ def test_kill9_during_gpu_run_then_resume(tmp_path, tmp_path_factory, device):
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     end = time.time() + 300
-    while not first.is_file():
+    # Caffe writes a snapshot in place: kill once one is whole (resume_point reads it), not as soon
+    # as its file appears, or the rerun rightly starts over from iteration 0.
+    while not (first.is_file() and net.run.resume_point()):
         assert time.time() < end and proc.poll() is None, "no first snapshot"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)   # runner, trainer and caffe at once
