@@ -46,6 +46,18 @@ def net_file(path: Path, source: Path, mean: Path, batch: int, threads: int | No
     return path
 
 
+def imagenet_sized(work: Path, images: int) -> tuple[Path, Path]:
+    """(LMDB, mean file) of `images` synthetic Datums of 3x256x256 under `work`, made once and reused."""
+    classes = 16
+    syn = synthetic.make_synthetic(work / "syn", num_classes=classes, train_per_class=max(1, images // classes),
+                                   val_per_class=1, size=64)
+    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(work / f"train{images}"), size=256, jobs=0))
+    mean = work / f"mean{images}.binaryproto"    # one per database: a rerun with another size gets its own
+    if not mean.is_file():
+        datasets.compute_mean(str(db), str(mean))
+    return db, mean
+
+
 def measure(root: Path, net: Path, batches: int, batch: int) -> float:
     out = subprocess.run([sys.executable, "-c", CHILD, str(root / "python"), str(net), str(batches), str(batch)],
                          capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
@@ -64,13 +76,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "transfer-bench-data-layer")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
-    classes = 16
-    syn = synthetic.make_synthetic(a.work / "syn", num_classes=classes, train_per_class=a.images // classes,
-                                   val_per_class=1, size=64)
-    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(a.work / f"train{a.images}"), size=256, jobs=0))
-    mean = a.work / "mean.binaryproto"
-    if not mean.is_file():
-        datasets.compute_mean(str(db), str(mean))
+    db, mean = imagenet_sized(a.work, a.images)
     root = caffe_env.caffe_root()
     print(f"{a.images} Datums of 3x256x256, batch {a.batch}, crop 227, mirror, mean file; "
           f"{a.batches} batches timed; {os.cpu_count()} CPUs")

@@ -30,13 +30,14 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data_layer import imagenet_sized  # noqa: E402
 from bench_gpu_caffenet import device_args, timing_net, write_section  # noqa: E402
 
 from google.protobuf import text_format  # noqa: E402
 
 import yaml  # noqa: E402
 
-from transfer import REPO, datasets, gpu, logs, speed, synthetic  # noqa: E402
+from transfer import REPO, gpu, logs, speed  # noqa: E402
 from transfer import precision as precision_  # noqa: E402
 from transfer.spec import PrecisionSpec  # noqa: E402
 from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
@@ -72,12 +73,7 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
                     images: int) -> tuple[float, int, float]:
     """(ms per iteration, batches that waited for data, ms waited) of `caffe train` of the paper's CaffeNet reading
     an LMDB of `images` synthetic 3x256x256 Datums (from the page cache after the first pass)."""
-    syn = synthetic.make_synthetic(work / "syn", num_classes=16, train_per_class=max(1, images // 16),
-                                   val_per_class=1, size=64)
-    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(work / f"train{images}"), size=256, jobs=0))
-    mean = work / "mean.binaryproto"
-    if not mean.is_file():
-        datasets.compute_mean(str(db), str(mean))
+    db, mean = imagenet_sized(work, images)
     pb = caffe_pb2()
     net = pb.NetParameter()
     text_format.Merge((REPO / "prototxt/paper/base-all.train.prototxt").read_text(), net)
