@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Train every net of a plan on one GPU node, one net per GPU (the CLI's `transfer run`).
+# Train every net of a plan on one GPU node (the CLI's `transfer run`; one net a GPU by default).
 #   scripts/run-plan.sh [PLAN] [ONLY]          e.g. scripts/run-plan.sh paper 'base-half0*,half0*'
 # GPUs: $GPUS if set (e.g. 0,1,2,3), else those CUDA_VISIBLE_DEVICES names, else every GPU nvidia-smi
 # lists. Ctrl-C or SIGTERM: every running net snapshots; rerunning the same command resumes them.
 # Progress: `transfer status --plan PLAN`. PRECISION=fp32|tf32 and DETERMINISTIC=1|0 override the
-# plan's `precision` and `deterministic` for every net.
+# plan's `precision` and `deterministic` for every net. NETS_PER_GPU=K|auto, MULTI_GPU=auto|off and
+# FIGURES=FILE (GPU speed figures) place the nets as `transfer run` does: auto = the simulator's choice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLAN=${1:-paper}
@@ -21,5 +22,8 @@ if [[ -z "${GPUS:-}" ]]; then
 fi
 args=(run --plan "$PLAN" --gpus "$GPUS")
 [[ -n "$ONLY" ]] && args+=(--only "$ONLY")
+[[ -n "${NETS_PER_GPU:-}" ]] && args+=(--nets-per-gpu "$NETS_PER_GPU")
+[[ -n "${MULTI_GPU:-}" ]] && args+=(--multi-gpu "$MULTI_GPU")
+[[ -n "${FIGURES:-}" ]] && args+=(--figures "$FIGURES")
 source "$(dirname "$0")/precision-args.sh" run-plan.sh
 exec "$TRANSFER" "${args[@]}"

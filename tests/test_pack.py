@@ -4,6 +4,7 @@ speed figures, and `transfer submit --nets-per-gpu` (job scripts, and packs in a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
-from transfer import gpu, schedule  # noqa: E402
+from transfer import gpu, placement, schedule  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.plan import load_plan  # noqa: E402
 from transfer.runner import Pool  # noqa: E402
@@ -54,7 +55,7 @@ def test_bad_nets_per_gpu_is_named(value):
 
 def test_nets_per_gpu_needs_gpus():
     res = tinyrun.run_cli("run", "--plan", "tiny", "--cpu", "--nets-per-gpu", "2")
-    assert res.returncode == 2 and "--nets-per-gpu and --net-gpus need --gpus" in res.stderr
+    assert res.returncode == 2 and "--nets-per-gpu, --net-gpus and --multi-gpu need --gpus" in res.stderr
 
 
 def _events(stderr: str) -> list[tuple[str, str, str]]:
@@ -199,6 +200,72 @@ def test_pack_schedule_of_one_net_a_gpu_is_the_list_schedule(paper):
         a = schedule.list_schedule(jobs, gpus)
         b = schedule.pack_schedule(jobs, gpus, 1, {1: 1.0})
         assert max(e for _, e in a.values()) == pytest.approx(max(e for _, e in b.values()))
+
+
+# ---------------------------------------------------------------------------- the simulator's choice, applied
+
+def _figures(root: Path, throughput: dict[int, float], efficiency: dict[int, float]) -> Path:
+    data = yaml.safe_load(DEFAULT_FIGURES.read_text())
+    data["packing"]["throughput"], data["multi_gpu"]["efficiency"] = throughput, efficiency
+    path = root / f"fig-{len(list(root.glob('fig-*')))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_auto_placement_runs_and_submits_what_the_simulator_chose(tmp_path, tmp_path_factory):
+    """`run` and `submit` with --nets-per-gpu auto --multi-gpu auto place the nets as `plan simulate`
+    reports: on 4 GPUs every net of the tiny plan on 2 of them, on 2 GPUs two nets a GPU."""
+    if gpu.current_build().gpu is not False:
+        pytest.skip("the Caffe in use is not a CPU-only build")
+    plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory))
+    auto = ["--nets-per-gpu", "auto", "--multi-gpu", "auto", "--figures",
+            str(_figures(tmp_path, {1: 1.0, 2: 1.6}, {2: 0.95}))]
+    no_cluster = {"SLURM_CONF": str(tmp_path / "no-such.conf")}
+    for gpus, k, wide in ((4, 1, {n.name: 2 for n in plan.nets}), (2, 2, {})):
+        res = tinyrun.run_cli("plan", "simulate", "--plan", str(plan.path), "--gpus", str(gpus), *auto, "--json")
+        sim = json.loads(res.stdout)
+        assert (sim["nets_per_gpu"], sim["multi_gpu_nets"]) == (k, wide), res.stdout
+        run = tinyrun.run_cli("run", "--plan", str(plan.path), "--gpus", ",".join(map(str, range(gpus))), *auto)
+        assert run.returncode == 1 and f"placement: {k} net(s) a GPU; on several GPUs: " in run.stderr, run.stderr
+        starts = sorted(where for what, _, where in _events(run.stderr) if what == "start")
+        assert starts == (["GPUs 0,1", "GPUs 2,3"] if wide else ["GPU 0", "GPU 1"]), run.stderr
+        assert (f"{gpus * k} at a time on GPUs" in run.stderr) and ((k > 1) == (f", {k} a GPU" in run.stderr))
+        sub = tinyrun.run_cli("submit", "--plan", str(plan.path), "--dry-run", "--cluster-gpus", str(gpus), *auto,
+                              env=no_cluster)
+        assert sub.returncode == 0, sub.stderr
+        jobs = [line.split()[-1] for line in sub.stdout.splitlines() if line.startswith("would submit")]
+        base = plan.net("base-half0A").run.job_script.read_text()
+        if wide:   # one job a net, each on 2 GPUs with the batch split
+            assert len(jobs) == len(plan.nets) and "#SBATCH --gres=gpu:2" in base and "--gpu 0,1 &" in base
+        else:      # packs of two nets of one wave, each pack on one GPU
+            assert len(jobs) == len(plan.nets) // 2 and "#SBATCH --gres=gpu:1" in base
+            assert "--gpus 0 --nets-per-gpu 2" in base, base
+    bad = tinyrun.run_cli("submit", "--plan", str(plan.path), "--dry-run", *auto, env=no_cluster)
+    assert bad.returncode == 2 and "need --cluster-gpus N" in bad.stderr
+    cpu = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu", *auto)
+    assert cpu.returncode == 2 and "need --gpus" in cpu.stderr
+
+
+def test_auto_widths_divide_the_batch_and_count_only_what_is_left(tmp_path):
+    """A width that would split the batch unevenly is never chosen, though the figures favour it;
+    the simulation counts the iterations a net has left after its newest snapshot, and no done net."""
+    plan = tinyrun.write_plan_copy(tmp_path, tmp_path / "data", write_nets=False)
+    assert plan.model.train_batch == 32
+    fig = _figures(tmp_path, {1: 1.0}, {2: 0.95, 3: 1.0})
+    free = schedule.simulate(plan.name, plan.nets, 6, figures=load_figures(fig), multi_gpu=True)
+    assert 3 in free["multi_gpu_nets"].values()       # 3 GPUs would be chosen, were it allowed
+    got = placement.choose(plan, plan.nets, 6, 1, True, figures=fig)
+    assert got.chosen and got.net_gpus and set(got.net_gpus.values()) == {2}
+    base, dep = plan.net("base-half0A"), plan.net("half0A-2-half0B")
+    base.run.snapshots_dir.mkdir(parents=True)
+    (base.run.snapshots_dir / f"{base.name}_iter_{base.max_iter - 10}.solverstate").write_bytes(b"")
+    left = {n.name: n for n in placement.nets_left(plan, plan.nets)}
+    assert left[base.name].max_iter == 10 and left[dep.name].max_iter == dep.max_iter
+    assert left[dep.name].base == base.name
+    base.run.final_weights.write_bytes(b"")       # done: DONE beside the final weights
+    base.run.write_done({"net": base.name})
+    left = {n.name: n for n in placement.nets_left(plan, plan.nets)}
+    assert base.name not in left and len(left) == len(plan.nets) - 1
 
 
 def test_simulate_cli_prints_the_choices(capsys):

@@ -8,7 +8,8 @@ from .files import shown
 from .plan import load_plan
 from .errors import TransferError
 from .schedule import DAY, SEC_PER_ITER, parse_net_gpus, simulate
-from .speed import DEFAULT_FIGURES, load_figures
+from .placement import add_placement_options, few
+from .speed import load_figures
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -23,14 +24,6 @@ def _show(args: argparse.Namespace) -> int:
         print(f"{n.name:28} {n.treatment:15} {n.n or '':>2} {n.base or '-':18} {n.max_iter:>8}  "
               f"{n.released_name or '-'}")
     return 0
-
-
-def _nets_per_gpu(value: str) -> int | str:
-    if value == "auto":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--nets-per-gpu {value!r}: expected a positive integer or 'auto'")
-    return int(value)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -59,7 +52,7 @@ def _simulate(args: argparse.Namespace) -> int:
               + ("" if figures.multi_gpu_measured else " (an assumption, not measured)"))
         wide = res["multi_gpu_nets"]
         print(f"  chosen          {res['nets_per_gpu']} net(s) a GPU; "
-              + (f"{len(wide)} net(s) on several GPUs: {_few(wide)}" if wide else "every net on one GPU"))
+              + (f"{len(wide)} net(s) on several GPUs: {few(wide)}" if wide else "every net on one GPU"))
     print(f"  makespan        {res['makespan'] / d:9.2f} days   (GPUs busy {res['utilization']:.0%})")
     print(f"  lower bound     {res['lower_bound'] / d:9.2f} days   = max(critical path "
           f"{res['critical_path'] / d:.2f}, total work {res['total_work'] / d:.1f} GPU-days / {res['gpus']})")
@@ -73,12 +66,6 @@ def _simulate(args: argparse.Namespace) -> int:
         for name, start in res["start"].items():
             print(f"  {start / d:8.2f}  {name}")
     return 0
-
-
-def _few(wide: dict[str, int], shown_at_most: int = 6) -> str:
-    items = [f"{n} ({g})" for n, g in wide.items()]
-    return ", ".join(items[:shown_at_most]) + (f", ... {len(items) - shown_at_most} more" if len(items) > shown_at_most
-                                               else "")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,16 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help=f"seconds per training iteration on one GPU (default {SEC_PER_ITER}, a K20; with "
                           "speed figures in use, theirs)")
     sim.add_argument("--only", help="simulate only nets matching these patterns (bases outside count as done)")
-    sim.add_argument("--net-gpus", action="append", metavar="PATTERN=G",
-                     help="give matching nets G GPUs each (speed-up g/(1+0.1(g-1))); repeatable")
-    sim.add_argument("--nets-per-gpu", type=_nets_per_gpu, default=1, metavar="K|auto",
-                     help="K nets share each GPU, slowed down as the speed figures say; auto: the K with the "
-                          "shortest makespan (default 1)")
-    sim.add_argument("--multi-gpu", choices=("auto", "off"), default="off",
-                     help="auto: give critical-path nets several GPUs while that shortens the makespan")
-    sim.add_argument("--figures", metavar="FILE",
-                     help=f"GPU speed figures (YAML; default {DEFAULT_FIGURES.parent.name}/{DEFAULT_FIGURES.name}, "
-                          "H100 measurements; schema in that file)")
+    add_placement_options(sim, "K nets share each GPU, slowed down as the speed figures say")
     sim.add_argument("--starts", action="store_true", help="also list each net's start time")
     sim.add_argument("--json", action="store_true", help="print a JSON object (seconds)")
     sim.set_defaults(func=_simulate)

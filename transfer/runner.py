@@ -26,8 +26,8 @@ from .files import duration, shown
 from .nets import write_plan
 from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
-from .schedule import parse_net_gpus, width_of
-from .spec import positive_int
+from .placement import Placement, add_placement_options, check_widths, choose
+from .schedule import parse_net_gpus
 from . import precision as precision_
 from .status import net_state, progress_line
 
@@ -271,31 +271,29 @@ class Runner:
 
 def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
              jobs: int = 1, max_seconds: float | None = None,
-             progress_every: float = PROGRESS_EVERY_S, nets_per_gpu: int = 1,
+             progress_every: float = PROGRESS_EVERY_S, nets_per_gpu: int | str = 1,
              net_gpus: dict[str, int] | None = None, precision: str | None = None,
-             deterministic: bool | None = None) -> int:
+             deterministic: bool | None = None, multi_gpu: bool = False,
+             figures: str | None = None) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status.
-    `precision`/`deterministic` override the plan's for every net (None: the plan's)."""
+    `nets_per_gpu="auto"` and `multi_gpu` take the placement the simulator finds shortest on these
+    GPUs (placement.choose). `precision`/`deterministic` override the plan's for every net (None: the plan's)."""
     nets = plan.with_bases(plan.select(only))
     if cpu or not gpus:
-        if nets_per_gpu != 1 or net_gpus:
-            raise TransferError("--nets-per-gpu and --net-gpus need --gpus; on the CPU, --jobs N trains N nets "
-                                "at once")
-        cpu, pool = True, Pool([f"cpu{i}" for i in range(max(1, jobs))])
+        if nets_per_gpu != 1 or net_gpus or multi_gpu:
+            raise TransferError("--nets-per-gpu, --net-gpus and --multi-gpu need --gpus; on the CPU, --jobs N "
+                                "trains N nets at once")
+        cpu, place = True, Placement(1)
+        pool = Pool([f"cpu{i}" for i in range(max(1, jobs))])
     else:
-        pool = Pool(list(gpus), nets_per_gpu)
-    width = width_of(net_gpus)
-    too_wide = [n.name for n in nets if not cpu and width(n) > len(pool.devices)]
-    if too_wide:
-        raise TransferError(f"--net-gpus: net '{too_wide[0]}' needs {width(plan.net(too_wide[0]))} GPUs; "
-                            f"--gpus gives {len(pool.devices)}")
-    uneven = [n.name for n in nets if plan.model.train_batch % width(n)]
-    if uneven:  # each GPU of a net runs batch / G images (train.per_gpu_batch)
-        raise TransferError(f"--net-gpus: net '{uneven[0]}': a train batch of {plan.model.train_batch} cannot be "
-                            f"split evenly over {width(plan.net(uneven[0]))} GPUs")
+        place = choose(plan, nets, len(gpus), nets_per_gpu, multi_gpu, net_gpus, figures)
+        pool = Pool(list(gpus), place.nets_per_gpu)
+        if place.chosen or place.nets_per_gpu > 1 or place.net_gpus:
+            log.info("placement: %s", place.describe())
+    check_widths(plan, nets, place.width(), None if cpu else len(pool.devices))
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
-    runner = Runner(plan, nets, pool, cpu, max_seconds, progress_every, width)
+    runner = Runner(plan, nets, pool, cpu, max_seconds, progress_every, place.width())
     runner.train_args = tuple(precision_.cli_args(precision, deterministic))
     return runner.run()
 
@@ -315,7 +313,8 @@ def _run_cmd(args: argparse.Namespace) -> int:
     return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
                     max_seconds=args.max_seconds, progress_every=args.progress_every,
                     nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus),
-                    precision=args.precision, deterministic=args.deterministic)
+                    precision=args.precision, deterministic=args.deterministic,
+                    multi_gpu=args.multi_gpu == "auto", figures=args.figures)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -323,11 +322,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
     p.add_argument("--gpus", help="GPU ids to use, e.g. 0,1,2,3 (one net a GPU unless --nets-per-gpu)")
-    p.add_argument("--nets-per-gpu", type=positive_int("--nets-per-gpu"), default=1, metavar="K",
-                   help="train up to K nets at once on each GPU (default 1; see `transfer plan simulate`)")
-    p.add_argument("--net-gpus", action="append", metavar="PATTERN=G",
-                   help="train matching nets on G whole GPUs each (caffe -gpu 0,1; the batch is split "
-                        "so the effective batch stays the plan's); repeatable")
+    add_placement_options(p, "train up to K nets at once on each GPU")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")
     p.add_argument("--jobs", type=int, default=1, help="nets at once on the CPU (default 1)")
     p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")

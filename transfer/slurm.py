@@ -45,7 +45,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from . import REPO
 from . import precision as precision_
@@ -53,8 +53,8 @@ from .errors import Exit, TransferError
 from .files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
 from .plan import Net, Plan, load_plan
 from .rundir import RunDir, submissions_file
-from .schedule import jobs_of, tails
-from .spec import positive_int
+from .placement import Placement, add_placement_options, check_widths, choose
+from .schedule import jobs_of, parse_net_gpus, tails, width_of
 
 STALE_REASON = "DependencyNeverSatisfied"
 MAX_FOLLOW_UPS = 100   # a net that never reaches a snapshot must not resubmit itself forever
@@ -214,12 +214,17 @@ class JobOptions:
     cpu: bool = False
     gpus_per_job: int = 1
     nets_per_gpu: int = 1               # > 1: a job trains a pack of up to this many nets on its GPU
+    net_gpus: tuple[tuple[str, int], ...] = ()  # (name pattern, GPUs): such a net's job has that many GPUs
     shards: bool = False                # ask --gres=shard:1 (a configured GPU share) instead of a GPU
     cpus_per_job: int | None = None
     signal_lead: int = 120
     sbatch_args: tuple[str, ...] = ()
     transfer_cmd: str = shlex.join([sys.executable, "-m", "transfer"])
     train_args: tuple[str, ...] = ()    # more `transfer train` options (--precision, --deterministic)
+
+    def gpus_of(self, net: Net) -> int:
+        """The GPUs of the job of `net`: --gpus-per-job, or the last --net-gpus pattern it matches."""
+        return width_of(dict(self.net_gpus))(net) if self.net_gpus else self.gpus_per_job
 
     def __post_init__(self) -> None:
         if self.gpus_per_job < 1:
@@ -229,6 +234,10 @@ class JobOptions:
         if self.nets_per_gpu > 1 and self.gpus_per_job > 1:
             raise TransferError("give --nets-per-gpu K (several nets on one GPU) or --gpus-per-job N (one net "
                                 "on N GPUs), not both")
+        if self.net_gpus and (self.gpus_per_job > 1 or self.cpu):
+            raise TransferError("give --gpus-per-job N (every net on N GPUs) or --net-gpus/--multi-gpu auto "
+                                "(some nets on several GPUs), not both" if not self.cpu else
+                                "--net-gpus and --multi-gpu need GPU jobs, not --cpu")
         if self.signal_lead < 0:
             raise TransferError(f"--signal-lead must not be negative, not {self.signal_lead}")
 
@@ -252,9 +261,10 @@ def _sbatch_word(value: str, what: str) -> str:
 
 
 def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOptions, repo: Path,
-               pack: tuple[RunDir, ...] = ()) -> str:
+               pack: tuple[RunDir, ...] = (), gpus: int | None = None) -> str:
     """The batch script of one net's jobs, or of a pack's (`pack`: the run directories of its nets,
-    `net_name` their names joined by '+'; `run` the first's, which holds the script). A pure
+    `net_name` their names joined by '+'; `run` the first's, which holds the script), on `gpus`
+    GPUs (default --gpus-per-job; a pack's job has one). A pure
     function: the same inputs, the same text. Every value the shell runs is quoted (shlex.quote);
     #SBATCH values are quoted for sbatch."""
     for value, what in ((plan_name, "plan name"), (net_name, "net name"), (opts.plan_arg, "--plan"),
@@ -270,8 +280,9 @@ def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOp
     else:
         # With --gres, slurm sets CUDA_VISIBLE_DEVICES to the allocated GPUs, so they count from 0.
         # Several GPUs a job: the net trains on all of them (caffe -gpu 0,1,..; the batch is split).
-        res.append(f"#SBATCH --gres=shard:1" if opts.shards else f"#SBATCH --gres=gpu:{opts.gpus_per_job}")
-        device = "--gpu " + ",".join(str(g) for g in range(opts.gpus_per_job))
+        gpus = gpus or opts.gpus_per_job
+        res.append("#SBATCH --gres=shard:1" if opts.shards and gpus == 1 else f"#SBATCH --gres=gpu:{gpus}")
+        device = "--gpu " + ",".join(str(g) for g in range(gpus))
     if opts.train_args:
         device += " " + shlex.join(_one_line(a, "train option") for a in opts.train_args)
     if opts.cpus_per_job or opts.cpu:
@@ -302,8 +313,9 @@ def write_script(plan: Plan, nets: list[Net], opts: JobOptions) -> Path:
     kept in the first net's run directory."""
     net, key = nets[0], PACK_SEP.join(n.name for n in nets)
     path = net.run.job_script
-    pack = tuple(n.run for n in nets) if opts.nets_per_gpu > 1 else ()
-    atomic_write(path, job_script(plan.name, key, job_name(plan, key), net.run, opts, REPO, pack))
+    gpus = opts.gpus_of(net)
+    pack = tuple(n.run for n in nets) if opts.nets_per_gpu > 1 and gpus == 1 else ()
+    atomic_write(path, job_script(plan.name, key, job_name(plan, key), net.run, opts, REPO, pack, gpus))
     path.chmod(0o755)  # (atomic: a follow-up may be reading the old one right now)
     return path
 
@@ -346,15 +358,18 @@ def waves(plan: Plan, nets: list[Net]) -> dict[str, int]:
     return {n.name: depth(n) for n in nets}
 
 
-def packs(plan: Plan, nets: list[Net], size: int) -> list[list[Net]]:
+def packs(plan: Plan, nets: list[Net], size: int, alone: Callable[[Net], bool] = lambda _n: False) -> list[list[Net]]:
     """The nets cut into packs of up to `size` of one dependency wave, in the given (priority)
-    order; a pack comes after the packs holding its nets' bases."""
+    order; a pack comes after the packs holding its nets' bases. A net `alone` says so of (one on
+    several GPUs) has a job of its own."""
     if size == 1:
         return [[n] for n in nets]
     wave = waves(plan, nets)
     out: list[list[Net]] = []
     for w in sorted(set(wave.values())):
         members = [n for n in nets if wave[n.name] == w]
+        out += [[n] for n in members if alone(n)]
+        members = [n for n in members if not alone(n)]
         out += [members[i:i + size] for i in range(0, len(members), size)]
     return out
 
@@ -375,7 +390,8 @@ def submit(plan: Plan, opts: JobOptions, only: str | None = None, dry_run: bool 
             actions.append(dict(action="queued", net=net.name, job=live[net.name]))
         else:
             todo.append(net)
-    for pack in packs(plan, todo, opts.nets_per_gpu):
+    check_widths(plan, todo, opts.gpus_of)
+    for pack in packs(plan, todo, opts.nets_per_gpu, lambda n: opts.gpus_of(n) > 1):
         key = PACK_SEP.join(n.name for n in pack)
         deps: list[str] = []
         for net in pack:
@@ -448,11 +464,28 @@ def plan_arg(plan: Plan, given: str) -> str:
     return str(plan.path.resolve()) if given.endswith((".yaml", ".yml")) else given
 
 
-def options(args: argparse.Namespace, plan: Plan) -> JobOptions:
+def placement(args: argparse.Namespace, plan: Plan) -> Placement:
+    """--nets-per-gpu and --net-gpus as given, or as the simulator chooses them for the plan's
+    remaining nets on the cluster's --cluster-gpus GPUs."""
+    auto = args.nets_per_gpu == "auto" or args.multi_gpu == "auto"
+    if auto and args.cpu:
+        raise TransferError("--nets-per-gpu auto and --multi-gpu auto choose GPU placements; not with --cpu")
+    if auto and not args.cluster_gpus:
+        raise TransferError("--nets-per-gpu auto and --multi-gpu auto need --cluster-gpus N: how many GPUs "
+                            "the plan's jobs get at once (the simulator plays the plan out on them)")
+    if args.cluster_gpus is not None and args.cluster_gpus < 1:
+        raise TransferError(f"--cluster-gpus must be at least 1, not {args.cluster_gpus}")
+    nets = plan.with_bases(plan.select(args.only))
+    return choose(plan, nets, args.cluster_gpus or 1, args.nets_per_gpu, args.multi_gpu == "auto",
+                  parse_net_gpus(args.net_gpus), args.figures)
+
+
+def options(args: argparse.Namespace, plan: Plan, place: Placement | None = None) -> JobOptions:
     """The job options a `transfer submit` command line asks for."""
+    place = place or placement(args, plan)
     return JobOptions(plan_arg=plan_arg(plan, args.plan), time=args.time, partition=args.partition,
                       account=args.account, cpu=args.cpu, gpus_per_job=args.gpus_per_job,
-                      nets_per_gpu=args.nets_per_gpu, shards=args.shards,
+                      nets_per_gpu=place.nets_per_gpu, net_gpus=tuple(place.net_gpus.items()), shards=args.shards,
                       cpus_per_job=args.cpus_per_job, signal_lead=args.signal_lead,
                       sbatch_args=tuple(args.sbatch_arg or ()),
                       train_args=tuple(precision_.cli_args(args.precision, args.deterministic)),
@@ -482,7 +515,10 @@ def _submit_cmd(args: argparse.Namespace) -> int:
         print(f"transfer submit: {args.follow_up} is done" if new is None else
               f"transfer submit: {args.follow_up} continues in job {new} (replacing {args.replaces})")
         return 0
-    actions = submit(plan, options(args, plan), args.only, args.dry_run, args.nice_span)
+    place = placement(args, plan)
+    if place.chosen:
+        print(f"placement: {place.describe()}")
+    actions = submit(plan, options(args, plan, place), args.only, args.dry_run, args.nice_span)
     _print_actions(plan, actions, args.dry_run, args.verbose)
     return 0
 
@@ -497,9 +533,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time", type=_time_ok, default="48:00:00", help="time limit a job (default 48:00:00); "
                    "a net longer than that continues in follow-up jobs")
     p.add_argument("--gpus-per-job", type=int, default=1, metavar="N", help="GPUs a job (--gres=gpu:N)")
-    p.add_argument("--nets-per-gpu", type=positive_int("--nets-per-gpu"), default=1, metavar="K",
-                   help="a job trains a pack of up to K nets of one dependency wave at once on its GPU "
-                        "(default 1: one job a net)")
+    add_placement_options(p, "a job trains a pack of up to K nets of one dependency wave at once on its GPU")
+    p.add_argument("--cluster-gpus", type=int, metavar="N",
+                   help="GPUs the plan's jobs get at once, for --nets-per-gpu auto and --multi-gpu auto")
     p.add_argument("--shards", action="store_true",
                    help="ask --gres=shard:1 (a GPU share, where the cluster configures shards) instead of "
                         "--gres=gpu:N")
