@@ -22,19 +22,36 @@ from pathlib import Path
 from transfer import caffe_env, datasets, synthetic
 
 CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import caffe
 caffe.set_mode_cpu()
 caffe.set_random_seed(1)
 net = caffe.Net(sys.argv[2], caffe.TRAIN)
 batches, batch = int(sys.argv[3]), int(sys.argv[4])
+
+def cpu():
+    # CPU seconds of every live thread (utime + stime of /proc/self/task/*/stat).
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
 for _ in range(4):              # the prefetched batches, then steady state
     net.forward()
-t0 = time.perf_counter()
+c0, t0 = cpu(), time.perf_counter()
 for _ in range(batches):
     net.forward()
-print(json.dumps({"images_per_s": batches * batch / (time.perf_counter() - t0)}))
+wall, c1 = time.perf_counter() - t0, cpu()
+threads = {t: (c1[t] - c0.get(t, 0.0)) * 1000 / batches for t in c1}
+main = threads.pop(os.getpid(), 0.0)
+print(json.dumps({"images_per_s": batches * batch / wall, "ms_per_batch": wall * 1000 / batches,
+                  "cpu_ms_per_batch": {"main": main, "others": sorted(threads.values(), reverse=True)}}))
 """
 
 
@@ -58,12 +75,12 @@ def imagenet_sized(work: Path, images: int) -> tuple[Path, Path]:
     return db, mean
 
 
-def measure(root: Path, net: Path, batches: int, batch: int) -> float:
+def measure(root: Path, net: Path, batches: int, batch: int) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(root / "python"), str(net), str(batches), str(batch)],
                          capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
     if out.returncode:
         sys.exit(f"bench_data_layer: the Data layer failed with {root}:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -84,12 +101,35 @@ def main() -> None:
     print("|---|---|---|---|")
     if a.baseline_root:
         base = measure(a.baseline_root, net_file(a.work / "base.prototxt", db, mean, a.batch, None), a.batches, a.batch)
-        print(f"| baseline ({a.baseline_root.name}) | 1 (Caffe's own, sequential) | {base:,.0f} | |")
-    first = None
+        print(f"| baseline ({a.baseline_root.name}) | 1 (Caffe's own, sequential) | {base['images_per_s']:,.0f} | |")
+    runs = {}
     for t in threads:
-        r = measure(root, net_file(a.work / f"t{t}.prototxt", db, mean, a.batch, t), a.batches, a.batch)
-        first = first or r
+        runs[t] = measure(root, net_file(a.work / f"t{t}.prototxt", db, mean, a.batch, t), a.batches, a.batch)
+        r, first = runs[t]["images_per_s"], runs[threads[0]]["images_per_s"]
         print(f"| this build | {t} | {r:,.0f} | {r / first:.2f} |")
+    if 1 in runs:
+        print(projection(runs[1], a.batch))
+
+
+def projection(one: dict, batch: int) -> str:
+    """Where the time of a batch goes with one transform thread, and what that allows with more cores.
+
+    With one thread the transform runs inside the prefetch thread, so the live threads are: the main
+    thread (pycaffe's forward: on the CPU, a copy of the batch into the net's blob; on a GPU a
+    device-to-device copy), the reader (LMDB cursor, Datum parsing) and the prefetch thread (the
+    transform). With N threads on N free cores the prefetch thread's work divides by N; the reader's
+    does not, so it bounds the layer: images/s <= batch / reader ms. A model, not a measurement."""
+    cpu = one["cpu_ms_per_batch"]
+    others = cpu["others"] + [0.0, 0.0]
+    prefetch, reader = others[0], others[1]   # the transform is the largest share (checked below)
+    lines = [f"One transform thread, CPU ms a batch: main thread {cpu['main']:.1f}, prefetch thread "
+             f"(transform) {prefetch:.1f}, reader {reader:.1f} (wall {one['ms_per_batch']:.1f} ms a batch).",
+             "Projected for a node's free cores (the reader and the prefetch thread's transform split N ways):"]
+    for n in (4, 8, 16):
+        ms = max(reader, prefetch / n)
+        lines.append(f"  {n:2d} transform threads: <= {batch / ms * 1000:,.0f} images/s"
+                     f" (bound by the {'reader' if reader >= prefetch / n else 'transform'})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
