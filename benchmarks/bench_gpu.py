@@ -1,5 +1,6 @@
 """CaffeNet at batch 256 on one GPU, in one run: Caffe (cuDNN fp32, cuDNN tf32, no cuDNN) beside a PyTorch
-CaffeNet (fp32, TF32), then the GPU's throughput with 1, 2 and 3 Caffe nets at once.
+CaffeNet (fp32, TF32), then the GPU's throughput with 1, 2 and 3 Caffe nets at once, and the pooling and
+LRN layers with cuDNN and with Caffe's own kernels.
 
     .venv/bin/python benchmarks/bench_gpu.py --gpu 0 [--caffe-root nocudnn=DIR] [--write] [--figures-out F]
     .venv/bin/python benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2   # the code path, on CPU
@@ -46,24 +47,79 @@ from transfer.files import atomic_write  # noqa: E402
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
 
 
-def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
-             copies: int = 1) -> list[float]:
-    """ms per forward+backward of `copies` `caffe time` processes started together."""
+def caffe_times(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
+                copies: int = 1) -> list[str]:
+    """The output of `copies` `caffe time` processes started together (each checked)."""
     cmd = [str(binary), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
     env = precision_.caffe_environ(PrecisionSpec(precision), {**os.environ, "GLOG_logtostderr": "1"})
 
-    def one(_: int) -> float:
+    def one(_: int) -> str:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        found = re.search(r"Average Forward-Backward:\s*([0-9.]+)\s*ms", proc.stderr + proc.stdout)
-        if proc.returncode or not found:
-            tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-12:])
+        out = proc.stderr + proc.stdout
+        if proc.returncode or not TOTAL.search(out):
+            tail = "\n".join(out.strip().splitlines()[-12:])
             sys.exit(f"bench_gpu: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}")
-        return float(found.group(1))
+        return out
 
     with ThreadPoolExecutor(copies) as pool:
         return list(pool.map(one, range(copies)))
+
+
+TOTAL = re.compile(r"Average Forward-Backward:\s*([0-9.]+)\s*ms")
+PER_LAYER = re.compile(r"^.*?\b(\S+)\t(forward|backward): ([0-9.e+-]+) ms\.", re.M)
+
+
+def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
+             copies: int = 1) -> list[float]:
+    """ms per forward+backward of `copies` `caffe time` processes started together."""
+    return [float(TOTAL.search(out).group(1))
+            for out in caffe_times(binary, model, gpu_id, iterations, precision, copies)]
+
+
+def layer_ms(out: str) -> dict[str, float]:
+    """Forward + backward ms of each layer in a `caffe time` output."""
+    got: dict[str, float] = {}
+    for name, _, ms in PER_LAYER.findall(out):
+        got[name] = got.get(name, 0.0) + float(ms)
+    return got
+
+
+def with_engine(model_text: str, engine: str) -> str:
+    """The timing net with `engine` (CAFFE or CUDNN) set on its Pooling and LRN layers."""
+    pb = caffe_pb2()
+    net = pb.NetParameter()
+    text_format.Merge(model_text, net)
+    for layer in net.layer:
+        if layer.type == "Pooling":
+            layer.pooling_param.engine = getattr(pb.PoolingParameter, engine)
+        elif layer.type == "LRN":
+            layer.lrn_param.engine = getattr(pb.LRNParameter, engine)
+    return text_format.MessageToString(net)
+
+
+def engine_rows(model: Path, gpu_id: int | None, iterations: int) -> list[str]:
+    """Pooling and LRN layers timed with Caffe's default engine (cuDNN in a cuDNN build) and with
+    Caffe's own kernels (engine: CAFFE), in the same run: which is faster, layer by layer."""
+    own = model.with_name("caffenet-engine-caffe.prototxt")
+    own.write_text(with_engine(model.read_text(), "CAFFE"))
+    default = layer_ms(caffe_times(caffe_binary(), model, gpu_id, iterations)[0])
+    caffe = layer_ms(caffe_times(caffe_binary(), own, gpu_id, iterations)[0])
+    kinds = {layer.name: layer.type for layer in _layers(model) if layer.type in ("Pooling", "LRN")}
+    rows = []
+    for name, kind in kinds.items():
+        if name in default and name in caffe:
+            faster = "default" if default[name] < caffe[name] else "CAFFE"
+            rows.append(f"| {name} ({kind}) | {default[name]:.2f} | {caffe[name]:.2f} | {faster} |")
+    return rows
+
+
+def _layers(model: Path):
+    pb = caffe_pb2()
+    net = pb.NetParameter()
+    text_format.Merge(model.read_text(), net)
+    return list(net.layer)
 
 
 WAITED = re.compile(r": waited for data in (\d+) of the last 100 batches, ([0-9.e+]+) ms")
@@ -200,6 +256,7 @@ def main() -> int:
         for k in nets:
             ms = caffe_ms(caffe_binary(), model, gpu_id, a.iterations, "fp32", copies=k)
             packed.append((k, max(ms), k * a.batch / max(ms) * 1000))
+        engines = engine_rows(model, gpu_id, a.iterations)
     trained = train_with_data(a.work, gpu_id, a.batch, a.train_iterations, a.images) if a.train_iterations else None
     where_txt = "CPU" if gpu_id is None else f"GPU {gpu_id}"
     table = [f"| {name} | {ms:.1f} | {a.batch / ms * 1000:,.0f} |" for name, ms in rows]
@@ -213,6 +270,13 @@ def main() -> int:
             "| what | ms/iteration | images/s |\n|---|---|---|\n" + "\n".join(table) + f"\n\n{ratio}\n\n"
             "| nets at once | ms/iteration (slowest) | images/s, all nets | x one net |\n|---|---|---|---|\n"
             + "\n".join(pack_table) + "\n")
+    # This Caffe's layer factory keeps MAX pooling on its own kernels even with cuDNN (cuDNN's backward
+    # recomputes the argmax from the top, which an in-place layer after it would have changed).
+    default_engine = ("cuDNN for LRN; max pooling stays Caffe's own, as its layer factory decides"
+                      if build.cudnn and gpu_id is not None else "Caffe's own: no cuDNN here")
+    text += (f"\nPooling and LRN, fp32, ms forward + backward a layer: the default engine ({default_engine}) "
+             "against Caffe's own kernels (`engine: CAFFE`)\n\n"
+             "| layer | default engine | engine: CAFFE | faster |\n|---|---|---|---|\n" + "\n".join(engines) + "\n")
     if trained:
         text += (f"\n`caffe train` from an LMDB ({a.images} Datums, crop 227, mirror, mean; {a.train_iterations} "
                  f"iterations): **{trained[0]:.1f} ms/iteration** ({a.batch / trained[0] * 1000:,.0f} images/s); "

@@ -2,6 +2,7 @@
 and its figures file read back by `transfer plan simulate --figures`."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def test_cpu_run_writes_figures_the_simulator_reads(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| Caffe, CPU only, fp32 |" in proc.stdout and "`caffe train` from an LMDB" in proc.stdout
+    # Every pooling and LRN layer of CaffeNet timed with both engines.
+    rows = re.findall(r"^\| (\w+) \((Pooling|LRN)\) \| ([0-9.]+) \| ([0-9.]+) \|", proc.stdout, re.M)
+    assert [r[0] for r in rows] == ["pool1", "norm1", "pool2", "norm2", "pool5"], proc.stdout
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
     got = speed.load_figures(figures)
     assert got.alone_sec_per_iter > 0 and set(got.throughput) == {1, 2}
     assert "caffe train from an LMDB, batch 1" in got.sources["alone"]
