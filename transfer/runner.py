@@ -4,7 +4,8 @@ Each net is a `transfer train` subprocess, so one net's crash, lock or signal is
 business; the runner only schedules: base nets before the nets copying from them, ready nets with
 the longest remaining chain first, up to K nets per GPU (`--nets-per-gpu`, default 1) or one per
 CPU job. A net given several GPUs (`--net-gpus PATTERN=G`) takes G whole GPUs (caffe's multi-GPU
-training); it waits until that many are idle. A net locked by another process (a second runner,
+training); it waits until that many are idle. `--nets-per-gpu auto` and `--multi-gpu auto` take both
+choices from the makespan simulator (transfer/placement.py). A net locked by another process (a second runner,
 a SLURM job) is waited for, not trained twice.
 """
 from __future__ import annotations

@@ -28,6 +28,9 @@ Several nets a GPU (`--nets-per-gpu K`, K > 1), on any cluster that hands out wh
     every job holding one of its nets' bases. The job name lists the pack, `<net>+<net>+...`.
   - A follow-up continues the whole pack (nets already done are skipped), and the dependents of
     every net of the pack are re-pointed to it, keeping their other dependencies.
+  A net on several GPUs (`--net-gpus PATTERN=G`) has a job of its own asking `--gres=gpu:G`.
+  `--nets-per-gpu auto` / `--multi-gpu auto` take K and those nets from the makespan simulator, on
+  the `--cluster-gpus N` the plan's jobs get at once (transfer/placement.py).
   SLURM's own sharing (`--gres=shard`, or MPS) would let one job a net share a GPU instead; it
   is not configured on most clusters, hence the packs.
 Every sbatch, re-pointing and cancel is appended to <runs_dir>/slurm/submissions.jsonl.
@@ -468,13 +471,13 @@ def placement(args: argparse.Namespace, plan: Plan) -> Placement:
     """--nets-per-gpu and --net-gpus as given, or as the simulator chooses them for the plan's
     remaining nets on the cluster's --cluster-gpus GPUs."""
     auto = args.nets_per_gpu == "auto" or args.multi_gpu == "auto"
+    if args.cluster_gpus is not None and args.cluster_gpus < 1:
+        raise TransferError(f"--cluster-gpus must be at least 1, not {args.cluster_gpus}")
     if auto and args.cpu:
         raise TransferError("--nets-per-gpu auto and --multi-gpu auto choose GPU placements; not with --cpu")
     if auto and not args.cluster_gpus:
         raise TransferError("--nets-per-gpu auto and --multi-gpu auto need --cluster-gpus N: how many GPUs "
                             "the plan's jobs get at once (the simulator plays the plan out on them)")
-    if args.cluster_gpus is not None and args.cluster_gpus < 1:
-        raise TransferError(f"--cluster-gpus must be at least 1, not {args.cluster_gpus}")
     nets = plan.with_bases(plan.select(args.only))
     return choose(plan, nets, args.cluster_gpus or 1, args.nets_per_gpu, args.multi_gpu == "auto",
                   parse_net_gpus(args.net_gpus), args.figures)
