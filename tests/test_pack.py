@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -242,6 +240,12 @@ def test_auto_placement_runs_and_submits_what_the_simulator_chose(tmp_path, tmp_
             assert "--gpus 0 --nets-per-gpu 2" in base, base
     bad = tinyrun.run_cli("submit", "--plan", str(plan.path), "--dry-run", *auto, env=no_cluster)
     assert bad.returncode == 2 and "need --cluster-gpus N" in bad.stderr
+    # A width given by hand is checked before the simulator uses it.
+    three = ["--net-gpus", "base-*=3", *auto]
+    bad = tinyrun.run_cli("run", "--plan", str(plan.path), "--gpus", "0,1,2", *three)
+    assert bad.returncode == 2 and "batch of 32 cannot be split evenly over 3 GPUs" in bad.stderr, bad.stderr
+    bad = tinyrun.run_cli("submit", "--plan", str(plan.path), "--dry-run", "--cluster-gpus", "2", *three, env=no_cluster)
+    assert bad.returncode == 2 and "needs 3 GPUs; --cluster-gpus gives 2" in bad.stderr, bad.stderr
     cpu = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu", *auto)
     assert cpu.returncode == 2 and "need --gpus" in cpu.stderr
 

@@ -94,13 +94,14 @@ def choose(plan: Plan, nets: list[Net], gpus: int, nets_per_gpu: int | str = 1, 
                      figures=fig.path)
 
 
-def check_widths(plan: Plan, nets: list[Net], width: Callable[[Net], int], gpus: int | None = None) -> None:
+def check_widths(plan: Plan, nets: list[Net], width: Callable[[Net], int], gpus: int | None = None,
+                 gpus_option: str = "--gpus") -> None:
     """Refuse a net wider than the GPUs at hand, or whose train batch does not split over its GPUs."""
     if gpus is not None:
         too_wide = [n for n in nets if width(n) > gpus]
         if too_wide:
             raise TransferError(f"--net-gpus: net '{too_wide[0].name}' needs {width(too_wide[0])} GPUs; "
-                                f"--gpus gives {gpus}")
+                                f"{gpus_option} gives {gpus}")
     uneven = [n for n in nets if plan.model.train_batch % width(n)]
     if uneven:  # each GPU of a net runs batch / G images (train.per_gpu_batch)
         raise TransferError(f"--net-gpus: net '{uneven[0].name}': a train batch of {plan.model.train_batch} "

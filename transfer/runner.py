@@ -28,7 +28,7 @@ from .nets import write_plan
 from .plan import Net, Plan, load_plan
 from . import preflight, stopsig
 from .placement import Placement, add_placement_options, check_widths, choose
-from .schedule import parse_net_gpus
+from .schedule import parse_net_gpus, width_of
 from . import precision as precision_
 from .status import net_state, progress_line
 
@@ -287,6 +287,7 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
         cpu, place = True, Placement(1)
         pool = Pool([f"cpu{i}" for i in range(max(1, jobs))])
     else:
+        check_widths(plan, nets, width_of(net_gpus), len(gpus))   # what was given, before simulating with it
         place = choose(plan, nets, len(gpus), nets_per_gpu, multi_gpu, net_gpus, figures)
         pool = Pool(list(gpus), place.nets_per_gpu)
         if place.chosen or place.nets_per_gpu > 1 or place.net_gpus:

@@ -479,8 +479,10 @@ def placement(args: argparse.Namespace, plan: Plan) -> Placement:
         raise TransferError("--nets-per-gpu auto and --multi-gpu auto need --cluster-gpus N: how many GPUs "
                             "the plan's jobs get at once (the simulator plays the plan out on them)")
     nets = plan.with_bases(plan.select(args.only))
-    return choose(plan, nets, args.cluster_gpus or 1, args.nets_per_gpu, args.multi_gpu == "auto",
-                  parse_net_gpus(args.net_gpus), args.figures)
+    given = parse_net_gpus(args.net_gpus)
+    check_widths(plan, nets, width_of(given), args.cluster_gpus, "--cluster-gpus")   # before simulating
+    return choose(plan, nets, args.cluster_gpus or 1, args.nets_per_gpu, args.multi_gpu == "auto", given,
+                  args.figures)
 
 
 def options(args: argparse.Namespace, plan: Plan, place: Placement | None = None) -> JobOptions:
