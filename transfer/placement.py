@@ -128,5 +128,6 @@ def add_placement_options(p: argparse.ArgumentParser, packing: str) -> None:
                    help="auto: give the nets on the critical path several GPUs where the speed figures say "
                         "that shortens the plan")
     p.add_argument("--figures", metavar="FILE",
-                   help=f"GPU speed figures for the auto choices (YAML; default {DEFAULT_FIGURES.parent.name}/"
-                        f"{DEFAULT_FIGURES.name}; `benchmarks/bench_gpu.py --figures-out` measures them)")
+                   help=f"GPU speed figures: one net alone, K nets a GPU, one net on G GPUs (YAML; default "
+                        f"transfer/{DEFAULT_FIGURES.parent.name}/{DEFAULT_FIGURES.name}; "
+                        "`benchmarks/bench_gpu.py --figures-out` measures them)")
