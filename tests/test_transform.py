@@ -56,8 +56,6 @@ def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
 
 def forward(db, tmp_path: Path, phase: str = "TRAIN", batches: int = 3, seed: int | None = None,
             mirror: bool = True, **data_param: object) -> list[tuple[np.ndarray, np.ndarray]]:
-    from transfer.caffe_env import import_caffe
-    caffe = import_caffe()
     lmdb_dir, mean = db[0], db[1]
     extra = "".join(f"    {k}: {v}\n" for k, v in data_param.items())
     net_file = tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}-{mirror}.prototxt"
@@ -72,15 +70,7 @@ layer {{
 {extra}  }}
 }}
 ''')
-    caffe.set_mode_cpu()
-    if seed is not None:
-        caffe.set_random_seed(seed)
-    net = caffe.Net(str(net_file), getattr(caffe, phase))
-    out = []
-    for _ in range(batches):
-        net.forward()
-        out.append((net.blobs["data"].data.copy(), net.blobs["label"].data.copy()))
-    return out
+    return tinyrun.data_batches(net_file, batches, phase, seed)
 
 
 def test_thread_count_does_not_change_a_seeded_run(db, tmp_path):

@@ -81,3 +81,19 @@ def trained_plan(tmp_path_factory) -> tuple[Plan, subprocess.CompletedProcess]:
         res = run_cli("run", "--plan", str(plan.path), "--cpu", "--jobs", "2", timeout=400)
         _cache["trained"] = (plan, res)
     return _cache["trained"]
+
+
+def data_batches(net_path: Path, times: int = 1, phase: str = "TEST",
+                 seed: int | None = None) -> list:
+    """(data, label) arrays of `times` forward passes of a Data-layer net through pycaffe on the CPU."""
+    from transfer.caffe_env import import_caffe
+    caffe = import_caffe()
+    caffe.set_mode_cpu()
+    if seed is not None:
+        caffe.set_random_seed(seed)
+    net = caffe.Net(str(net_path), getattr(caffe, phase))
+    out = []
+    for _ in range(times):
+        net.forward()
+        out.append((net.blobs["data"].data.copy(), net.blobs["label"].data.copy()))
+    return out
