@@ -9,7 +9,6 @@ simulator reports is what the run does.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ from .errors import TransferError
 from .plan import Net, Plan
 from .files import duration
 from .schedule import simulate, width_of
-from .speed import DEFAULT_FIGURES, Figures, load_figures
+from .speed import DEFAULT_FIGURES, load_figures
 
 
 @dataclass(frozen=True)
@@ -79,18 +78,14 @@ def choose(plan: Plan, nets: list[Net], gpus: int, nets_per_gpu: int | str = 1, 
         if not isinstance(nets_per_gpu, int) or nets_per_gpu < 1:
             raise TransferError(f"--nets-per-gpu {nets_per_gpu!r}: expected a positive integer or 'auto'")
         return Placement(nets_per_gpu, given)
-    fig: Figures = load_figures(figures)
-    batch = plan.model.train_batch
-    fig = dataclasses.replace(fig, efficiency={g: e for g, e in fig.efficiency.items()
-                                               if g <= gpus and batch % g == 0})
+    fig = load_figures(figures)
     left = nets_left(plan, nets)
     if not left:
         return Placement(nets_per_gpu if isinstance(nets_per_gpu, int) else 1, given)
-    width = width_of(given)
-    res = simulate(plan.name, left, gpus, fig.alone_sec_per_iter, lambda n: width(n), figures=fig,
-                   nets_per_gpu=nets_per_gpu, multi_gpu=multi_gpu)
-    wide = {**{n.name: width(n) for n in left if width(n) > 1}, **res["multi_gpu_nets"]}
-    return Placement(res["nets_per_gpu"], wide, chosen=True, makespan=res["makespan"],
+    res = simulate(plan.name, left, gpus, fig.alone_sec_per_iter, given, figures=fig, nets_per_gpu=nets_per_gpu,
+                   multi_gpu=multi_gpu, batch=plan.model.train_batch)
+    # (the given widths are among them: widening only adds GPUs)
+    return Placement(res["nets_per_gpu"], res["multi_gpu_nets"], chosen=True, makespan=res["makespan"],
                      figures=fig.path)
 
 

@@ -36,7 +36,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.gpus < 1:
         raise TransferError(f"--gpus must be at least 1, not {args.gpus}")
     res = simulate(plan.name, plan.select(args.only), args.gpus, spi, parse_net_gpus(args.net_gpus),
-                   figures=figures, nets_per_gpu=args.nets_per_gpu, multi_gpu=args.multi_gpu == "auto")
+                   figures=figures, nets_per_gpu=args.nets_per_gpu, multi_gpu=args.multi_gpu == "auto",
+                   batch=plan.model.train_batch)
     if args.json:
         if not args.starts:
             res.pop("start")

@@ -292,7 +292,6 @@ def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None,
         pool = Pool(list(gpus), place.nets_per_gpu)
         if place.chosen or place.nets_per_gpu > 1 or place.net_gpus:
             log.info("placement: %s", place.describe())
-    check_widths(plan, nets, place.width(), None if cpu else len(pool.devices))
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
     runner = Runner(plan, nets, pool, cpu, max_seconds, progress_every, place.width())

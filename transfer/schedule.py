@@ -315,11 +315,12 @@ def widen_critical(nets: Sequence[Trainable], gpus: int, sec_per_iter: float, wi
 
 def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: float = SEC_PER_ITER,
              net_gpus: NetGpus = None, figures: Any = None, nets_per_gpu: int | str = 1,
-             multi_gpu: bool = False) -> dict[str, Any]:
+             multi_gpu: bool = False, batch: int | None = None) -> dict[str, Any]:
     """Makespan of plan `name`'s `nets` on `gpus` GPUs under the project's order, with its lower
     bounds (seconds). With `figures` (transfer.speed.Figures): `nets_per_gpu` nets share a GPU
     ("auto": the K with the shortest makespan, the smallest on a tie), multi-GPU nets gain as the
-    figures say, and `multi_gpu` widens critical-path nets while that shortens the makespan."""
+    figures say, and `multi_gpu` widens critical-path nets while that shortens the makespan, to
+    widths that divide the train `batch` (each GPU runs batch / G images)."""
     if gpus < 1:
         raise TransferError(f"--gpus must be at least 1, not {gpus}")
     throughput = figures.throughput if figures is not None else {1: 1.0}
@@ -336,17 +337,17 @@ def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: floa
     given = {n.name: width(n) for n in nets}
     if not given:
         raise TransferError(f"plan '{name}': no nets to simulate")
-    choices = sorted(g for g in (figures.efficiency if figures is not None else ()) if g > 1)
-    best: tuple[float, int, dict[str, int]] | None = None
+    choices = sorted(g for g in (figures.efficiency if figures is not None else ())
+                     if g > 1 and (batch is None or batch % g == 0))
+    best: tuple[float, int, dict[str, Job], dict[str, tuple[float, float]]] | None = None
     for k in ks:
         w = widen_critical(nets, gpus, sec_per_iter, given, k, throughput, gain, choices) if multi_gpu else given
-        m = makespan_of(jobs_of(nets, sec_per_iter, lambda n, w=w: w[n.name], gain), gpus, k, throughput)[0]
+        jobs = jobs_of(nets, sec_per_iter, lambda n, w=w: w[n.name], gain)
+        m, times = makespan_of(jobs, gpus, k, throughput)
         if best is None or m < best[0] * (1 - 1e-9):
-            best = (m, k, w)
+            best = (m, k, jobs, times)
     assert best is not None
-    _, k, widths = best
-    jobs = jobs_of(nets, sec_per_iter, lambda n: widths[n.name], gain)
-    makespan, times = makespan_of(jobs, gpus, k, throughput)
+    makespan, k, jobs, times = best
     critical = max(tails(jobs).values())
     work = sum(j.seconds * j.gpus for j in jobs.values())
     # K nets sharing a GPU get through at most max throughput(j <= K) nets' worth of work on it.

@@ -286,21 +286,19 @@ def job_script(plan_name: str, net_name: str, job: str, run: RunDir, opts: JobOp
         gpus = gpus or opts.gpus_per_job
         res.append("#SBATCH --gres=shard:1" if opts.shards and gpus == 1 else f"#SBATCH --gres=gpu:{gpus}")
         device = "--gpu " + ",".join(str(g) for g in range(gpus))
-    if opts.train_args:
-        device += " " + shlex.join(_one_line(a, "train option") for a in opts.train_args)
+    # more `transfer train` options; `transfer run` (a pack) passes them on to each net's train
+    extra = " " + shlex.join(_one_line(a, "train option") for a in opts.train_args) if opts.train_args else ""
     if opts.cpus_per_job or opts.cpu:
         res.append(f"#SBATCH --cpus-per-task={opts.cpus_per_job or 1}")
     res += [f"#SBATCH {_one_line(a, '--sbatch-arg')}" for a in opts.sbatch_args]
     if pack:
         # The runner trains the pack's nets at once (K on the job's GPU, or K CPU jobs).
         where = f"--cpu --jobs {opts.nets_per_gpu}" if opts.cpu else f"--gpus 0 --nets-per-gpu {opts.nets_per_gpu}"
-        if opts.train_args:   # `transfer run` passes them on to each net's `transfer train`
-            where += " " + shlex.join(_one_line(a, "train option") for a in opts.train_args)
         train = (f'"${{TRANSFER[@]}}" run --only {shlex.quote(",".join(pack_members(net_name)))} --plan "$PLAN" '
-                 f'{where} --progress-every 600')
+                 f'{where}{extra} --progress-every 600')
         done_test = " && ".join(f"[ -e {shlex.quote(str(r.done_file))} ]" for r in pack)
     else:
-        train = f'"${{TRANSFER[@]}}" train "$NET" --plan "$PLAN" {device}'
+        train = f'"${{TRANSFER[@]}}" train "$NET" --plan "$PLAN" {device}{extra}'
         done_test = f"[ -e {shlex.quote(str(run.done_file))} ]"
     return JOB_SCRIPT.format(
         net=shlex.quote(net_name), plan=shlex.quote(plan_name), job_name=_sbatch_word(job, "job name"),
@@ -485,9 +483,8 @@ def placement(args: argparse.Namespace, plan: Plan) -> Placement:
                   args.figures)
 
 
-def options(args: argparse.Namespace, plan: Plan, place: Placement | None = None) -> JobOptions:
-    """The job options a `transfer submit` command line asks for."""
-    place = place or placement(args, plan)
+def options(args: argparse.Namespace, plan: Plan, place: Placement) -> JobOptions:
+    """The job options a `transfer submit` command line asks for, with the nets placed as `place` says."""
     return JobOptions(plan_arg=plan_arg(plan, args.plan), time=args.time, partition=args.partition,
                       account=args.account, cpu=args.cpu, gpus_per_job=args.gpus_per_job,
                       nets_per_gpu=place.nets_per_gpu, net_gpus=tuple(place.net_gpus.items()), shards=args.shards,

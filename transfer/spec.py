@@ -6,12 +6,11 @@ the key and the value.
 """
 from __future__ import annotations
 
-import argparse
 import difflib
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import TransferError
 
@@ -179,15 +178,6 @@ class Block:
         if not isinstance(v, list) or not v:
             raise self.fail(key, f"expected a non-empty list, got {v!r}")
         return v
-
-
-def positive_int(option: str) -> Callable[[str], int]:
-    """An argparse type: a positive integer, refused with the option's name and value (exit 2)."""
-    def parse(value: str) -> int:
-        if not value.strip().isdigit() or int(value) < 1:
-            raise argparse.ArgumentTypeError(f"{option} {value!r}: expected a positive integer")
-        return int(value)
-    return parse
 
 
 def suggest(word: str, known: tuple[str, ...]) -> str:

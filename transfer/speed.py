@@ -40,8 +40,6 @@ class Figures:
                                 f"(it has {', '.join(map(str, sorted(self.efficiency))) or 'none'})")
         return g * self.efficiency[g]
 
-    def packing_pays(self, k: int) -> bool:
-        return self.throughput.get(k, 0.0) > max(self.throughput.get(j, 0.0) for j in range(1, k))
 
 
 def _counts(blk: Block, key: str, lo: float, hi: float | None) -> dict[int, float]:
