@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 import cv2
@@ -31,7 +32,7 @@ from PIL import Image
 from transfer import REPO, datasets
 from transfer.caffe_env import caffe_pb2
 from transfer.images import datum_bytes, read_list
-from transfer.lmdb_store import datum_key
+from transfer.lmdb_store import datum_key, iter_items, open_read
 
 W, H, SIZE = 500, 375, 256
 CORPUS_VERSION = 1
@@ -116,10 +117,9 @@ def convert_imageset(tool: Path, root: Path, lst: Path, out: Path) -> None:
 
 
 def same_records(a: Path, b: Path) -> bool:
-    """Whether two LMDBs hold the same keys with the same bytes."""
-    with lmdb.open(str(a), readonly=True, lock=False) as ea, lmdb.open(str(b), readonly=True, lock=False) as eb:
-        with ea.begin() as ta, eb.begin() as tb:
-            return list(ta.cursor()) == list(tb.cursor())
+    """Whether two LMDBs hold the same keys with the same bytes (record by record, not all in memory)."""
+    with open_read(a) as ea, open_read(b) as eb:
+        return all(x == y for x, y in zip_longest(iter_items(ea), iter_items(eb)))
 
 
 def _cpu() -> float:

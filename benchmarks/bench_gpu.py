@@ -26,19 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_data_layer import imagenet_sized  # noqa: E402
-from bench_gpu_caffenet import device_args, timing_net, write_section  # noqa: E402
+from bench_gpu_caffenet import (NET, averages, caffe_time_outputs, device_args, machine, timing_net,  # noqa: E402
+                                write_section)
 
 from google.protobuf import text_format  # noqa: E402
 
 import yaml  # noqa: E402
 
-from transfer import REPO, gpu, logs, speed  # noqa: E402
+from transfer import gpu, logs, speed  # noqa: E402
 from transfer import precision as precision_  # noqa: E402
 from transfer.spec import PrecisionSpec  # noqa: E402
 from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
@@ -47,35 +47,14 @@ from transfer.files import atomic_write  # noqa: E402
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
 
 
-def caffe_times(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
-                copies: int = 1) -> list[str]:
-    """The output of `copies` `caffe time` processes started together (each checked)."""
-    cmd = [str(binary), "time", f"-model={model}", f"-iterations={iterations}"]
-    if gpu_id is not None:
-        cmd.append(f"-gpu={gpu_id}")
-    env = precision_.caffe_environ(PrecisionSpec(precision), {**os.environ, "GLOG_logtostderr": "1"})
-
-    def one(_: int) -> str:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        out = proc.stderr + proc.stdout
-        if proc.returncode or not TOTAL.search(out):
-            tail = "\n".join(out.strip().splitlines()[-12:])
-            sys.exit(f"bench_gpu: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}")
-        return out
-
-    with ThreadPoolExecutor(copies) as pool:
-        return list(pool.map(one, range(copies)))
-
-
-TOTAL = re.compile(r"Average Forward-Backward:\s*([0-9.]+)\s*ms")
 PER_LAYER = re.compile(r"^.*?\b(\S+)\t(forward|backward): ([0-9.e+-]+) ms\.", re.M)
 
 
 def caffe_ms(binary: Path, model: Path, gpu_id: int | None, iterations: int, precision: str = "fp32",
              copies: int = 1) -> list[float]:
     """ms per forward+backward of `copies` `caffe time` processes started together."""
-    return [float(TOTAL.search(out).group(1))
-            for out in caffe_times(binary, model, gpu_id, iterations, precision, copies)]
+    return [averages(out)["Forward-Backward"]
+            for out in caffe_time_outputs(model, gpu_id, iterations, PrecisionSpec(precision), copies, binary)]
 
 
 def layer_ms(out: str) -> dict[str, float]:
@@ -86,40 +65,36 @@ def layer_ms(out: str) -> dict[str, float]:
     return got
 
 
-def with_engine(model_text: str, engine: str) -> str:
-    """The timing net with `engine` (CAFFE or CUDNN) set on its Pooling and LRN layers."""
+def with_engine(net, engine: str) -> str:
+    """A copy of the timing net (a NetParameter) with `engine` (CAFFE or CUDNN) set on its Pooling and
+    LRN layers, as text."""
     pb = caffe_pb2()
-    net = pb.NetParameter()
-    text_format.Merge(model_text, net)
-    for layer in net.layer:
+    out = pb.NetParameter()
+    out.CopyFrom(net)
+    for layer in out.layer:
         if layer.type == "Pooling":
             layer.pooling_param.engine = getattr(pb.PoolingParameter, engine)
         elif layer.type == "LRN":
             layer.lrn_param.engine = getattr(pb.LRNParameter, engine)
-    return text_format.MessageToString(net)
+    return text_format.MessageToString(out)
 
 
-def engine_rows(model: Path, gpu_id: int | None, iterations: int) -> list[str]:
-    """Pooling and LRN layers timed with Caffe's default engine (cuDNN in a cuDNN build) and with
-    Caffe's own kernels (engine: CAFFE), in the same run: which is faster, layer by layer."""
+def engine_rows(model: Path, gpu_id: int | None, iterations: int, default_out: str) -> list[str]:
+    """Pooling and LRN layers timed with Caffe's default engine (cuDNN in a cuDNN build; `default_out`,
+    the fp32 `caffe time` of `model`) and with Caffe's own kernels (engine: CAFFE), in the same run:
+    which is faster, layer by layer."""
+    net = text_format.Merge(model.read_text(), caffe_pb2().NetParameter())
     own = model.with_name("caffenet-engine-caffe.prototxt")
-    own.write_text(with_engine(model.read_text(), "CAFFE"))
-    default = layer_ms(caffe_times(caffe_binary(), model, gpu_id, iterations)[0])
-    caffe = layer_ms(caffe_times(caffe_binary(), own, gpu_id, iterations)[0])
-    kinds = {layer.name: layer.type for layer in _layers(model) if layer.type in ("Pooling", "LRN")}
+    own.write_text(with_engine(net, "CAFFE"))
+    default = layer_ms(default_out)
+    caffe = layer_ms(caffe_time_outputs(own, gpu_id, iterations)[0])
     rows = []
-    for name, kind in kinds.items():
-        if name in default and name in caffe:
+    for layer in net.layer:
+        name = layer.name
+        if layer.type in ("Pooling", "LRN") and name in default and name in caffe:
             faster = "default" if default[name] < caffe[name] else "CAFFE"
-            rows.append(f"| {name} ({kind}) | {default[name]:.2f} | {caffe[name]:.2f} | {faster} |")
+            rows.append(f"| {name} ({layer.type}) | {default[name]:.2f} | {caffe[name]:.2f} | {faster} |")
     return rows
-
-
-def _layers(model: Path):
-    pb = caffe_pb2()
-    net = pb.NetParameter()
-    text_format.Merge(model.read_text(), net)
-    return list(net.layer)
 
 
 WAITED = re.compile(r": waited for data in (\d+) of the last 100 batches, ([0-9.e+]+) ms")
@@ -132,7 +107,7 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
     db, mean = imagenet_sized(work, images)
     pb = caffe_pb2()
     net = pb.NetParameter()
-    text_format.Merge((REPO / "prototxt/paper/base-all.train.prototxt").read_text(), net)
+    text_format.Merge(NET.read_text(), net)
     for layer in net.layer:
         if layer.type == "Data":
             layer.data_param.source, layer.data_param.batch_size = str(db), batch
@@ -236,9 +211,10 @@ def main() -> int:
         model = Path(tmp) / "caffenet.prototxt"
         model.write_text(timing_net(a.batch))
         build = gpu.current_build()
+        outputs = {}   # the recorded build alone, by precision: the fp32 one also serves K=1 and the engines
         for precision in ("fp32", "tf32") if build.gpu and gpu_id is not None else ("fp32",):
-            rows.append((f"Caffe, {build.describe()}, {precision}",
-                         caffe_ms(caffe_binary(), model, gpu_id, a.iterations, precision)[0]))
+            outputs[precision] = caffe_time_outputs(model, gpu_id, a.iterations, PrecisionSpec(precision))[0]
+            rows.append((f"Caffe, {build.describe()}, {precision}", averages(outputs[precision])["Forward-Backward"]))
         for spec in a.caffe_root:
             name, _, root = spec.partition("=")
             if not root or not (Path(root) / "build/tools/caffe").is_file():
@@ -254,9 +230,9 @@ def main() -> int:
                 rows.append((label, ms))
         packed = []
         for k in nets:
-            ms = caffe_ms(caffe_binary(), model, gpu_id, a.iterations, "fp32", copies=k)
+            ms = [rows[0][1]] if k == 1 else caffe_ms(caffe_binary(), model, gpu_id, a.iterations, "fp32", copies=k)
             packed.append((k, max(ms), k * a.batch / max(ms) * 1000))
-        engines = engine_rows(model, gpu_id, a.iterations)
+        engines = engine_rows(model, gpu_id, a.iterations, outputs["fp32"])
     trained = train_with_data(a.work, gpu_id, a.batch, a.train_iterations, a.images) if a.train_iterations else None
     where_txt = "CPU" if gpu_id is None else f"GPU {gpu_id}"
     table = [f"| {name} | {ms:.1f} | {a.batch / ms * 1000:,.0f} |" for name, ms in rows]
@@ -283,19 +259,17 @@ def main() -> int:
                  f"waited for data in {trained[1]} batches ({trained[2]:.0f} ms in all)\n")
     print(text)
     command = " ".join(["benchmarks/bench_gpu.py", *sys.argv[1:]])
-    devices, _ = gpu.visible_gpus() if gpu_id is not None else ([], None)
-    dev = devices[gpu_id] if gpu_id is not None and gpu_id < len(devices) else None
-    machine = f"{dev.name}, driver {dev.driver}" if dev else where_txt
+    where = machine(gpu_id)
     if a.figures_out:
         alone, how = (trained[0], f"caffe train from an LMDB, batch {a.batch}, fp32") if trained else \
             (packed[0][1], "caffe time (DummyData), fp32")
-        write_figures(a.figures_out, machine, command, alone, how, packed)
+        write_figures(a.figures_out, where, command, alone, how, packed)
         print(f"figures for `transfer plan simulate --figures {a.figures_out}` written")
     if a.write:
         if gpu_id is None:
             sys.exit("bench_gpu: --write records GPU figures only")
         write_section(f"{SECTION}\n\n    .venv/bin/python {command}\n\n"
-                      f"Measured {date.today().isoformat()} on {machine}.\n\n{text}", SECTION)
+                      f"Measured {date.today().isoformat()} on {where}.\n\n{text}", SECTION)
         print("written to BENCHMARKS.md")
     return 0
 

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -51,20 +52,46 @@ def timing_net(batch: int) -> str:
     return text_format.MessageToString(out)
 
 
-def caffe_time(model: Path, gpu_id: int | None, iterations: int,
-               prec: PrecisionSpec = PrecisionSpec()) -> dict[str, float]:
-    cmd = [str(caffe_binary()), "time", f"-model={model}", f"-iterations={iterations}"]
+AVERAGES = re.compile(r"Average (Forward pass|Backward pass|Forward-Backward):\s*([0-9.]+)\s*ms")
+
+
+def averages(out: str) -> dict[str, float]:
+    """Forward, backward and forward+backward ms of a `caffe time` output."""
+    return {k: float(v) for k, v in AVERAGES.findall(out)}
+
+
+def caffe_time_outputs(model: Path, gpu_id: int | None, iterations: int, prec: PrecisionSpec = PrecisionSpec(),
+                       copies: int = 1, binary: Path | None = None) -> list[str]:
+    """The output of `copies` `caffe time` processes of `model` started together, each checked."""
+    cmd = [str(binary or caffe_binary()), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
     env = precision.caffe_environ(prec, {**os.environ, "GLOG_logtostderr": "1"})   # as training sets it
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    out = proc.stderr + proc.stdout
-    found = {k: float(v) for k, v in re.findall(r"Average (Forward pass|Backward pass|Forward-Backward):\s*"
-                                                  r"([0-9.]+)\s*ms", out)}
-    if proc.returncode != 0 or "Forward-Backward" not in found:
-        tail = "\n".join(out.strip().splitlines()[-15:])
-        sys.exit(f"bench_gpu_caffenet: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}")
-    return found
+
+    def one(_: int) -> str:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out = proc.stderr + proc.stdout
+        if proc.returncode != 0 or "Forward-Backward" not in averages(out):
+            tail = "\n".join(out.strip().splitlines()[-15:])
+            sys.exit(f"bench: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}")
+        return out
+
+    with ThreadPoolExecutor(copies) as pool:
+        return list(pool.map(one, range(copies)))
+
+
+def caffe_time(model: Path, gpu_id: int | None, iterations: int,
+               prec: PrecisionSpec = PrecisionSpec()) -> dict[str, float]:
+    return averages(caffe_time_outputs(model, gpu_id, iterations, prec)[0])
+
+
+def machine(gpu_id: int | None) -> str:
+    """The GPU's name and driver (or where the figures were measured)."""
+    if gpu_id is None:
+        return "CPU"
+    devices, _ = gpu.visible_gpus()
+    dev = devices[gpu_id] if gpu_id < len(devices) else None
+    return f"{dev.name}, driver {dev.driver}" if dev else f"GPU {gpu_id}"
 
 
 def write_section(text: str, section: str = SECTION) -> None:
@@ -111,15 +138,12 @@ def main() -> int:
     if args.write:
         if gpu_id is None:
             sys.exit("bench_gpu_caffenet: --write records GPU figures only")
-        devices, _ = gpu.visible_gpus()
-        dev = devices[gpu_id] if gpu_id < len(devices) else None
-        machine = f"{dev.name}, driver {dev.driver}" if dev else f"GPU {gpu_id}"
         write_section(
             f"{SECTION}\n\n"
             f"    .venv/bin/python benchmarks/bench_gpu_caffenet.py --gpu {gpu_id} --batch {args.batch} "
             f"--iterations {args.iterations} --precision {prec.precision}"
             f"{' --deterministic' if prec.deterministic else ''} --write\n\n"
-            f"Measured {date.today().isoformat()} on {machine}; build: {gpu.current_build().describe()}.\n"
+            f"Measured {date.today().isoformat()} on {machine(gpu_id)}; build: {gpu.current_build().describe()}.\n"
             f"The paper's CaffeNet, batch {args.batch}, DummyData in place of the LMDB reader; precision {label}.\n\n"
             "| forward | backward | forward+backward |\n|---|---|---|\n"
             f"| {t['Forward pass']:.1f} ms | {t['Backward pass']:.1f} ms | **{t['Forward-Backward']:.1f} ms/iteration** |\n")

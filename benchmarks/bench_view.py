@@ -66,7 +66,7 @@ def main() -> None:
     caffe.set_mode_cpu()
     print(f"whole set: {CLASSES * a.per_class} Datums of 3x256x256 ({du(whole) / 2**20:.0f} MiB); "
           f"{a.batches} batches of {a.batch}, CPU")
-    print(f"| derived set | copy: images/s | view: images/s | view / copy | copy on disk |")
+    print("| derived set | copy: images/s | view: images/s | view / copy | copy on disk |")
     print("|---|---|---|---|---|")
     for i, (name, label_map) in enumerate(CASES.items()):
         copy = datasets.relabel(str(whole), label_map, str(work / f"copy{a.per_class}-{i}"))
