@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,17 @@ import pytest
 from transfer import REPO
 
 sys.path.insert(0, str(REPO / "caffe"))
+sys.path.insert(0, str(Path(__file__).parent))
 import patch_tree  # noqa: E402
+import tinyrun  # noqa: E402
 
-CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-             / "transfer")
-SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
 NO_KERNELS = {"relu6": "ReLU6Layer", "hardswish": "HardSwishLayer", "hardsigmoid": "HardSigmoidLayer",
               "pixelshuffle": "PixelShuffleLayer", "maxunpool": "MaxUnPoolLayer", "upsample": "UpsampleLayer"}
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    if not SDIST.is_file():
-        pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
-    root = tmp_path_factory.mktemp("sdist")
-    with tarfile.open(SDIST) as tar:
-        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
-        tar.extractall(root, members=members, filter="data")
-    (tree,) = root.iterdir()
+    tree = tinyrun.sdist_tree(tmp_path_factory.mktemp("sdist"))
     (tree / "python" / "caffe").mkdir(parents=True)   # patch_tree copies into the tree; python/ unused here
     return tree
 

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -116,18 +115,6 @@ def test_report_labels():
 
 # ---------------------------------------------------------------------------- a real CPU attempt
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 @needs_caffe
 def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp_path, tmp_path_factory):
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
@@ -140,7 +127,7 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
     environ = None
     deadline = time.time() + 120
     while environ is None and proc.poll() is None and time.time() < deadline:
-        for child in _children(proc.pid):   # the caffe process itself, while it trains
+        for child in tinyrun.children_of(proc.pid):   # the caffe process itself, while it trains
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
                 if len(cmdline) > 1 and cmdline[1] == b"train":
@@ -179,23 +166,13 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
 
 # ---------------------------------------------------------------------------- the Caffe patch
 
-CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-             / "transfer")
-SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
-
-
 def gpu_speed_edits(tree: Path) -> list[str]:
     """What patch_tree.py applies of caffe/patch_gpu_speed.py."""
     return patch_tree.apply_fixes(tree, patch_gpu_speed.FIXES) + patch_gpu_speed.replace_files(tree)
 
 
 def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
-    if not SDIST.is_file():
-        pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
-    with tarfile.open(SDIST) as tar:
-        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
-        tar.extractall(tmp_path, members=members, filter="data")
-    (tree,) = tmp_path.iterdir()
+    tree = tinyrun.sdist_tree(tmp_path)
     done = gpu_speed_edits(tree)
     assert {line.split(":")[0] for line in done} == {
         "src/caffe/common.cpp", "include/caffe/util/cudnn.hpp", "include/caffe/layers/cudnn_conv_layer.hpp",

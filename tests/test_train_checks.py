@@ -78,13 +78,6 @@ def test_disk_estimate_counts_every_snapshot():
 
 # ---------------------------------------------------------------------------- when caffe fails
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 @needs_caffe
 def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory):
     """Caffe aborting after its final snapshot (as heap corruption does) leaves a failure with its
@@ -102,7 +95,7 @@ def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory)
         time.sleep(0.02)
     assert final.is_file(), proc.communicate()[0]
     time.sleep(0.2)  # the solverstate is written: caffe is in its final test
-    caffe = _children(proc.pid)
+    caffe = tinyrun.children_of(proc.pid)
     assert caffe, "caffe ended before the test could abort it"
     os.kill(caffe[0], signal.SIGABRT)
     out, _ = proc.communicate(timeout=120)

@@ -97,3 +97,30 @@ def data_batches(net_path: Path, times: int = 1, phase: str = "TEST",
         net.forward()
         out.append((net.blobs["data"].data.copy(), net.blobs["label"].data.copy()))
     return out
+
+
+def children_of(pid: int) -> list[int]:
+    """The direct children of process `pid` (Linux /proc)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+CACHE = Path(os.environ.get("TRANSFER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+             / "transfer")
+SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
+
+
+def sdist_tree(root: Path) -> Path:
+    """The Caffe sdist's include/ and src/ unpacked under `root` (what the patches edit); the test is
+    skipped where `make caffe` has not downloaded the sdist."""
+    import tarfile
+    import pytest
+    if not SDIST.is_file():
+        pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
+    with tarfile.open(SDIST) as tar:
+        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
+        tar.extractall(root, members=members, filter="data")
+    (tree,) = root.iterdir()
+    return tree
