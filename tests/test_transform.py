@@ -57,19 +57,9 @@ def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
 def forward(db, tmp_path: Path, phase: str = "TRAIN", batches: int = 3, seed: int | None = None,
             mirror: bool = True, **data_param: object) -> list[tuple[np.ndarray, np.ndarray]]:
     lmdb_dir, mean = db[0], db[1]
-    extra = "".join(f"    {k}: {v}\n" for k, v in data_param.items())
-    net_file = tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}-{mirror}.prototxt"
-    net_file.write_text(f'''name: "read"
-layer {{
-  name: "data" type: "Data" top: "data" top: "label"
-  transform_param {{ mirror: {str(mirror).lower()} crop_size: {CROP} mean_file: "{mean}" scale: 0.5 }}
-  data_param {{
-    source: "{lmdb_dir}"
-    batch_size: {BATCH}
-    backend: LMDB
-{extra}  }}
-}}
-''')
+    net_file = tinyrun.data_net(
+        tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}-{mirror}.prototxt", lmdb_dir, BATCH,
+        f'mirror: {str(mirror).lower()} crop_size: {CROP} mean_file: "{mean}" scale: 0.5', **data_param)
     return tinyrun.data_batches(net_file, batches, phase, seed)
 
 

@@ -30,32 +30,14 @@ def whole(tmp_path_factory) -> Path:
     return datasets.build(str(syn / "train.txt"), str(syn), str(root / "whole"), size=16, shuffle=True, jobs=1)
 
 
-def data_net(path: Path, source: Path, batch: int, **view: str) -> Path:
-    extra = "".join(f"    {k}: \"{v}\"\n" for k, v in view.items())
-    path.write_text(f'''name: "read"
-layer {{
-  name: "data"
-  type: "Data"
-  top: "data"
-  top: "label"
-  data_param {{
-    source: "{source}"
-    batch_size: {batch}
-    backend: LMDB
-{extra}  }}
-}}
-''')
-    return path
-
-
 def test_view_yields_exactly_the_relabelled_copy(whole, tmp_path):
     copy = datasets.relabel(str(whole), MAP, str(tmp_path / "copy"))
     count = datasets.read_manifest(copy)["count"]
     assert count == 4 * 8
     labels = tmp_path / "labels.txt"
     labels.write_text("# old new\n" + "".join(f"{o} {n}\n" for o, n in MAP.items()))
-    view = tinyrun.data_batches(data_net(tmp_path / "view.prototxt", whole, count, label_map_file=str(labels)), times=2)
-    (cdata, clabel), = tinyrun.data_batches(data_net(tmp_path / "copy.prototxt", copy, count))
+    view = tinyrun.data_batches(tinyrun.data_net(tmp_path / "view.prototxt", whole, count, label_map_file=str(labels)), times=2)
+    (cdata, clabel), = tinyrun.data_batches(tinyrun.data_net(tmp_path / "copy.prototxt", copy, count))
     vdata, vlabel = view[0]
     # the same Datums, labels and order as the copy (relabel keeps the whole set's order)
     assert np.array_equal(vdata, cdata) and np.array_equal(vlabel, clabel)
@@ -74,7 +56,7 @@ def test_key_file_selects_records_with_their_labels(whole, tmp_path):
     chosen = items[::3]
     keys = tmp_path / "keys.txt"
     keys.write_text("".join(k.decode() + "\n" for k, _ in chosen))
-    (data, label), = tinyrun.data_batches(data_net(tmp_path / "k.prototxt", whole, len(chosen), key_file=str(keys)))
+    (data, label), = tinyrun.data_batches(tinyrun.data_net(tmp_path / "k.prototxt", whole, len(chosen), key_file=str(keys)))
     assert label.astype(int).tolist() == [lb for _, (_, lb) in chosen]
     assert all(np.array_equal(data[i], arr.astype(np.float32)) for i, (_, (arr, _)) in enumerate(chosen))
 
@@ -82,7 +64,7 @@ def test_key_file_selects_records_with_their_labels(whole, tmp_path):
 def test_bad_label_map_stops_caffe_naming_the_line(whole, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("0 0\n2 x\n")
-    net = data_net(tmp_path / "bad.prototxt", whole, 4, label_map_file=str(labels))
+    net = tinyrun.data_net(tmp_path / "bad.prototxt", whole, 4, label_map_file=str(labels))
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import tinyrun; tinyrun.data_batches({str(net)!r})"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and f"{labels}:2: expected 'old new'" in res.stderr

@@ -124,3 +124,23 @@ def sdist_tree(root: Path) -> Path:
         tar.extractall(root, members=members, filter="data")
     (tree,) = root.iterdir()
     return tree
+
+
+def data_net(path: Path, source: Path, batch: int, transform: str = "", **data_param: object) -> Path:
+    """A net of one Data layer reading the LMDB `source` (`transform`: the transform_param fields,
+    e.g. 'crop_size: 12'; `data_param`: more data_param fields, strings quoted), written to `path`."""
+    def text(v: object) -> str:
+        return f'"{v}"' if isinstance(v, (str, Path)) else str(v)
+    extra = "".join(f"    {k}: {text(v)}\n" for k, v in data_param.items())
+    param = f"  transform_param {{ {transform} }}\n" if transform else ""
+    path.write_text(f'''name: "read"
+layer {{
+  name: "data" type: "Data" top: "data" top: "label"
+{param}  data_param {{
+    source: "{source}"
+    batch_size: {batch}
+    backend: LMDB
+{extra}  }}
+}}
+''')
+    return path
