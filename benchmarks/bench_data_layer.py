@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transfer import caffe_env, datasets, synthetic
+from transfer.caffe import env as caffe_env
+from transfer.data import datasets, synthetic
 
 CHILD = r"""
 import json, os, sys, time

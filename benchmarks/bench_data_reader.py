@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench_data_layer import imagenet_sized, measure, net_file
 
-from transfer import caffe_env
+from transfer.caffe import env as caffe_env
 
 
 def main() -> None:

@@ -29,10 +29,11 @@ import lmdb
 import numpy as np
 from PIL import Image
 
-from transfer import REPO, datasets
-from transfer.caffe_env import caffe_pb2
-from transfer.images import datum_bytes, read_list
-from transfer.lmdb_store import datum_key, iter_items, open_read
+from transfer import REPO
+from transfer.data import datasets
+from transfer.caffe.env import caffe_pb2
+from transfer.data.images import datum_bytes, read_list
+from transfer.data.lmdb_store import datum_key, iter_items, open_read
 
 W, H, SIZE = 500, 375, 256
 CORPUS_VERSION = 1

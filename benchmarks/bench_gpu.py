@@ -11,7 +11,7 @@ each `--caffe-root NAME=DIR` (e.g. a build without cuDNN, `CAFFE_GPU=1 CAFFE_CUD
 Then `caffe train` of the same CaffeNet from an LMDB of 3x256x256 Datums (crop 227, mirror, mean file):
 ms per iteration with the Data layer in the loop, and in how many batches the forward pass waited for
 the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted).
-Precision goes to caffe through the environment, as `transfer train` sets it (transfer/precision.py).
+Precision goes to caffe through the environment, as `transfer train` sets it (transfer/caffe/precision.py).
 PyTorch is only the yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is
 skipped where torch does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
 throughput = K x batch / the slowest one's ms per iteration. `--figures-out FILE` writes these figures
@@ -38,11 +38,12 @@ from google.protobuf import text_format  # noqa: E402
 
 import yaml  # noqa: E402
 
-from transfer import gpu, logs, speed  # noqa: E402
-from transfer import precision as precision_  # noqa: E402
-from transfer.spec import PrecisionSpec  # noqa: E402
-from transfer.caffe_env import caffe_binary, caffe_pb2  # noqa: E402
-from transfer.files import atomic_write  # noqa: E402
+from transfer.caffe import gpu, logs
+from transfer.plan import speed  # noqa: E402
+from transfer.caffe import precision as precision_  # noqa: E402
+from transfer.plan.spec import PrecisionSpec  # noqa: E402
+from transfer.caffe.env import caffe_binary, caffe_pb2  # noqa: E402
+from transfer.core.files import atomic_write  # noqa: E402
 
 SECTION = "## GPU: Caffe against PyTorch, and nets per GPU (`bench_gpu.py`)"
 

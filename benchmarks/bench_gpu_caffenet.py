@@ -22,10 +22,11 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from transfer import REPO, gpu, precision
-from transfer.caffe_env import caffe_binary, caffe_pb2
-from transfer.files import atomic_write
-from transfer.spec import PRECISIONS, PrecisionSpec
+from transfer import REPO
+from transfer.caffe import gpu, precision
+from transfer.caffe.env import caffe_binary, caffe_pb2
+from transfer.core.files import atomic_write
+from transfer.plan.spec import PRECISIONS, PrecisionSpec
 
 NET = REPO / "prototxt" / "paper" / "base-all.train.prototxt"
 SECTION = "## GPU: CaffeNet forward+backward (`caffe time`)"

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from transfer import datasets, synthetic
-from transfer.caffe_env import import_caffe
+from transfer.data import datasets, synthetic
+from transfer.caffe.env import import_caffe
 
 CLASSES = 20
 CASES = {

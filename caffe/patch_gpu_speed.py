@@ -1,6 +1,6 @@
 """GPU precision and speed edits to a copy of a Caffe tree (applied by patch_tree.py, after its fixes).
 
-What the patched Caffe reads from its environment (transfer/precision.py sets them):
+What the patched Caffe reads from its environment (transfer/caffe/precision.py sets them):
   CAFFE_TF32=1                 cuBLAS and cuDNN may use TF32 tensor cores; otherwise (the default) they
                                compute in full fp32 (cuBLAS CUBLAS_DEFAULT_MATH, cuDNN CUDNN_FMA_MATH)
   CAFFE_CUDNN_DETERMINISTIC=1  the cuDNN convolution uses only algorithms cuDNN reports deterministic

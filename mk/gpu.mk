@@ -22,7 +22,7 @@ test-gpu: setup
 	@if [ "$(TIER_DEVICE)" = cpu ]; then \
 		$(PY) benchmarks/bench_gpu_caffenet.py --cpu --batch 4 --iterations 1 && \
 		$(PY) benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2; \
-	elif $(PY) -c 'import sys; from transfer import gpu; sys.exit(0 if gpu.visible_gpus()[0] else 1)'; then \
+	elif $(PY) -c 'import sys; from transfer.caffe import gpu; sys.exit(0 if gpu.visible_gpus()[0] else 1)'; then \
 		$(PY) benchmarks/bench_gpu_caffenet.py --gpu 0 --write && \
 		$(PY) benchmarks/bench_gpu.py --gpu 0 --write; \
 	else echo "test-gpu: no GPU visible: CaffeNet timing skipped"; fi

@@ -61,7 +61,7 @@ write_atomic() {
   mv -f "$tmp" "$1"
 }
 
-# Point the venv at a Caffe root: <venv>/caffe-root for transfer.caffe_env, caffe.pth for `import caffe`.
+# Point the venv at a Caffe root: <venv>/caffe-root for transfer.caffe.env, caffe.pth for `import caffe`.
 record() {
   local root=$1 site
   if [[ $RECORD == 0 ]]; then say "not recorded in the venv (CAFFE_RECORD=0): $root"; return; fi

@@ -36,8 +36,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
 @pytest.fixture(scope="module")
 def pb2():
     """caffe_pb2 of the configured Caffe; tests that need it skip without one."""
-    from transfer.caffe_env import caffe_pb2  # noqa: PLC0415
-    from transfer.errors import TransferError  # noqa: PLC0415
+    from transfer.caffe.env import caffe_pb2  # noqa: PLC0415
+    from transfer.core.errors import TransferError  # noqa: PLC0415
     try:
         return caffe_pb2()
     except TransferError as exc:

@@ -11,7 +11,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from transfer import caffe_env
+from transfer.caffe import env as caffe_env
 
 pytestmark = pytest.mark.slow  # runs the caffe binary and pycaffe
 CLASSES, SIDE = 4, 8

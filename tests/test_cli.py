@@ -8,7 +8,7 @@ def test_every_option_has_help_and_help_says_where_to_start():
     import argparse
 
     from transfer.cli import build_parser
-    from transfer.errors import Exit
+    from transfer.core.errors import Exit
 
     parser = build_parser()
     missing = []

@@ -21,9 +21,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_datasets import _cli, _corpus, _items, _write_list  # noqa: E402
 
-from transfer import datasets  # noqa: E402
-from transfer.errors import Exit, TransferError  # noqa: E402
-from transfer.lmdb_store import data_file_extent  # noqa: E402
+from transfer.data import datasets  # noqa: E402
+from transfer.core.errors import Exit, TransferError  # noqa: E402
+from transfer.data.lmdb_store import data_file_extent  # noqa: E402
 
 SIZE = 24
 REPO = Path(__file__).resolve().parents[1]

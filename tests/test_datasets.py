@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer import datasets
-from transfer.errors import TransferError
-from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
+from transfer.data import datasets
+from transfer.core.errors import TransferError
+from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
 cv2 = pytest.importorskip("cv2")
 SIZE = 24
@@ -151,8 +151,8 @@ def test_skip_bad_writes_report(pb2, corpus, tmp_path):
 _KILLER = """
 import ast, os, signal, sys
 import lmdb
-from transfer import lmdb_store
-from transfer.datasets import build
+from transfer.data import lmdb_store
+from transfer.data.datasets import build
 
 left = int(sys.argv[1])
 
@@ -334,7 +334,7 @@ def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
 
 
 def _caffe():
-    from transfer.caffe_env import import_caffe
+    from transfer.caffe.env import import_caffe
 
     try:
         caffe = import_caffe()

@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory):
 
 
 def log_accuracies(run) -> list[float]:
-    """Validation accuracies read straight from caffe's log lines, independently of transfer.logs."""
+    """Validation accuracies read straight from caffe's log lines, independently of transfer.caffe.logs."""
     text = "".join(p.read_text() for p in run.log_files())
     return [float(x) for x in re.findall(r"Test net output #0: accuracy = ([\d.e+-]+)", text)]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from transfer import REPO, published
-from transfer.plan import load_plan
+from transfer import REPO
+from transfer.results import published
+from transfer.plan.model import load_plan
 
 FAITHFUL = (REPO / "docs" / "FAITHFUL.md").read_text()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer import doctor
-from transfer.errors import TransferError
+from transfer.caffe import doctor
+from transfer.core.errors import TransferError
 
 
 def run_doctor(**env: str) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer import gpu
-from transfer.errors import TransferError
+from transfer.caffe import gpu
+from transfer.core.errors import TransferError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -57,7 +57,9 @@ def test_visible_gpus_says_why_there_are_none(monkeypatch, tmp_path):
 def test_tiny_forward_backward_runs_on_the_cpu():
     run = gpu.tiny_forward_backward(None)
     assert run.ok, run.detail
-    assert run.where == "CPU" and run.ms is not None and run.ms > 0
+    # `caffe time` ran both passes and its average was parsed; a fast CPU reports "0 ms", so the
+    # value itself says nothing about the code (timings belong to benchmarks/).
+    assert run.where == "CPU" and run.ms is not None and run.ms >= 0
 
 
 @needs_caffe
@@ -89,7 +91,7 @@ def test_gpu_training_with_a_cpu_only_build_is_refused_before_caffe_starts(tmp_p
 @needs_caffe
 def test_train_needs_only_the_caffe_binary_once_surgery_is_done(tmp_path, tmp_path_factory):
     """Surgery (pycaffe) on one machine, training on one whose pycaffe cannot load."""
-    from transfer.caffe_env import caffe_root
+    from transfer.caffe.env import caffe_root
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory), solver={"max_iter": 20})
     net = plan.net("base-half0A")
     res = tinyrun.run_cli("surgery", net.name, "--plan", str(plan.path))

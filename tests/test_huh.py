@@ -11,12 +11,13 @@ import yaml
 from google.protobuf import text_format
 from PIL import Image
 
-from transfer import huh_figures, huh_report, published, targets
-from transfer.caffe_env import caffe_pb2
-from transfer.errors import TransferError
-from transfer.metrics import NetMetric
-from transfer.nets import net_files
-from transfer.plan import PLAN_DIR, load_plan
+from transfer.results import huh_figures, huh_tables as huh_report, published
+from transfer.data import targets
+from transfer.caffe.env import caffe_pb2
+from transfer.core.errors import TransferError
+from transfer.results.metrics import NetMetric
+from transfer.plan.netfiles import net_files
+from transfer.plan.model import PLAN_DIR, load_plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -178,11 +179,11 @@ def tiny_huh_config(root: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
 def test_tiny_huh_plan_trains_end_to_end(tmp_path):
-    from transfer.caffe_env import caffe_pb2
-    from transfer.lmdb_store import iter_items, open_read
-    from transfer.nets import write_plan
-    from transfer.prepare import prepare_plan_data
-    from transfer.report import make_report
+    from transfer.caffe.env import caffe_pb2
+    from transfer.data.lmdb_store import iter_items, open_read
+    from transfer.plan.netfiles import write_plan
+    from transfer.data.prepare import prepare_plan_data
+    from transfer.results.report import make_report
 
     root = tmp_path / "huh"
     root.mkdir()

@@ -13,8 +13,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
-from transfer import REPO, datasets, ilsvrc, splits  # noqa: E402
-from transfer.errors import TransferError  # noqa: E402
+from transfer import REPO
+from transfer.data import datasets, ilsvrc, splits  # noqa: E402
+from transfer.core.errors import TransferError  # noqa: E402
 
 sio = pytest.importorskip("scipy.io")
 
@@ -230,7 +231,7 @@ def test_prepare_from_imagenet_equals_caffes_lists(imagenet, tmp_path):
 
 
 def _items(db: Path) -> list[tuple[bytes, bytes]]:
-    from transfer.lmdb_store import iter_items, open_read
+    from transfer.data.lmdb_store import iter_items, open_read
 
     with open_read(db) as env:
         return [(k, bytes(v)) for k, v in iter_items(env)]

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer import REPO, budgets, cli, datasets, labelsets, splits, synthetic
-from transfer.errors import TransferError
-from transfer.lmdb_store import PROGRESS_KEY, iter_items, open_read
+from transfer import REPO, cli
+from transfer.data import budgets, datasets, labelsets, splits, synthetic
+from transfer.core.errors import TransferError
+from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_datasets import _KILLER  # noqa: E402
@@ -121,7 +122,7 @@ def test_pascal_synsets_are_the_shared_list():
 @needs_wordnet
 def test_minimal_a_is_the_artifact_part_of_the_manmade_split(ilsvrc):
     split, sets = ilsvrc
-    from transfer import wordnet
+    from transfer.data import wordnet
     manual = {w for w, _ in wordnet.MANUAL_MANMADE}
     manmade = [split.wnids[i] for i in split.classes("manmade")]
     assert list(sets["minimal-A"].map) == [c for c in manmade if c not in manual]
@@ -335,7 +336,7 @@ def test_relabel_keeps_keys_and_pixels(pb2, whole_db, tmp_path, capsys):
 def test_relabel_resumes_after_kill(pb2, whole_db, tmp_path, capsys):
     out = tmp_path / "r"
     # the crash-mid-commit child of the data tests, running relabel instead of build
-    code = _KILLER.replace("from transfer.datasets import build", "from transfer.datasets import relabel").replace(
+    code = _KILLER.replace("from transfer.data.datasets import build", "from transfer.data.datasets import relabel").replace(
         "build(*sys.argv[2:5], **ast.literal_eval(sys.argv[5]))",
         f"relabel({str(whole_db)!r}, {{0: 0, 1: 1}}, {str(out)!r}, block=6)")
     killed = subprocess.run([sys.executable, "-c", code, "8"], capture_output=True, text=True, cwd=REPO, timeout=120)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer.errors import TransferError
-from transfer.logs import LogError, first_error, is_log_file, log_files, read_logs, read_run
-from transfer.metrics import net_metric
+from transfer.core.errors import TransferError
+from transfer.caffe.logs import LogError, first_error, is_log_file, log_files, read_logs, read_run
+from transfer.results.metrics import net_metric
 
 # A 2014-fork log (yearless glog prefix), as the released .o files have it.
 LOG_2014 = """\
@@ -217,8 +217,8 @@ def test_values_that_cannot_be_results_name_file_and_line(tmp_path: Path, line: 
 def test_report_lists_a_rejected_log_and_fails(tmp_path: Path, capsys) -> None:
     import argparse
 
-    from transfer import report
-    from transfer.plan import load_plan
+    from transfer.results import report
+    from transfer.plan.model import load_plan
 
     plan = load_plan("tiny")
     runs = tmp_path / "runs"

@@ -6,10 +6,10 @@ import itertools
 import pytest
 from google.protobuf import text_format
 
-from transfer.caffe_env import caffe_pb2
-from transfer.errors import TransferError
-from transfer.nets import net_files, net_param, to_text, write_plan
-from transfer.plan import LAYERS, load_plan
+from transfer.caffe.env import caffe_pb2
+from transfer.core.errors import TransferError
+from transfer.plan.netfiles import net_files, net_param, to_text, write_plan
+from transfer.plan.model import LAYERS, load_plan
 
 PAPER = load_plan("paper")
 
@@ -117,7 +117,7 @@ def test_transfer_without_base_is_refused(tmp_path):
 
 def _caffe_ready() -> bool:
     try:
-        from transfer.caffe_env import caffe_binary
+        from transfer.caffe.env import caffe_binary
         caffe_binary()
         return True
     except TransferError:
@@ -216,7 +216,7 @@ def test_sampled_files_parse_back_to_themselves(plan_name):
 @needs_caffe
 @pytest.mark.parametrize("plan_name", ["paper", "small"])
 def test_sampled_nets_load_in_pycaffe(plan_name, tmp_path):
-    from transfer.caffe_env import import_caffe
+    from transfer.caffe.env import import_caffe
     caffe = import_caffe()
     caffe.set_mode_cpu()
     plan = load_plan(plan_name)
@@ -249,7 +249,7 @@ def test_upgrade_tool_leaves_sampled_files_unchanged(tmp_path):
     """Caffe's own upgrade_net_proto_text reads a file of every treatment and writes it back
     identical: the files are in today's format and printed as Caffe prints them."""
     import subprocess
-    from transfer.caffe_env import tool
+    from transfer.caffe.env import tool
     upgrade = tool("upgrade_net_proto_text")
     paths = [p for n in sample(PAPER) for p in n.files.generated()[:2]]
     assert len(paths) == 2 * len({n.treatment for n in PAPER.nets})

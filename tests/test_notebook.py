@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from transfer import REPO
-from transfer.plan import LAYERS
+from transfer.plan.model import LAYERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402

@@ -15,11 +15,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
-from transfer import gpu, placement, schedule  # noqa: E402
-from transfer.errors import TransferError  # noqa: E402
-from transfer.plan import load_plan  # noqa: E402
-from transfer.runner import Pool  # noqa: E402
-from transfer.speed import DEFAULT_FIGURES, load_figures  # noqa: E402
+from transfer.caffe import gpu
+from transfer.plan import placement, schedule  # noqa: E402
+from transfer.core.errors import TransferError  # noqa: E402
+from transfer.plan.model import load_plan  # noqa: E402
+from transfer.train.runner import Pool  # noqa: E402
+from transfer.plan.speed import DEFAULT_FIGURES, load_figures  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- the runner's pool
@@ -98,7 +99,7 @@ def test_net_gpus_and_gpus_are_checked():
 # ---------------------------------------------------------------------------- one net on several GPUs
 
 def test_multi_gpu_caffe_command_and_split_batch(tmp_path, tmp_path_factory):
-    from transfer import train
+    from transfer.train import trainer as train
     if not tinyrun.caffe_available():
         pytest.skip("Caffe is not built (make caffe)")
     cmd = train.caffe_command(Path("solver.prototxt"), (0, 1), Path("init.solverstate"))

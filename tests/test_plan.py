@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transfer import plan as plan_mod
-from transfer.errors import TransferError
-from transfer.plan import FAMILIES, Net, load_plan
-from transfer.spec import SolverSpec
+from transfer.plan import model as plan_mod
+from transfer.core.errors import TransferError
+from transfer.plan.model import FAMILIES, Net, load_plan
+from transfer.plan.spec import SolverSpec
 
 TINY = Path(plan_mod.PLAN_DIR) / "tiny.yaml"
 

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from transfer import REPO
-from transfer import precision
-from transfer.errors import TransferError
-from transfer.plan import load_plan
-from transfer.slurm import JobOptions, job_script
-from transfer.spec import PrecisionSpec
+from transfer.caffe import precision
+from transfer.core.errors import TransferError
+from transfer.plan.model import load_plan
+from transfer.train.slurm import JobOptions, job_script
+from transfer.plan.spec import PrecisionSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "caffe"))
@@ -84,7 +84,7 @@ def test_environment_of_each_choice():
 
 
 def test_job_script_passes_the_override_on(tmp_path):
-    from transfer.rundir import RunDir
+    from transfer.plan.rundir import RunDir
     run = RunDir(tmp_path / "runs" / "n", "n", 10)
     opts = JobOptions(plan_arg="paper", train_args=("--precision", "tf32", "--deterministic"))
     text = job_script("paper", "n", "transfer-paper-n", run, opts, tmp_path)

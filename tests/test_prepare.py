@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
-from transfer.errors import TransferError  # noqa: E402
-from transfer.prepare import prepare_plan_data  # noqa: E402
+from transfer.core.errors import TransferError  # noqa: E402
+from transfer.data.prepare import prepare_plan_data  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
               pytest.mark.slow]

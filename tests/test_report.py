@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer import metrics, report
-from transfer.errors import TransferError
-from transfer.metrics import NetMetric
-from transfer.plan import Net, load_plan
-from transfer.rundir import RunDir
+from transfer.results import metrics, report
+from transfer.core.errors import TransferError
+from transfer.results.metrics import NetMetric
+from transfer.plan.model import Net, load_plan
+from transfer.plan.rundir import RunDir
 
 # The paper's pattern, roughly (Figure 2/3, Table S1): the number each fake net's logs yield.
 BNB = {1: 0.625, 2: 0.62, 3: 0.60, 4: 0.575, 5: 0.57, 6: 0.605, 7: 0.62}

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from transfer.errors import TransferError
-from transfer.plan import load_plan
-from transfer import plan_cli, schedule
-from transfer.schedule import DAY, jobs_of, list_schedule, one_gpu_bound, order, speedup
+from transfer.core.errors import TransferError
+from transfer.plan.model import load_plan
+from transfer.plan import cli as plan_cli, schedule
+from transfer.plan.schedule import DAY, jobs_of, list_schedule, one_gpu_bound, order, speedup
 
 
 def toy(*nets: tuple[str, str | None, int]) -> SimpleNamespace:

@@ -24,9 +24,9 @@ import tinyrun  # noqa: E402
 from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 
 from transfer import REPO  # noqa: E402
-from transfer.errors import TransferError  # noqa: E402
-from transfer.plan import load_plan  # noqa: E402
-from transfer.slurm import job_name, nice_values, queued_jobs, read_records, state_file  # noqa: E402
+from transfer.core.errors import TransferError  # noqa: E402
+from transfer.plan.model import load_plan  # noqa: E402
+from transfer.train.slurm import job_name, nice_values, queued_jobs, read_records, state_file  # noqa: E402
 
 
 def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -254,9 +254,9 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
 def test_job_script_values_cannot_run_as_commands(tmp_path):
     """The generated script, run by bash: a net name, plan argument and paths full of shell syntax
     (a folder with blanks, ';', '$(...)', quotes) reach `transfer train` as the words they are."""
-    from transfer.errors import TransferError
-    from transfer.rundir import RunDir
-    from transfer.slurm import JobOptions, job_script
+    from transfer.core.errors import TransferError
+    from transfer.plan.rundir import RunDir
+    from transfer.train.slurm import JobOptions, job_script
 
     repo = tmp_path / "my repo; touch PWNED1"
     repo.mkdir()
@@ -283,7 +283,7 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
 
 def test_pack_job_scripts(tmp_path):
     """--nets-per-gpu 2: one GPU a job, the nets of one wave two by two, each pack run by the runner."""
-    from transfer.slurm import repointed
+    from transfer.train.slurm import repointed
     path = plan_copy(tmp_path)
     env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such.conf")}
     out = submit("--plan", str(path), "--dry-run", "--nets-per-gpu", "2", env=env).stdout

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer import REPO, wordnet
+from transfer import REPO
+from transfer.data import wordnet
 from transfer.cli import main
-from transfer.errors import TransferError
-from transfer.splits import (DEFAULT_LISTS, HALF_NAMES, SPLIT_DIR, format_indices, load_split_dir, make_splits,
+from transfer.core.errors import TransferError
+from transfer.data.splits import (DEFAULT_LISTS, HALF_NAMES, SPLIT_DIR, format_indices, load_split_dir, make_splits,
                              random_half, write_lists)
 
 
@@ -279,7 +280,7 @@ def test_no_machine_paths_in_committed_files():
 
 
 def test_released_whole_list_is_checked_against_released_md5(setup, monkeypatch, capsys):
-    from transfer import splits
+    from transfer.data import splits
     split_dir, whole, out = setup
     good = hashlib.md5(b"a.jpg 2\nc.jpg 0\nd.jpg 2\ne.jpg 1\nh.jpg 0\n").hexdigest()
     monkeypatch.setattr(splits, "RELEASED_MD5", {md5(whole): {"half0A": good, "half0B": "0" * 32}})

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer.errors import TransferError
-from transfer.files import shown
-from transfer.plan import LAYERS
+from transfer.core.errors import TransferError
+from transfer.core.files import shown
+from transfer.plan.model import LAYERS
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -32,7 +32,7 @@ def fresh(tmp_path, tmp_path_factory):
 
 
 def test_copied_layers_equal_base_final_weights(trained):
-    from transfer.caffemodel import identical_layers
+    from transfer.caffe.caffemodel import identical_layers
     plan, res = trained
     assert res.returncode == 0, res.stdout
     for net in plan.nets:
@@ -43,8 +43,8 @@ def test_copied_layers_equal_base_final_weights(trained):
 
 
 def test_surgery_record(trained):
-    from transfer.caffemodel import layer_arrays
-    from transfer.surgery import default_seed
+    from transfer.caffe.caffemodel import layer_arrays
+    from transfer.train.surgery import default_seed
     plan, _ = trained
     net = plan.net("half0A-6-half0B-ft")
     rec = json.loads(net.run.surgery_record.read_text())
@@ -62,8 +62,8 @@ def test_surgery_record(trained):
 
 
 def test_fresh_layers_follow_fillers_and_seed(fresh):
-    from transfer.caffemodel import identical_layers, layer_arrays
-    from transfer.surgery import draw_fresh
+    from transfer.caffe.caffemodel import identical_layers, layer_arrays
+    from transfer.train.surgery import draw_fresh
     net = fresh.net("base-half0A")
     a, b, c = draw_fresh(fresh, net, 7), draw_fresh(fresh, net, 7), draw_fresh(fresh, net, 8)
     assert all(identical_layers(a, b).values())
@@ -77,7 +77,7 @@ def test_fresh_layers_follow_fillers_and_seed(fresh):
 
 
 def test_refuses_unfinished_base(fresh):
-    from transfer.surgery import make_init
+    from transfer.train.surgery import make_init
     net = fresh.net("half0A-2-half0B")
     with pytest.raises(TransferError, match=r"'half0A-2-half0B' copies layers 1\.\.2 from 'base-half0A', "
                                             r"which is not finished"):
@@ -88,8 +88,8 @@ def test_refuses_unfinished_base(fresh):
 
 
 def test_refuses_shape_mismatch(fresh):
-    from transfer.caffe_env import caffe_pb2
-    from transfer.surgery import draw_fresh, make_init
+    from transfer.caffe.env import caffe_pb2
+    from transfer.train.surgery import draw_fresh, make_init
     base = fresh.net("base-half0A")
     model = draw_fresh(fresh, base, 1)
     conv2 = next(l for l in model.layer if l.name == "conv2")
@@ -107,7 +107,7 @@ def test_refuses_shape_mismatch(fresh):
 
 
 def test_random_weights_net_copies_nothing(tmp_path, tmp_path_factory):
-    from transfer.surgery import make_init
+    from transfer.train.surgery import make_init
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
                                    experiments={"random_weights": {"dataset": "half0A", "n": [3]}})
     net = plan.net("random-3")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer.errors import TransferError
-from transfer.synthetic import contact_sheet, make_synthetic
+from transfer.core.errors import TransferError
+from transfer.data.synthetic import contact_sheet, make_synthetic
 
 SMALL = dict(num_classes=4, train_per_class=3, val_per_class=2, size=32)
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from transfer import REPO, locks
-from transfer.errors import Exit
-from transfer.files import repo_path
-from transfer.plan import LAYERS
-from transfer.status import net_state
+from transfer import REPO
+from transfer.core import locks
+from transfer.core.errors import Exit
+from transfer.core.files import repo_path
+from transfer.plan.model import LAYERS
+from transfer.train.status import net_state
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -145,7 +146,7 @@ def test_run_dir_layout_and_paths(trained):
 
 @needs_caffe
 def test_frozen_layers_unchanged_finetuned_layers_changed(trained):
-    from transfer.caffemodel import identical_layers
+    from transfer.caffe.caffemodel import identical_layers
     plan, _ = trained
     for name in ("half0B-2-half0B", "half0A-6-half0B", "half0A-2-half0B-ft", "half0A-6-half0B-ft"):
         net = plan.net(name)

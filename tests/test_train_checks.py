@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from transfer import REPO
-from transfer.errors import Exit
-from transfer.plan import load_plan
-from transfer.status import net_state
+from transfer.core.errors import Exit
+from transfer.plan.model import load_plan
+from transfer.train.status import net_state
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -66,7 +66,7 @@ def test_labels_beyond_the_nets_classes_are_refused(tmp_path, tmp_path_factory):
 
 
 def test_disk_estimate_counts_every_snapshot():
-    from transfer import preflight
+    from transfer.train import preflight
     plan = load_plan("paper")
     net = plan.net("base-half0A")
     # CaffeNet: 60,965,224 learned numbers with 1000 outputs (the count Caffe's own model zoo gives)
@@ -146,7 +146,7 @@ def test_moved_runs_folder_resumes_from_its_own_snapshot(tmp_path, tmp_path_fact
 
     import yaml
 
-    from transfer.caffemodel import read_state
+    from transfer.caffe.caffemodel import read_state
     data = tinyrun.shared_data(tmp_path_factory)
     plan = tinyrun.write_plan_copy(tmp_path / "a", data, solver={"max_iter": 40, "snapshot": 20,
                                                                  "test_interval": 40})

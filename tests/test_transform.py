@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer import datasets, synthetic
-from transfer.images import datum_array
-from transfer.lmdb_store import iter_items, open_read
+from transfer.data import datasets, synthetic
+from transfer.data.images import datum_array
+from transfer.data.lmdb_store import iter_items, open_read
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -44,7 +44,7 @@ def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
     lmdb_dir = Path(datasets.build(str(syn / "train.txt"), str(syn), str(root / "train_lmdb"), size=SIZE, jobs=1))
     mean = root / "mean.binaryproto"
     datasets.compute_mean(str(lmdb_dir), str(mean))
-    from transfer.caffe_env import caffe_pb2
+    from transfer.caffe.env import caffe_pb2
     images, labels = [], []
     with open_read(lmdb_dir) as env:
         for _, value in iter_items(env):

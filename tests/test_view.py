@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from transfer import REPO, datasets, synthetic
-from transfer.lmdb_store import iter_items, open_read
-from transfer.plan import PLAN_DIR, load_plan
+from transfer import REPO
+from transfer.data import datasets, synthetic
+from transfer.data.lmdb_store import iter_items, open_read
+from transfer.plan.model import PLAN_DIR, load_plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -48,8 +49,8 @@ def test_view_yields_exactly_the_relabelled_copy(whole, tmp_path):
 
 def test_key_file_selects_records_with_their_labels(whole, tmp_path):
     env = open_read(whole)
-    from transfer.caffe_env import caffe_pb2
-    from transfer.images import datum_array
+    from transfer.caffe.env import caffe_pb2
+    from transfer.data.images import datum_array
     pb2 = caffe_pb2()
     items = [(k, datum_array(pb2, v)) for k, v in iter_items(env)]
     env.close()
@@ -87,7 +88,7 @@ def test_a_plan_with_views_trains_through_the_whole_sets_lmdb(tmp_path):
     net = plan.net("base-bottomup-2")
     assert net.files.train_data == tmp_path / "data/all/train_lmdb"
     assert net.files.train_labels == tmp_path / "data/bottomup-2/labels.txt"
-    from transfer.prepare import prepare_plan_data
+    from transfer.data.prepare import prepare_plan_data
     prepare_plan_data(plan, jobs=1)
     assert not (tmp_path / "data/bottomup-2/train_lmdb").exists()     # no copy
     assert (tmp_path / "data/bottomup-2/mean.binaryproto").resolve() == (tmp_path / "data/all/mean.binaryproto")

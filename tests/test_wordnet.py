@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from transfer import REPO, wordnet
-from transfer.errors import TransferError
-from transfer.splits import load_split_dir
+from transfer import REPO
+from transfer.data import wordnet
+from transfer.core.errors import TransferError
+from transfer.data.splits import load_split_dir
 
 SHARED = REPO.parent / "shared"
 

@@ -2,7 +2,7 @@
 
 A copy of transfer/plans/tiny.yaml gets absolute data, run and net-file directories in a temporary
 directory (nothing is written into the checkout).
-The data: the synthetic dataset of the tiny plan, through the real data stages (transfer.prepare).
+The data: the synthetic dataset of the tiny plan, through the real data stages (transfer.data.prepare).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from transfer import REPO
-from transfer.plan import Plan, load_plan
+from transfer.plan.model import Plan, load_plan
 
 TINY = REPO / "transfer" / "plans" / "tiny.yaml"
 _cache: dict[str, object] = {}
@@ -22,7 +22,7 @@ _cache: dict[str, object] = {}
 
 def caffe_available() -> bool:
     try:
-        from transfer.caffe_env import caffe_binary, caffe_root
+        from transfer.caffe.env import caffe_binary, caffe_root
         caffe_binary()
         return (caffe_root() / "python" / "caffe" / "_caffe.so").exists() or \
             any((caffe_root() / "python" / "caffe").glob("_caffe*.so"))
@@ -33,7 +33,7 @@ def caffe_available() -> bool:
 def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
                     experiments: dict | None = None, write_nets: bool = True) -> Plan:
     """A copy of the tiny plan under `root` (runs), reading `data_dir`; net files written."""
-    from transfer.nets import write_plan
+    from transfer.plan.netfiles import write_plan
     config = yaml.safe_load(TINY.read_text())
     root.mkdir(parents=True, exist_ok=True)
     # Every directory of the copy lies under `root`: tests never write into the checkout.
@@ -55,7 +55,7 @@ def shared_data(tmp_path_factory) -> Path:
     """The tiny plan's datasets, made once per session by the real data stages
     (synthetic images, splits, file lists, LMDBs, means): returns their data directory."""
     if "data" not in _cache:
-        from transfer.prepare import prepare_plan_data
+        from transfer.data.prepare import prepare_plan_data
         root = tmp_path_factory.mktemp("tinydata")
         prepare_plan_data(write_plan_copy(root, root / "data", write_nets=False), jobs=2)
         _cache["data"] = root / "data"
@@ -86,7 +86,7 @@ def trained_plan(tmp_path_factory) -> tuple[Plan, subprocess.CompletedProcess]:
 def data_batches(net_path: Path, times: int = 1, phase: str = "TEST",
                  seed: int | None = None) -> list:
     """(data, label) arrays of `times` forward passes of a Data-layer net through pycaffe on the CPU."""
-    from transfer.caffe_env import import_caffe
+    from transfer.caffe.env import import_caffe
     caffe = import_caffe()
     caffe.set_mode_cpu()
     if seed is not None:

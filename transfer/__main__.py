@@ -1,8 +1,8 @@
 import sys
 
-from .stopsig import catch_early
+from .core.stopsig import catch_early
 
-catch_early()  # before the imports: see transfer/stopsig.py
+catch_early()  # before the imports: see transfer/core/stopsig.py
 
 from .cli import main  # noqa: E402
 

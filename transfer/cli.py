@@ -9,26 +9,26 @@ import argparse
 import importlib
 import sys
 
-from . import console, stopsig
-from .errors import Exit, TransferError, exit_codes_text
+from .core import console, stopsig
+from .core.errors import Exit, TransferError, exit_codes_text
 
 COMMAND_MODULES = [
-    "doctor",      # transfer doctor
-    "splits",      # transfer splits ...
-    "plan_cli",    # transfer plan show / simulate
-    "labelsets",   # transfer labels list / show
-    "nets",        # transfer nets write
-    "datasets",    # transfer data build / verify / mean / derive
-    "ilsvrc",      # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
-    "prepare",     # transfer prepare --plan P: lists, LMDBs, means, net files
-    "synthetic",   # transfer synthetic make
-    "surgery",     # transfer surgery NET
-    "train",       # transfer train NET
-    "runner",      # transfer run
-    "status",      # transfer status
-    "slurm",       # transfer submit
-    "report",      # transfer report
-    "demo",        # transfer demo: the whole pipeline on the synthetic dataset
+    "caffe.doctor",      # transfer doctor
+    "data.splits",       # transfer splits ...
+    "plan.cli",          # transfer plan show / simulate
+    "data.labelsets",    # transfer labels list / show
+    "plan.netfiles",     # transfer nets write
+    "data.datasets",     # transfer data build / verify / mean / derive
+    "data.ilsvrc",       # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
+    "data.prepare",      # transfer prepare --plan P: lists, LMDBs, means, net files
+    "data.synthetic",    # transfer synthetic make
+    "train.surgery",     # transfer surgery NET
+    "train.trainer",     # transfer train NET
+    "train.runner",      # transfer run
+    "train.status",      # transfer status
+    "train.slurm",       # transfer submit
+    "results.report",    # transfer report
+    "demo",              # transfer demo: the whole pipeline on the synthetic dataset
 ]
 
 

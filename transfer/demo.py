@@ -10,13 +10,13 @@ import os
 import time
 from pathlib import Path
 
-from .console import stage
-from .errors import TransferError
-from .files import duration
-from .plan import load_plan
-from .prepare import prepare_plan_data
-from .report import default_out, make_report
-from .runner import run_plan
+from .core.console import stage
+from .core.errors import TransferError
+from .core.files import duration
+from .plan.model import load_plan
+from .data.prepare import prepare_plan_data
+from .results.report import default_out, make_report
+from .train.runner import run_plan
 
 log = stage("demo")
 

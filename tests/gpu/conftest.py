@@ -19,8 +19,8 @@ DEVICE_ENV = "TRANSFER_GPU_TIER_DEVICE"
 
 def _why_not() -> str:
     """Empty when the tier can run on GPU 0; else why not."""
-    from transfer import gpu
-    from transfer.errors import TransferError
+    from transfer.caffe import gpu
+    from transfer.core.errors import TransferError
     devices, why = gpu.visible_gpus()
     if not devices:
         return f"no GPU visible: {why}"

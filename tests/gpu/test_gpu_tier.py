@@ -13,7 +13,7 @@ import pytest
 import tinyrun
 
 from transfer import REPO
-from transfer.plan import LAYERS
+from transfer.plan.model import LAYERS
 
 
 def _where(device: int | None) -> list[str]:
@@ -29,7 +29,7 @@ def gpu_plan(tmp_path_factory, device):
 
 
 def test_tiny_plan_trains_end_to_end(gpu_plan, device):
-    from transfer.caffemodel import identical_layers
+    from transfer.caffe.caffemodel import identical_layers
     plan, res = gpu_plan
     assert res.returncode == 0, res.stdout + res.stderr
     kinds = {n.treatment for n in plan.nets}

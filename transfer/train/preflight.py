@@ -1,0 +1,129 @@
+"""Checks before any training (`transfer train`, `transfer run`): what caffe will read is there and
+fits the net, the bases are done, and the disk can hold what training writes.
+
+Run before anything is written to a run directory, so a plan without its data fails in seconds
+rather than after writing init files, or hours into training.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ..data import datasets
+from ..core.errors import NoSpaceError, TransferError
+from ..core.files import repo_path, shown
+from ..data.lmdb_store import open_read
+from ..plan.model import Net, Plan
+from ..plan.spec import ModelSpec
+
+FLOAT_BYTES = 4
+SNAPSHOT_COPIES = 2  # a snapshot is the .caffemodel and a .solverstate holding as many floats (momentum)
+
+
+def param_count(model: ModelSpec, fc8: int) -> int:
+    """Learned numbers of CaffeNet at the plan's widths and crop (weights and biases)."""
+    w1, w2, w3, w4, w5, w6, w7 = model.widths
+
+    def pool(s: int) -> int:  # 3x3 stride 2, Caffe rounds up
+        return -(-(s - 3) // 2) + 1
+
+    p5 = pool(pool(pool((model.crop - 11) // 4 + 1)))
+    weights = (11 * 11 * 3 * w1 + 5 * 5 * (w1 // 2) * w2 + 3 * 3 * w2 * w3 + 3 * 3 * (w3 // 2) * w4
+               + 3 * 3 * (w4 // 2) * w5 + p5 * p5 * w5 * w6 + w6 * w7 + w7 * fc8)
+    return weights + w1 + w2 + w3 + w4 + w5 + w6 + w7 + fc8
+
+
+def disk_bytes(plan: Plan, net: Net) -> int:
+    """What training the net still writes: init files and the snapshots not yet taken."""
+    one = param_count(plan.model, net.fc8_outputs) * FLOAT_BYTES * SNAPSHOT_COPIES
+    done = {it for it, _ in net.run.snapshots()}
+    every = net.solver.snapshot
+    left = [it for it in range(every, net.max_iter + 1, every) if it not in done]
+    if net.max_iter not in done and net.max_iter % every:
+        left.append(net.max_iter)   # caffe snapshots at the end as well
+    init = 0 if net.run.init_state.is_file() else 1
+    return one * (len(left) + init)
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_view(label_map: Path, classes: int) -> None:
+    new = sorted(set(datasets.read_label_map(label_map).values()))
+    if not new:
+        raise TransferError(f"{label_map}: the label map keeps no class")
+    if new[-1] >= classes:
+        raise TransferError(f"{label_map}: maps to label {new[-1]}, but the net has {classes} classes")
+
+
+def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[str]:
+    problems = []
+    for what, rel, view in (("training data", net.files.train_data, net.files.train_labels),
+                            ("validation data", net.files.val_data, net.files.val_labels)):
+        db = repo_path(rel)
+        key = (str(db) + (f"|{view}" if view else ""), net.num_classes)
+        if key not in seen:
+            try:
+                open_read(db).close()
+                if view:   # read through a label map: the labels the net sees are the map's
+                    _check_view(repo_path(view), net.num_classes)
+                else:
+                    datasets.check_label_range(db, net.num_classes)
+                seen[key] = None
+            except TransferError as exc:
+                seen[key] = str(exc)
+        if seen[key]:
+            problems.append(f"{net.name}: {what}: {seen[key]}")
+    mean = repo_path(net.files.mean)
+    key = (str(mean), 0)
+    if key not in seen:
+        try:
+            datasets.read_mean(str(mean))
+            seen[key] = None
+        except TransferError as exc:
+            seen[key] = str(exc)
+    if seen[key]:
+        problems.append(f"{net.name}: mean: {seen[key]}")
+    return problems
+
+
+def check(plan: Plan, nets: list[Net], training: set[str] | None = None) -> str:
+    """Check every net about to train; returns a one-line summary (data checked, disk needed).
+
+    `training`: the names trained by this command, whose bases may be among them (`transfer run`);
+    any other base must be done. Raises a TransferError listing every problem, each naming the
+    net, the file and what to do; a NoSpaceError when the disk cannot hold the snapshots."""
+    todo = [n for n in nets if not n.run.is_done()]
+    training = training if training is not None else set()
+    problems: list[str] = []
+    seen: dict[tuple[str, int], str | None] = {}
+    for net in todo:
+        problems += _data_problems(net, seen)
+        base = plan.base_of(net)
+        if base is not None and not base.run.is_done() and base.name not in training:
+            problems.append(f"{net.name}: copies layers 1..{net.copied} from '{base.name}', which is not "
+                            f"finished: train it first (`transfer train {base.name} --plan {plan.name}`)")
+    if problems:
+        shown_ = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        prepare = f"make the data with `transfer prepare --plan {plan.name}`"
+        raise TransferError("not ready to train:\n  " + "\n  ".join(shown_) + f"\n  ({prepare})")
+    need = sum(disk_bytes(plan, n) for n in todo)
+    where = _existing(repo_path(plan.dirs.runs))
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise NoSpaceError(f"training {len(todo)} net(s) writes about {_size(need)} of snapshots and init "
+                           f"files under {shown(repo_path(plan.dirs.runs))}; {_size(free)} free there: free "
+                           "space, or raise the solver's snapshot interval")
+    return f"{len(todo)} net(s) to train: data, means and bases checked; about {_size(need)} to write, " \
+           f"{_size(free)} free"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
