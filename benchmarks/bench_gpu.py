@@ -41,7 +41,7 @@ import yaml  # noqa: E402
 from transfer.caffe import gpu, logs
 from transfer.plan import speed  # noqa: E402
 from transfer.caffe import precision as precision_  # noqa: E402
-from transfer.plan.spec import PrecisionSpec  # noqa: E402
+from transfer.caffe.precision import PrecisionSpec  # noqa: E402
 from transfer.caffe.env import caffe_binary, caffe_pb2  # noqa: E402
 from transfer.core.files import atomic_write  # noqa: E402
 

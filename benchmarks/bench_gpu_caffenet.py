@@ -26,7 +26,7 @@ from transfer import REPO
 from transfer.caffe import gpu, precision
 from transfer.caffe.env import caffe_binary, caffe_pb2
 from transfer.core.files import atomic_write
-from transfer.plan.spec import PRECISIONS, PrecisionSpec
+from transfer.caffe.precision import PRECISIONS, PrecisionSpec
 
 NET = REPO / "prototxt" / "paper" / "base-all.train.prototxt"
 SECTION = "## GPU: CaffeNet forward+backward (`caffe time`)"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transfer.plan.model import load_plan  # noqa: E402
+from transfer.plan.load import load_plan  # noqa: E402
 from transfer.plan.schedule import SEC_PER_ITER, simulate  # noqa: E402
 
 GPUS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

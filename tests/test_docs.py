@@ -7,7 +7,7 @@ import subprocess
 
 from transfer import REPO
 from transfer.results import published
-from transfer.plan.model import load_plan
+from transfer.plan.load import load_plan
 
 FAITHFUL = (REPO / "docs" / "FAITHFUL.md").read_text()
 

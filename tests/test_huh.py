@@ -17,7 +17,7 @@ from transfer.caffe.env import caffe_pb2
 from transfer.core.errors import TransferError
 from transfer.results.metrics import NetMetric
 from transfer.plan.netfiles import net_files
-from transfer.plan.model import PLAN_DIR, load_plan
+from transfer.plan.load import PLAN_DIR, load_plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
@@ -149,7 +149,7 @@ def test_report_tables_and_figures_from_net_numbers(tmp_path):
     assert h["sets"]["all"]["readout"] == values["base-all"] and h["sets"]["images0050"]["images_per_class"] == 50
     md = "\n".join(huh_report.markdown(h, []))
     assert "| random init | " in md and f"| {100 * published.HUH_TABLE1_SUN['random']:.1f} |" in md
-    assert "published -0.8 (SUN)" in md
+    assert "published, 486 bottom-up classes on SUN: -0.8." in md
     files = huh_figures.figures(h, tmp_path, plan.name)
     assert files == ["huh_classes.png", "huh_classes.pdf", "huh_images.png", "huh_images.pdf"]
     assert all((tmp_path / f).stat().st_size > 5000 for f in files)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
 from transfer import REPO
-from transfer.data import datasets, ilsvrc, splits  # noqa: E402
+from transfer.data import classlists as splits, datasets, ilsvrc  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
 
 sio = pytest.importorskip("scipy.io")

@@ -9,11 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 from PIL import Image
 
 from transfer import REPO, cli
-from transfer.data import budgets, datasets, labelsets, splits, synthetic
+from transfer.data import budgets, classlists as splits, datasets, filelists, labelsets, synthetic
+from transfer.plan.datasets import Kind, class_budget_set, sample_set
+from transfer.plan.load import PLAN_DIR, expand
 from transfer.core.errors import TransferError
 from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
@@ -242,40 +245,63 @@ def _rows(text: str) -> list[tuple[str, int]]:
     return [(p, int(lb)) for p, lb in (line.split() for line in text.splitlines())]
 
 
+def _cut(spec, paths, labels, num_classes, seed=0) -> dict[str, str]:
+    """The files.txt (and idxmap.txt) of a budget, through the one function that cuts every data set."""
+    split = labelsets.SplitSet(Path("."), tuple(f"s{c}" for c in range(num_classes)), ("",) * num_classes)
+    counts = [labels.count(c) for c in range(num_classes)]
+    if seed:
+        keep, classes = budgets.budget_lines(spec, labels, num_classes, seed)
+        return {"files.txt": "".join(f"{paths[i]} {labels[i]}\n" for i in keep)}
+    return filelists.list_files(spec, split, Path("whole.txt"), paths, labels, counts)
+
+
 def test_images_per_class_is_a_seeded_nested_sample():
     paths, labels = _whole([10, 6, 4])
-    small = _rows(budgets.budget_lists("images0002", paths, labels, 3)["files.txt"])
-    five = budgets.budget_lists("images0005", paths, labels, 3)
+    small = _rows(_cut(sample_set(2), paths, labels, 3)["files.txt"])
+    five = _cut(sample_set(5), paths, labels, 3)
     rows = _rows(five["files.txt"])
     assert "idxmap.txt" not in five
     assert Counter(lb for _, lb in rows) == {0: 5, 1: 5, 2: 4}            # a class with fewer keeps all
     assert all(labels[paths.index(p)] == lb for p, lb in rows)          # labels unchanged
     assert [paths.index(p) for p, _ in rows] == sorted(paths.index(p) for p, _ in rows)   # list order
     assert set(small) < set(rows) and len(small) == 6
-    again = budgets.budget_lists("images0005", paths, labels, 3)["files.txt"]
-    other = budgets.budget_lists("images0005", paths, labels, 3, seed=1)["files.txt"]
+    again = _cut(sample_set(5), paths, labels, 3)["files.txt"]
+    other = _cut(sample_set(5), paths, labels, 3, seed=1)["files.txt"]
     assert again == five["files.txt"] and other != again
     first5 = [p for p, lb in zip(paths, labels) if lb == 0][:5]         # not the first N, as reduced sets are
     assert [p for p, lb in rows if lb == 0] != first5
 
 
-def test_budgets_two_ways():
+def test_budgets_two_ways(tmp_path):
     paths, labels = _whole([8, 8, 8, 8])
-    fewer_images = _rows(budgets.budget_lists("budget12-images", paths, labels, 4)["files.txt"])
+    # 12 images over every class: a plan's `images: 12` on a 4-class set is 3 a class
+    plan = _budget_plan(tmp_path, {"fewer": {"images": 12}, "classes2": {"images": 12, "classes": 2}}, classes=4)
+    assert plan.datasets["fewer"].kind == Kind.SAMPLE and plan.datasets["fewer"].per_class == 3
+    fewer_images = _rows(_cut(plan.datasets["fewer"], paths, labels, 4)["files.txt"])
     assert Counter(lb for _, lb in fewer_images) == {0: 3, 1: 3, 2: 3, 3: 3}
-    out = budgets.budget_lists("budget12-classes", paths, labels, 4, class_images=6)
+    out = _cut(plan.datasets["classes2"], paths, labels, 4)
     rows = _rows(out["files.txt"])
     kept = budgets.random_classes(4, 2)
     assert len(rows) == 12 and Counter(lb for _, lb in rows) == {0: 6, 1: 6}
-    assert out["idxmap.txt"] == splits.IDXMAP_HEADER + f"{kept[0]} 0\n{kept[1]} 1\n"
+    assert out["idxmap.txt"] == filelists.IDXMAP_HEADER + f"{kept[0]} 0\n{kept[1]} 1\n"
     assert all(kept[lb] == labels[paths.index(p)] for p, lb in rows)
     assert set(budgets.random_classes(4, 1)) < set(kept) and budgets.random_classes(1000, 500) == sorted(
         budgets.random_classes(1000, 500))
-    assert budgets.budget_total("budget500k-classes") == (500_000, "classes")
-    with pytest.raises(TransferError, match="fewer than one per class"):
-        budgets.budget_lists("budget3-images", paths, labels, 4)
-    with pytest.raises(TransferError, match="5 classes of 1000 images, but the set has 4"):
-        budgets.budget_lists("budget5k-classes", paths, labels, 4)
+    with pytest.raises(TransferError, match=r"budgets.fewer.images: 3 images are fewer than one per class of 4"):
+        _budget_plan(tmp_path, {"fewer": {"images": 3}}, classes=4)
+    with pytest.raises(TransferError, match=r"budgets.many.classes: 5 is out of range"):
+        _budget_plan(tmp_path, {"many": {"images": 5000, "classes": 5}}, classes=4)
+    with pytest.raises(TransferError, match=r"budget5k-classes: 5 classes of 1000 images, but the set has 4"):
+        _cut(class_budget_set(5000, 5), paths, labels, 4)
+
+
+def _budget_plan(tmp_path: Path, budget_block: dict, classes: int):
+    config = yaml.safe_load((PLAN_DIR / "huh-small.yaml").read_text())
+    config["synthetic"]["classes"] = classes
+    config["datasets"] = {"all": classes}
+    config["experiments"]["huh2016"] = {"original": "all", "budgets": budget_block}
+    config.pop("targets")
+    return expand(config, tmp_path / "p.yaml")
 
 
 def test_budget_lists_through_write_lists(tmp_path):
@@ -285,13 +311,12 @@ def test_budget_lists_through_write_lists(tmp_path):
     paths, labels = _whole([5, 5, 5])
     whole = tmp_path / "whole.txt"
     whole.write_text("".join(f"{p} {lb}\n" for p, lb in zip(paths, labels)))
-    splits.write_lists(whole, tmp_path / "lists", ["images0002", "budget10-classes"], split)
+    filelists.write_lists(whole, tmp_path / "lists", [sample_set(2), class_budget_set(10, 2)], split)
     assert len(_rows((tmp_path / "lists" / "images0002" / "files.txt").read_text())) == 6
-    # classes of min(1000, the largest class) images: 2 classes x all 5 of their images hold the budget of 10
     two = _rows((tmp_path / "lists" / "budget10-classes" / "files.txt").read_text())
     assert len(two) == 10 and {lb for _, lb in two} == {0, 1}
     with pytest.raises(TransferError, match=r"budget20-classes: 4 classes of 5 images, but the set has 3"):
-        splits.write_lists(whole, tmp_path / "lists2", ["budget20-classes"], split)
+        filelists.write_lists(whole, tmp_path / "lists2", [class_budget_set(20, 4)], split)
 
 
 # ---------------------------------------------------------------------------------------------- relabel

@@ -218,7 +218,7 @@ def test_report_lists_a_rejected_log_and_fails(tmp_path: Path, capsys) -> None:
     import argparse
 
     from transfer.results import report
-    from transfer.plan.model import load_plan
+    from transfer.plan.load import load_plan
 
     plan = load_plan("tiny")
     runs = tmp_path / "runs"

@@ -9,7 +9,8 @@ from google.protobuf import text_format
 from transfer.caffe.env import caffe_pb2
 from transfer.core.errors import TransferError
 from transfer.plan.netfiles import net_files, net_param, to_text, write_plan
-from transfer.plan.model import LAYERS, load_plan
+from transfer.plan.model import LAYERS
+from transfer.plan.load import load_plan
 
 PAPER = load_plan("paper")
 
@@ -96,7 +97,9 @@ def test_class_count_option(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (("n: [1, 2, 3, 4, 5, 6, 7]\n    frozen: {splits", "n: [1, 2, 8]\n    frozen: {splits"), "n must be an integer in 1..7"),
     (("fc8_outputs: 1000", "fc8_outputs: 100"), "cannot hold the 500 classes"),
-    (("  half0A: 500\n", ""), "dataset 'half0A' is not declared"),
+    (("  manmade: 551\n", ""), "dataset 'manmade' is not declared"),
+    (("  half0A: 500\n", "  half0A: 499\n"), "datasets.half0A: 499 labels declared, but experiments.random_split "
+                                               "makes it a set of 500"),
     (("  crop: 227\n", "  crop: 227\n  weight_std_scal: 4\n"),
      r"model\.weight_std_scal: unknown field 'weight_std_scal' \(did you mean 'weight_std_scale'\?\)"),
 ])

@@ -18,7 +18,7 @@ import tinyrun  # noqa: E402
 from transfer.caffe import gpu
 from transfer.plan import placement, schedule  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
-from transfer.plan.model import load_plan  # noqa: E402
+from transfer.plan.load import load_plan  # noqa: E402
 from transfer.train.runner import Pool  # noqa: E402
 from transfer.plan.speed import DEFAULT_FIGURES, load_figures  # noqa: E402
 

@@ -6,9 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from transfer.plan import model as plan_mod
+from transfer.plan import load as plan_mod
 from transfer.core.errors import TransferError
-from transfer.plan.model import FAMILIES, Net, load_plan
+from transfer.plan.model import Net
+from transfer.plan.load import load_plan
+from transfer.plan.datasets import WHOLE, DatasetSpec, Kind
+from transfer.plan.families import FAMILIES
 from transfer.plan.spec import SolverSpec
 
 TINY = Path(plan_mod.PLAN_DIR) / "tiny.yaml"
@@ -82,13 +85,16 @@ def test_bad_plans_name_file_key_and_value(tmp_path, edit, message):
 def test_a_new_family_is_one_function(tmp_path, monkeypatch):
     def single(b, blk):
         blk.check_keys(("dataset",))
-        b.add_base(blk.name("dataset"), "single", None, None)
+        name = blk.name("dataset")
+        b.dataset(DatasetSpec(name, Kind.CLASSES, None, parent=WHOLE, class_list=name), blk.where)
+        b.add_base(name, "single", None, None)
 
     monkeypatch.setitem(FAMILIES, "single", single)
     config = tiny_config()
     config["experiments"] = {"single": {"dataset": "half0B"}}
     plan = load(tmp_path, config)
     assert [n.name for n in plan.nets] == ["base-half0B"] and plan.nets[0].family == "single"
+    assert plan.datasets["half0B"] == DatasetSpec("half0B", Kind.CLASSES, 4, parent=WHOLE, class_list="half0B")
 
 
 def test_with_bases_adds_unfinished_ancestors_in_order():

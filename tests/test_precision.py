@@ -17,9 +17,9 @@ import yaml
 from transfer import REPO
 from transfer.caffe import precision
 from transfer.core.errors import TransferError
-from transfer.plan.model import load_plan
+from transfer.plan.load import load_plan
 from transfer.train.slurm import JobOptions, job_script
-from transfer.plan.spec import PrecisionSpec
+from transfer.caffe.precision import PrecisionSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "caffe"))

@@ -12,7 +12,8 @@ import pytest
 from transfer.results import metrics, report
 from transfer.core.errors import TransferError
 from transfer.results.metrics import NetMetric
-from transfer.plan.model import Net, load_plan
+from transfer.plan.model import Net
+from transfer.plan.load import load_plan
 from transfer.plan.rundir import RunDir
 
 # The paper's pattern, roughly (Figure 2/3, Table S1): the number each fake net's logs yield.

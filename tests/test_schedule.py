@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from transfer.core.errors import TransferError
-from transfer.plan.model import load_plan
+from transfer.plan.load import load_plan
 from transfer.plan import cli as plan_cli, schedule
 from transfer.plan.schedule import DAY, jobs_of, list_schedule, one_gpu_bound, order, speedup
 

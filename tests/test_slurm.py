@@ -25,7 +25,7 @@ from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 
 from transfer import REPO  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
-from transfer.plan.model import load_plan  # noqa: E402
+from transfer.plan.load import load_plan  # noqa: E402
 from transfer.train.slurm import job_name, nice_values, queued_jobs, read_records, state_file  # noqa: E402
 
 

@@ -12,8 +12,16 @@ from transfer import REPO
 from transfer.data import wordnet
 from transfer.cli import main
 from transfer.core.errors import TransferError
-from transfer.data.splits import (DEFAULT_LISTS, HALF_NAMES, SPLIT_DIR, format_indices, load_split_dir, make_splits,
-                             random_half, write_lists)
+from transfer.data.classlists import (DEFAULT_LISTS, HALF_NAMES, SPLIT_DIR, format_indices, load_split_dir,
+                                      make_splits, random_half)
+from transfer.data import filelists
+from transfer.plan.datasets import class_list_set, reduced_set
+
+
+def write_lists(whole, out, names, split_dir=None):
+    """Cut the lists of class lists and reduced sets (reducedNNNN) named as the paper names them."""
+    specs = [reduced_set(int(n[len("reduced"):])) if n.startswith("reduced") else class_list_set(n) for n in names]
+    filelists.write_lists(whole, out, specs, split_dir)
 
 
 def md5(path: Path) -> str:
@@ -234,6 +242,8 @@ def test_write_lists_unknown_name(setup):
         write_lists(whole, out, ["manmade"], split_dir)
     with pytest.raises(TransferError, match=r"bad list name '../x'"):
         write_lists(whole, out, ["../x"], split_dir)
+    assert main(["splits", "write-lists", "--whole-list", str(whole), "--out", str(out), "--only", "../x",
+                 "--splits", str(split_dir)]) == 2
 
 
 def test_write_lists_paper_defaults_on_a_fake_imagenet_list(tmp_path):
@@ -265,7 +275,7 @@ def test_cli_show_pair(capsys):
 def test_cli_write_lists_and_error_exit(setup, capsys):
     split_dir, whole, out = setup
     assert main(["splits", "write-lists", "--whole-list", str(whole), "--out", str(out),
-                 "--only", "half0A,reduced0001", "--splits", str(split_dir)]) == 0
+                 "--only", "half0A", "--reduced", "1", "--splits", str(split_dir)]) == 0
     printed = capsys.readouterr().out
     assert hashlib.md5(b"a.jpg 2\nc.jpg 0\nd.jpg 2\ne.jpg 1\nh.jpg 0\n").hexdigest() in printed
     whole.write_text("a.jpg 7\n")
@@ -280,10 +290,9 @@ def test_no_machine_paths_in_committed_files():
 
 
 def test_released_whole_list_is_checked_against_released_md5(setup, monkeypatch, capsys):
-    from transfer.data import splits
     split_dir, whole, out = setup
     good = hashlib.md5(b"a.jpg 2\nc.jpg 0\nd.jpg 2\ne.jpg 1\nh.jpg 0\n").hexdigest()
-    monkeypatch.setattr(splits, "RELEASED_MD5", {md5(whole): {"half0A": good, "half0B": "0" * 32}})
+    monkeypatch.setattr(filelists, "RELEASED_MD5", {md5(whole): {"half0A": good, "half0B": "0" * 32}})
     assert main(["splits", "write-lists", "--whole-list", str(whole), "--out", str(out / "x"),
                  "--only", "half0A", "--splits", str(split_dir)]) == 0
     assert f"{good}  {out / 'x' / 'half0A' / 'files.txt'}  (= released)" in capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 
 from transfer import REPO
 from transfer.core.errors import Exit
-from transfer.plan.model import load_plan
+from transfer.plan.load import load_plan
 from transfer.train.status import net_state
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -14,7 +14,7 @@ import yaml
 from transfer import REPO
 from transfer.data import datasets, synthetic
 from transfer.data.lmdb_store import iter_items, open_read
-from transfer.plan.model import PLAN_DIR, load_plan
+from transfer.plan.load import PLAN_DIR, load_plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402

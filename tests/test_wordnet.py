@@ -9,7 +9,7 @@ import pytest
 from transfer import REPO
 from transfer.data import wordnet
 from transfer.core.errors import TransferError
-from transfer.data.splits import load_split_dir
+from transfer.data.classlists import load_split_dir
 
 SHARED = REPO.parent / "shared"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from transfer import REPO
-from transfer.plan.model import Plan, load_plan
+from transfer.plan.model import Plan
+from transfer.plan.load import load_plan
 
 TINY = REPO / "transfer" / "plans" / "tiny.yaml"
 _cache: dict[str, object] = {}

@@ -14,7 +14,7 @@ from .core.errors import Exit, TransferError, exit_codes_text
 
 COMMAND_MODULES = [
     "caffe.doctor",      # transfer doctor
-    "data.splits",       # transfer splits ...
+    "data.splits_cli",   # transfer splits ...
     "plan.cli",          # transfer plan show / simulate
     "data.labelsets",    # transfer labels list / show
     "plan.netfiles",     # transfer nets write

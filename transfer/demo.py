@@ -13,7 +13,7 @@ from pathlib import Path
 from .core.console import stage
 from .core.errors import TransferError
 from .core.files import duration
-from .plan.model import load_plan
+from .plan.load import load_plan
 from .data.prepare import prepare_plan_data
 from .results.report import default_out, make_report
 from .train.runner import run_plan

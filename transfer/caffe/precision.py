@@ -10,9 +10,21 @@ The CPU computes in fp32 whatever is asked: a CPU attempt records "fp32".
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from ..core.errors import TransferError
-from ..plan.spec import PRECISIONS, PrecisionSpec
+
+# How a GPU computes fp32 math: "fp32" IEEE single precision throughout (the paper's GPUs had nothing
+# else), "tf32" lets cuDNN and cuBLAS use TF32 tensor cores (10-bit mantissa products, faster).
+PRECISIONS = ("fp32", "tf32")
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """How the GPU computes (a plan's `precision` and `deterministic`; the command line may override)."""
+
+    precision: str = "fp32"         # one of PRECISIONS
+    deterministic: bool = False     # cuDNN deterministic algorithms only: bit-identical reruns
 
 TF32_OFF = "NVIDIA_TF32_OVERRIDE"
 CAFFE_TF32 = "CAFFE_TF32"

@@ -1,8 +1,7 @@
-"""Data budgets of Huh et al. (2016) on Caffe file lists: fewer images per class, or a fixed number of images.
+"""Data budgets of Huh et al. (2016) on Caffe file lists: fewer images per class, or fewer classes.
 
-    imagesNNNN                 every class, a seeded random sample of NNNN of its images (labels unchanged)
-    budgetNk-images            every class, N*1000 / num_classes images each (a seeded sample, labels unchanged)
-    budgetNk-classes           N*1000 / 1000 seeded random classes, 1000 images each, relabelled 0..K-1
+    Kind.SAMPLE         every class, a seeded random `per_class` of its images (labels unchanged)
+    Kind.CLASS_BUDGET   `classes` seeded random classes, `per_class` random images each, relabelled 0..K-1
 
 Samples are nested: a class's images are one seeded permutation of its lines, and a set keeps a prefix of it, so
 images0050 is inside images0125, and so on; the random classes likewise (budget125k's inside budget250k's). Kept
@@ -11,18 +10,10 @@ lines, these samples are random, as the paper's were.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..core.errors import TransferError
-from .splits import IDXMAP_HEADER
-
-IMAGES_PER_CLASS = (50, 125, 250, 500)
-BUDGETS = (500_000, 250_000, 125_000)
-BUDGET_CLASS_IMAGES = 1000     # the paper's "more examples/class" rows: K classes x 1000 images
-IMAGES_RE = re.compile(r"images(\d{4,})$")
-BUDGET_RE = re.compile(r"budget(\d+)(k?)-(images|classes)$")
+from ..plan.datasets import DatasetSpec, Kind
 
 
 def class_lines(labels: list[int], num_classes: int) -> list[list[int]]:
@@ -54,44 +45,18 @@ def random_classes(num_classes: int, count: int, seed: int = 0) -> list[int]:
     return sorted(int(c) for c in np.random.RandomState([seed]).permutation(num_classes)[:count])
 
 
-def budget_total(name: str) -> tuple[int, str] | None:
-    """(images, 'images' | 'classes') of a budget list name ('budget500k-classes'), None for other names."""
-    m = BUDGET_RE.fullmatch(name)
-    if not m:
-        return None
-    return int(m.group(1)) * (1000 if m.group(2) else 1), m.group(3)
-
-
-def is_budget_name(name: str) -> bool:
-    return bool(IMAGES_RE.fullmatch(name)) or budget_total(name) is not None
-
-
-def budget_lists(name: str, paths: list[str], labels: list[int], num_classes: int, seed: int = 0,
-                 class_images: int = BUDGET_CLASS_IMAGES) -> dict[str, str]:
-    """{'files.txt': ...} (and 'idxmap.txt' where classes are dropped) of the list `name` cut from a whole list.
-
-    class_images: images a class of a budgetNk-classes set (the paper's 1000; a small dataset needs fewer)."""
-    m = IMAGES_RE.fullmatch(name)
-    if m:
-        per_class, classes = int(m.group(1)), None
-    else:
-        parsed = budget_total(name)
-        if parsed is None:
-            raise TransferError(f"{name!r} is not a budget list name (imagesNNNN, budgetNk-images, budgetNk-classes)")
-        total, way = parsed
-        if way == "images":
-            per_class, classes = total // num_classes, None
-            if per_class < 1:
-                raise TransferError(f"{name}: {total} images are fewer than one per class of {num_classes}")
-        else:
-            per_class = class_images
-            count = -(-total // per_class)
-            if count > num_classes:
-                raise TransferError(f"{name}: {count} classes of {per_class} images, but the set has {num_classes}")
-            classes = random_classes(num_classes, count, seed)
-    keep = sample_lines(labels, num_classes, per_class, seed, classes)
-    if classes is None:
-        return {"files.txt": "".join(f"{paths[i]} {labels[i]}\n" for i in keep)}
-    new = {orig: i for i, orig in enumerate(classes)}
-    return {"files.txt": "".join(f"{paths[i]} {new[labels[i]]}\n" for i in keep),
-            "idxmap.txt": IDXMAP_HEADER + "".join(f"{o} {n}\n" for o, n in new.items())}
+def budget_lines(spec: DatasetSpec, labels: list[int], num_classes: int,
+                 seed: int = 0) -> tuple[list[int], list[int] | None]:
+    """(kept line indices, the kept classes in their new label order, or None where every class stays with
+    its label) of a SAMPLE or CLASS_BUDGET set cut from a whole list of `num_classes` classes."""
+    if spec.per_class is None:
+        raise TransferError(f"{spec.name}: a budget needs its images per class")
+    if spec.kind == Kind.SAMPLE:
+        return sample_lines(labels, num_classes, spec.per_class, seed), None
+    if spec.kind != Kind.CLASS_BUDGET or spec.classes is None:
+        raise TransferError(f"{spec.describe()} is not a data budget")
+    if spec.classes > num_classes:
+        raise TransferError(f"{spec.name}: {spec.classes} classes of {spec.per_class} images, but the set has "
+                            f"{num_classes}")
+    classes = random_classes(num_classes, spec.classes, seed)
+    return sample_lines(labels, num_classes, spec.per_class, seed, classes), classes

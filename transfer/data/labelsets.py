@@ -28,7 +28,8 @@ from typing import Protocol
 import numpy as np
 
 from ..core.errors import TransferError
-from .splits import SplitSet, load_split_dir
+from . import synthetic, wordnet
+from .classlists import SplitSet, load_split_dir
 
 ENTITY = "n00001740"
 ARTIFACT = "n00021939"
@@ -63,8 +64,6 @@ class WordNetHierarchy:
     excluded = {"pascal-removed": tuple(w for _, w in PASCAL_SYNSETS)}
 
     def __init__(self, wordnet_dir: str | os.PathLike | None = None) -> None:
-        from . import wordnet
-        self._wordnet = wordnet
         self.graph = wordnet.load_nouns(wordnet_dir)
         self.names = wordnet.synset_names(self.graph, wordnet_dir)
         self._first: dict[str, str | None] = {}
@@ -78,7 +77,7 @@ class WordNetHierarchy:
         return self._first[node]
 
     def ancestors(self, node: str) -> set[str]:
-        return self._wordnet.ancestors(self.graph, node)
+        return wordnet.ancestors(self.graph, node)
 
     def words(self, node: str) -> str:
         return self.graph.words[node]
@@ -255,7 +254,6 @@ def class_label_map(label_set: LabelSet, classes: list[str]) -> dict[int, int]:
 
 def hierarchy_for(split: SplitSet, wordnet_dir: str | os.PathLike | None = None) -> Hierarchy:
     """The synthetic dataset's class tree when the split directory is one, else WordNet 3.0."""
-    from . import synthetic
     if synthetic.is_synthetic(split.path):
         parents, words = synthetic.dataset_tree(split.path)
         missing = [c for c in split.wnids if c not in parents]

@@ -3,27 +3,24 @@
 The stages run in the order of DESIGN.md, each skipping what is already done:
 images (the synthetic set, for plans that declare one; ImageNet is the user's) -> class splits
 -> per-dataset file lists -> the whole-set LMDBs -> derived LMDBs (no second decode) -> means
--> prototxt and solver files.
+-> prototxt and solver files. What each data set is comes from the plan (`DatasetSpec.kind`).
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from . import budgets, datasets, ilsvrc, labelsets, splits, synthetic, targets
-from ..plan import netfiles as nets
-from ..core.errors import TransferError
+from . import classlists, datasets, derived, filelists, ilsvrc, synthetic, targets
 from ..core.console import stage
-from ..core.files import atomic_write, digest, repo_path
-from ..plan.model import Plan, load_plan
-
-WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
-SHUFFLE_SEED = 0  # training databases are shuffled, as the released convert_imageset runs were
-
+from ..core.errors import TransferError
+from ..core.files import digest, repo_path
+from ..plan import netfiles
+from ..plan.datasets import WHOLE, DatasetSpec, Kind
+from ..plan.load import load_plan
+from ..plan.model import Plan
+from .derived import SHUFFLE_SEED
 
 log = stage("prepare")
-KIB_PER_IMAGE = 196  # a raw 3x256x256 Datum with its LMDB pages; scaled by area for other sizes
 
 
 def image_source(plan: Plan, train_root: str | None, train_list: str | None, val_root: str | None,
@@ -45,7 +42,7 @@ def image_source(plan: Plan, train_root: str | None, train_list: str | None, val
         train_root = train_root or str(Path(imagenet) / "train")
         val_root = val_root or str(Path(imagenet) / "val")
         if not (train_list and val_list):
-            wnids = list(splits.load_split_dir(split_dir).wnids)
+            wnids = list(classlists.load_split_dir(split_dir).wnids)
             out = repo_path(plan.dirs.data) / "lists" / "caffe"
             log.info(f"Caffe's lists of {imagenet} -> {out}")
             made = ilsvrc.write_caffe_lists(imagenet, out, devkit, wnids)
@@ -64,136 +61,6 @@ def image_source(plan: Plan, train_root: str | None, train_list: str | None, val
     return Path(train_root), Path(train_list), Path(val_root), Path(val_list)
 
 
-def _lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-
-
-def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str],
-                  kinds: dict[str, list[str]] | None = None) -> str:
-    """What the databases will take, before any is written: each derived set copies its Datums."""
-    kinds = kinds or {}
-    size = plan.model.image_size
-    kib = KIB_PER_IMAGE * size * size / (256 * 256)
-    n_train, n_val = _lines(train_list), _lines(val_list)
-    classes = plan.datasets
-    total = splits.load_split_dir(repo_path(plan.dirs.split)).num_classes
-    images = n_train + n_val
-    for name in derived:
-        budget = budgets.budget_total(name)
-        per_class = budgets.IMAGES_RE.fullmatch(name) or splits.REDUCED_RE.fullmatch(name)
-        if per_class:
-            images += min(n_train, int(per_class.group(1)) * total)
-        elif budget:
-            images += min(n_train, budget[0])
-        elif name in kinds.get("labelset", ()):
-            images += 0 if name in view_datasets(plan) else n_train + n_val   # a relabelled copy, or a view
-        elif name not in kinds.get("target", ()):
-            images += (n_train + n_val) * classes[name] / total
-    mib = images * kib / 1024
-    return f"{images:,.0f} images, about " + (f"{mib / 1024:,.1f} GiB" if mib >= 1024 else f"{mib:,.0f} MiB")
-
-
-def _link(path: Path, target: Path) -> None:
-    """A relative symlink path -> target (replacing an older link, never a real file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rel = os.path.relpath(target, path.parent)
-    if path.is_symlink() and os.readlink(path) == rel:
-        return
-    if path.exists() and not path.is_symlink():
-        raise TransferError(f"{path} exists and is not a link to {target}; remove it to share {target}")
-    path.unlink(missing_ok=True)
-    path.symlink_to(rel)
-
-
-def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: bool, n_classes: int) -> None:
-    """A data set's databases, derived from the whole set's (or linked to them, when equal)."""
-    whole, out = plan.dataset(WHOLE), plan.dataset(name)
-    train_list = lists / "train" / name / "files.txt"
-    if digest(train_list) == whole_sha:
-        # e.g. reduced1300 keeps every image: the derived database would be the whole one again
-        # (some 250 GB for ImageNet), so it is the whole one, mean included.
-        _link(out.train, whole.train)
-        _link(out.mean, whole.mean)
-    else:
-        datasets.derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED,
-                        num_classes=n_classes)
-    if not train_only:
-        datasets.derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val),
-                        num_classes=n_classes)
-
-
-def _means(plan: Plan, used: list[str]) -> None:
-    views = view_datasets(plan)
-    for name in [WHOLE] + [d for d in used if d != WHOLE]:  # the whole set's first: others may link it
-        files = plan.dataset(name)
-        if files.mean.is_symlink() or name in views:   # a view's mean is made with its label map
-            continue
-        manifest = files.train / "manifest.json"
-        if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
-            datasets.compute_mean(str(files.train), str(files.mean))
-
-
-def dataset_kinds(plan: Plan, derived: list[str]) -> dict[str, list[str]]:
-    """Derived data sets by how they are made: `list` (cut from the whole list: splits, reduced, budgets),
-    `labelset` (the whole set relabelled, transfer/data/labelsets.py) and `target` (the user's own images)."""
-    split = splits.load_split_dir(repo_path(plan.dirs.split))
-    target_names = {t.name for t in plan.targets}
-    out: dict[str, list[str]] = {"list": [], "labelset": [], "target": []}
-    for name in derived:
-        if name in target_names:
-            out["target"].append(name)
-        elif name in split.names() or splits.REDUCED_RE.fullmatch(name) or budgets.is_budget_name(name):
-            out["list"].append(name)
-        else:
-            out["labelset"].append(name)
-    return out
-
-
-def view_datasets(plan: Plan) -> set[str]:
-    """Data sets the nets read as views (through another set's LMDBs and a label map), not as copies."""
-    return {n.target for n in plan.nets if n.files.train_labels} | \
-        {n.val_dataset for n in plan.nets if n.files.val_labels}
-
-
-def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
-    """Each label set's databases: the whole set's Datums relabelled (no decoding)."""
-    split, sets = labelsets.load_label_sets(repo_path(plan.dirs.split))
-    validated = {n.val_dataset for n in plan.nets}
-    views = view_datasets(plan)
-    for name in names:
-        lset = labelsets.get_label_set(sets, name)
-        if lset.num_labels != plan.datasets[name]:
-            raise TransferError(f"{plan.path}: datasets.{name}: {plan.datasets[name]} labels declared, but label "
-                                f"set {name} has {lset.num_labels} (`transfer labels show {name}`)")
-        label_map = labelsets.class_label_map(lset, list(split.wnids))
-        whole, out = plan.dataset(WHOLE), plan.dataset(name)
-        if name in views:
-            # read through the whole set's LMDBs by the Data layer (label_map_file): only the map is written
-            log.info(f"dataset {name}: a view of the whole set with {lset.num_labels} labels (no copy)")
-            text = "# old new: label set " + name + "\n" + "".join(f"{o} {n}\n" for o, n in sorted(label_map.items()))
-            if not out.labels.is_file() or out.labels.read_text() != text:
-                atomic_write(out.labels, text)
-        else:
-            log.info(f"dataset {name}: the whole set relabelled to {lset.num_labels} labels")
-            datasets.relabel(str(whole.train), label_map, str(out.train), name=name)
-            if name in validated:
-                datasets.relabel(str(whole.val), label_map, str(out.val), name=name)
-        if len(label_map) == split.num_classes:
-            _link(out.mean, whole_mean)   # the same images: the same mean
-        elif name in views and (not out.mean.is_file() or out.mean.stat().st_mtime < out.labels.stat().st_mtime):
-            datasets.compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
-
-
-def _budget_val(plan: Plan, name: str, lists: Path) -> None:
-    """A fewer-classes budget is validated on the whole validation set of its classes, relabelled as its list."""
-    label_map = datasets.read_label_map(lists / "train" / name / "idxmap.txt")
-    if len(label_map) != plan.datasets[name]:
-        raise TransferError(f"{plan.path}: datasets.{name}: {plan.datasets[name]} classes declared, but its list "
-                            f"keeps {len(label_map)} ({lists / 'train' / name / 'idxmap.txt'})")
-    datasets.relabel(str(plan.dataset(WHOLE).val), label_map, str(plan.dataset(name).val), name=name)
-
-
 def _target(plan: Plan, name: str, jobs: int) -> None:
     spec = next(t for t in plan.targets if t.name == name)
     files = plan.dataset(name)
@@ -205,53 +72,73 @@ def _target(plan: Plan, name: str, jobs: int) -> None:
     datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
 
 
+def _class_lists(plan: Plan, split_dir: Path) -> None:
+    """The split directory's class lists the plan needs: a synthetic set's own, and the random halves of
+    further splits (a plan's replicates), drawn as the released ones were."""
+    if plan.synthetic:
+        classlists.make_splits(out=split_dir, num_classes=plan.synthetic.classes)
+    seeds = sorted({s.half[0] for s in plan.datasets.values() if s.half and s.class_list
+                    and not (split_dir / f"{s.class_list}.txt").is_file()})
+    if seeds:
+        log.info(f"random halves of splits {', '.join(map(str, seeds))} -> {split_dir}")
+        classlists.write_halves(split_dir, seeds)
+
+
+def _whole(plan: Plan, roots: tuple[Path, Path, Path, Path], total: int, jobs: int) -> None:
+    train_root, train_list, val_root, val_list = roots
+    whole, size = plan.dataset(WHOLE), plan.model.image_size
+    log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
+    datasets.build(str(train_list), str(train_root), str(whole.train), size=size, shuffle=True,
+                   seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
+    datasets.build(str(val_list), str(val_root), str(whole.val), size=size, jobs=jobs, num_classes=total)
+
+
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
                       val_root: str | None = None, val_list: str | None = None, jobs: int = 0,
                       imagenet: str | None = None, devkit: str | None = None) -> None:
     """Make every dataset the plan's nets train or validate on, then their net files."""
-    train_root_p, train_whole, val_root_p, val_whole = image_source(plan, train_root, train_list,
-                                                                    val_root, val_list, imagenet, devkit)
+    roots = image_source(plan, train_root, train_list, val_root, val_list, imagenet, devkit)
     split_dir = repo_path(plan.dirs.split)
-    if plan.synthetic:
-        splits.make_splits(out=split_dir, num_classes=plan.synthetic.classes)
-    size = plan.model.image_size
-    used = sorted({n.target for n in plan.nets} | {n.val_dataset for n in plan.nets} | {WHOLE})
-    derived = [d for d in used if d != WHOLE]
-    kinds = dataset_kinds(plan, derived)
+    _class_lists(plan, split_dir)
+    used = plan.used_datasets()
     validated = {n.val_dataset for n in plan.nets}
-    # Validated on another set (the reduced sets and per-class budgets: on the whole validation set).
-    train_only = [d for d in kinds["list"] if d not in validated]
-    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {repo_path(plan.dirs.data)}; "
-             f"{disk_estimate(plan, train_whole, val_whole, derived, kinds)}")
-
+    cut = [s for s in used if s.cut_from_list]
+    # Only class lists get validation lists of their own; the others test on the whole set (reduced sets,
+    # samples) or on the whole validation set relabelled (class budgets).
+    with_val = [s.name for s in cut if s.kind == Kind.CLASSES and s.name in validated]
     lists = repo_path(plan.dirs.data) / "lists"
-    splits.write_lists(train_whole, lists / "train", kinds["list"], split_dir)
-    val_lists = [d for d in kinds["list"] if d not in train_only and not budgets.is_budget_name(d)]
-    splits.write_lists(val_whole, lists / "val", val_lists, split_dir)
+    filelists.write_lists(roots[1], lists / "train", cut, split_dir)
+    filelists.write_lists(roots[3], lists / "val", [s for s in cut if s.name in with_val], split_dir)
+    other = [s for s in used if not s.cut_from_list and s.kind != Kind.WHOLE]
+    log.info(f"datasets of plan {plan.name}: {', '.join(s.name for s in used)} -> {repo_path(plan.dirs.data)}; "
+             f"{derived.disk_estimate(plan, roots[1], roots[3], lists, cut, with_val, other, validated)}")
+    total = classlists.load_split_dir(split_dir).num_classes  # every label checked against its set's count
+    _whole(plan, roots, total, jobs)
+    whole_sha = digest(roots[1])
+    for spec in cut:
+        log.info(f"dataset {spec.describe()}")
+        derived.from_list(plan, spec, lists, whole_sha, spec.name in with_val, spec.classes or total)
+        if spec.kind == Kind.CLASS_BUDGET and spec.name in validated:
+            derived.class_budget_val(plan, spec, lists)
+    _derive_rest(plan, other, split_dir, validated, jobs)
+    derived.means(plan, used)
+    changed = netfiles.write_plan(plan)
+    log.info(f"net files: {len(changed)} written for {len(plan.nets)} nets")
 
-    whole = plan.dataset(WHOLE)
-    split = splits.load_split_dir(split_dir)
-    total = split.num_classes  # every label checked against the class count of the set it enters
-    log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
-    datasets.build(str(train_whole), str(train_root_p), str(whole.train), size=size, shuffle=True,
-                   seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
-    datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs, num_classes=total)
-    whole_sha = digest(train_whole)
-    for name in kinds["list"]:
-        log.info(f"dataset {name}")
-        # labels must lie below the class count the plan declares for the set they enter
-        _derived(plan, name, lists, whole_sha, name not in val_lists, plan.datasets.get(name, total))
-        if budgets.is_budget_name(name) and name in validated:
-            _budget_val(plan, name, lists)
-    if kinds["labelset"]:
+
+def _derive_rest(plan: Plan, other: list[DatasetSpec], split_dir: Path, validated: set[str], jobs: int) -> None:
+    """Label sets (relabelled from the whole set, or views of it) and the user's target datasets."""
+    sets = [s for s in other if s.kind == Kind.LABELSET]
+    if sets:
+        whole = plan.dataset(WHOLE)
         if not whole.mean.is_file() or whole.mean.stat().st_mtime < (whole.train / "manifest.json").stat().st_mtime:
             datasets.compute_mean(str(whole.train), str(whole.mean))
-        _label_sets(plan, kinds["labelset"], whole.mean)
-    for name in kinds["target"]:
-        _target(plan, name, jobs)
-    _means(plan, used)
-    changed = nets.write_plan(plan)
-    log.info(f"net files: {len(changed)} written for {len(plan.nets)} nets")
+        derived.label_sets(plan, sets, split_dir, validated)
+    for spec in other:
+        if spec.kind == Kind.TARGET:
+            _target(plan, spec.name, jobs)
+        elif spec.kind != Kind.LABELSET:
+            raise TransferError(f"{plan.path}: {spec.describe()}: no way to make it")
 
 
 def _cmd(args: argparse.Namespace) -> int:

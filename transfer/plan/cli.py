@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..core.files import shown
-from .model import load_plan
+from .load import load_plan
 from ..core.errors import TransferError
 from .schedule import DAY, SEC_PER_ITER, parse_net_gpus, simulate
 from .placement import add_placement_options, few

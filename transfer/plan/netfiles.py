@@ -19,7 +19,8 @@ from google.protobuf import text_format
 from ..caffe.env import caffe_pb2
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write
-from .model import LAYERS, Net, Plan, load_plan
+from .model import LAYERS, Net, Plan
+from .load import load_plan
 from .spec import SOLVER_KEYS, ModelSpec
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..caffe.precision import PRECISIONS, PrecisionSpec
 from ..core.errors import TransferError
 
 # Names become file and directory names and shell words: no "..", no leading "-" or ".".
@@ -19,9 +20,6 @@ SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MISSING = object()
 # Caffe's learning-rate policies (SGDSolver::GetLearningRate).
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
-# How a GPU computes fp32 math: "fp32" IEEE single precision throughout (the paper's GPUs had nothing
-# else), "tf32" lets cuDNN and cuBLAS use TF32 tensor cores (10-bit mantissa products, faster).
-PRECISIONS = ("fp32", "tf32")
 
 
 @dataclass(frozen=True)
@@ -55,14 +53,6 @@ class SolverSpec:
 
 
 SOLVER_KEYS = tuple(f.name for f in fields(SolverSpec))
-
-
-@dataclass(frozen=True)
-class PrecisionSpec:
-    """How the GPU computes (top-level `precision` and `deterministic`; the command line may override)."""
-
-    precision: str = "fp32"         # one of PRECISIONS
-    deterministic: bool = False     # cuDNN deterministic algorithms only: bit-identical reruns
 
 
 @dataclass(frozen=True)

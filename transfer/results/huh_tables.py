@@ -11,26 +11,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..data import budgets
 from . import published
 from .metrics import NetMetric
+from ..plan.datasets import Kind
 from ..plan.model import Net, Plan
 
 KINDS = ("original", "labelset", "images", "classes")
 
 
-def _kind(net: Net, original: str) -> tuple[str, int | None]:
-    """(kind of pre-training set, images per class where the set fixes it)."""
-    ds = net.target
-    if ds == original:
-        return "original", None
-    m = budgets.IMAGES_RE.fullmatch(ds)
-    if m:
-        return "images", int(m.group(1))
-    b = budgets.budget_total(ds)
-    if b:
-        return ("images", b[0] // net.num_classes) if b[1] == "images" else ("classes", None)
-    return "labelset", None
+def _kind(plan: Plan, net: Net) -> tuple[str, int | None]:
+    """(kind of pre-training set, images per class where the set fixes it), from the plan's data set."""
+    spec = plan.datasets[net.target]
+    kind = {Kind.WHOLE: "original", Kind.SAMPLE: "images", Kind.CLASS_BUDGET: "classes"}.get(spec.kind, "labelset")
+    return kind, spec.per_class if spec.kind == Kind.SAMPLE else None
 
 
 def _value(per_net: dict[str, NetMetric], name: str | None) -> float | None:
@@ -52,18 +45,19 @@ def compute(plan: Plan, per_net: dict[str, NetMetric]) -> dict[str, Any] | None:
     target_names = [t.name for t in plan.targets]
     sets: dict[str, Any] = {}
     for net in pre:
-        kind, per_class = _kind(net, original)
+        kind, per_class = _kind(plan, net)
         sets[net.target] = {
             "net": net.name, "kind": kind, "labels": net.num_classes,
             "images_per_class": full_per_class if kind == "original" else per_class,
-            "budget": (budgets.budget_total(net.target) or (None,))[0],
+            "budget": plan.datasets[net.target].images,
             "own": _value(per_net, net.name),
             "readout": _value(per_net, net.name) if kind == "original" else _value(per_net, f"readout-{net.target}"),
             "targets": {t: _value(per_net, f"ft-{t}-{net.name}") for t in target_names}}
     orig = sets.get(original)
     table1, table2, change486 = {}, {}, {}
-    # Table 1's coarse row: the plan's top-down set (the paper's 127), else its finest coarser label set
-    coarse = next((ds for ds in sets if ds.startswith("topdown-")), None) or max(
+    # Table 1's coarse row: the set the plan names (`coarse`: the paper's 127 top-down classes), else its
+    # finest coarser label set
+    coarse = plan.compare.get("coarse") or max(
         (ds for ds, s in sets.items() if s["kind"] == "labelset"), key=lambda ds: sets[ds]["labels"], default=None)
     for t in target_names:
         o = orig["targets"][t] if orig else None
@@ -81,10 +75,10 @@ def compute(plan: Plan, per_net: dict[str, NetMetric]) -> dict[str, Any] | None:
                     rows[total]["images"] = s["targets"][t]
                     rows[total]["images_set"] = ds
         table2[t] = rows
-        cut = sets.get("bottomup-486")
+        cut = sets.get(plan.compare.get("section51", ""))
         change486[t] = cut["targets"][t] - o if cut and cut["targets"][t] is not None and o is not None else None
     return {"original": original, "targets": target_names, "sets": sets, "table1": table1,
-            "table2": table2, "change486": change486}
+            "table2": table2, "change486": change486, "section51": plan.compare.get("section51")}
 
 
 def _p(v: float | None) -> str:
@@ -128,6 +122,7 @@ def markdown(h: dict[str, Any], figure_files: list[str]) -> list[str]:
                      f"{_p(pub.get('images'))} |")
         if not h["table2"][t]:
             L.append("| — (no budgetN-classes set in the plan) | | | | |")
-        L += ["", f"486 bottom-up classes minus original on `{t}`: ours {_d(h['change486'][t])} points, "
-              f"published {_d(published.HUH_CHANGE_486_SUN)} (SUN)."]
+        if h.get("section51"):
+            L += ["", f"Section 5.1, `{h['section51']}` minus original on `{t}`: ours {_d(h['change486'][t])} "
+                  f"points; published, 486 bottom-up classes on SUN: {_d(published.HUH_CHANGE_486_SUN)}."]
     return L

@@ -21,7 +21,8 @@ from ..caffe import precision as precision_
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write, repo_path
 from ..caffe.logs import LogError, NetLog, log_files, read_logs
-from ..plan.model import Net, Plan, load_plan
+from ..plan.model import Net, Plan
+from ..plan.load import load_plan
 from ..plan.rundir import RunDir
 
 LAYOUTS = ("runs", "released")

@@ -25,7 +25,8 @@ from ..core.console import relay, stage
 from ..core.errors import Exit, TransferError
 from ..core.files import duration, shown
 from ..plan.netfiles import write_plan
-from ..plan.model import Net, Plan, load_plan
+from ..plan.model import Net, Plan
+from ..plan.load import load_plan
 from . import preflight
 from ..core import stopsig
 from ..plan.placement import Placement, add_placement_options, check_widths, choose

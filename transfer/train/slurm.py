@@ -54,7 +54,8 @@ from .. import REPO
 from ..caffe import precision as precision_
 from ..core.errors import Exit, TransferError
 from ..core.files import append_jsonl, atomic_write, read_jsonl, repo_path, shown
-from ..plan.model import Net, Plan, load_plan
+from ..plan.model import Net, Plan
+from ..plan.load import load_plan
 from ..plan.rundir import RunDir, submissions_file
 from ..plan.placement import Placement, add_placement_options, check_widths, choose
 from ..plan.schedule import jobs_of, parse_net_gpus, tails, width_of

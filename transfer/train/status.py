@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 from ..core.errors import TransferError
 from ..core.files import duration
 from ..caffe.logs import read_logs
-from ..plan.model import Net, Plan, load_plan
+from ..plan.model import Net, Plan
+from ..plan.load import load_plan
 from .slurm import queued_jobs
 
 STATES = ("pending", "running", "done", "failed", "blocked")

@@ -24,7 +24,8 @@ from ..caffe.caffemodel import blob_shape, layer_arrays, learned_layers, read_mo
 from ..core.errors import TransferError
 from ..core.files import atomic_write, digest, repo_path, shown
 from ..core.locks import LockHeld
-from ..plan.model import LAYERS, Net, Plan, load_plan
+from ..plan.model import LAYERS, Net, Plan
+from ..plan.load import load_plan
 
 
 def default_seed(net: Net) -> int:

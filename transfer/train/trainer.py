@@ -34,10 +34,11 @@ from ..caffe.caffemodel import identical_layers, read_model, read_state
 from ..core.console import stage
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write, duration, repo_path, shown
-from ..plan.model import LAYERS, Net, Plan, load_plan
+from ..plan.model import LAYERS, Net, Plan
+from ..plan.load import load_plan
 from ..caffe import gpu as gpu_info
 from ..plan.rundir import RunDir
-from ..plan.spec import PrecisionSpec
+from ..caffe.precision import PrecisionSpec
 from .status import training_progress
 from .surgery import make_init
 
