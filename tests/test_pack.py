@@ -93,33 +93,33 @@ def test_net_gpus_and_gpus_are_checked():
     res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0,1,2", "--net-gpus", "base-*=3")
     assert res.returncode == 2 and "batch of 32 cannot be split evenly over 3 GPUs" in res.stderr
     res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0,0")
-    assert res.returncode == 2 and "--gpus '0,0': expected distinct GPU numbers" in res.stderr
+    assert res.returncode == 2 and "argument --gpus: '0,0': expected a GPU number or distinct numbers" in res.stderr
 
 
 # ---------------------------------------------------------------------------- one net on several GPUs
 
 def test_multi_gpu_caffe_command_and_split_batch(tmp_path, tmp_path_factory):
-    from transfer.train import trainer as train
+    from transfer.train import caffe_proc, options, runfiles, trainer
     if not tinyrun.caffe_available():
         pytest.skip("Caffe is not built (make caffe)")
-    cmd = train.caffe_command(Path("solver.prototxt"), (0, 1), Path("init.solverstate"))
+    cmd = caffe_proc.caffe_command(Path("solver.prototxt"), (0, 1), Path("init.solverstate"))
     assert cmd[-1] == "-gpu=0,1" and cmd[1] == "train"
-    assert train.caffe_command(Path("s"), 3, Path("i"))[-1] == "-gpu=3"
-    assert not any(a.startswith("-gpu") for a in train.caffe_command(Path("s"), None, Path("i")))
+    assert caffe_proc.caffe_command(Path("s"), 3, Path("i"))[-1] == "-gpu=3"
+    assert not any(a.startswith("-gpu") for a in caffe_proc.caffe_command(Path("s"), None, Path("i")))
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory))
     net = plan.net("base-half0A")
     assert plan.model.train_batch == 32
-    train.write_run_files(plan, net, "GPU", gpus=2)
-    assert train.per_gpu_batch_of(net.run.net_copy("train")) == 16      # 2 x 16: the plan's 32
-    assert train.per_gpu_batch_of(net.run.net_copy("test")) == plan.model.test_batch
+    runfiles.write_run_files(plan, net, "GPU", gpus=2)
+    assert runfiles.per_gpu_batch_of(net.run.net_copy("train")) == 16      # 2 x 16: the plan's 32
+    assert runfiles.per_gpu_batch_of(net.run.net_copy("test")) == plan.model.test_batch
     assert "solver_mode: GPU" in net.run.net_copy("solver").read_text()
-    train.write_run_files(plan, net, "GPU", gpus=1)
-    assert train.per_gpu_batch_of(net.run.net_copy("train")) == 32
-    rec = train._batch_record(net, train.Device("GPU", (0, 1)))
+    runfiles.write_run_files(plan, net, "GPU", gpus=1)
+    assert runfiles.per_gpu_batch_of(net.run.net_copy("train")) == 32
+    rec = trainer._batch_record(net, options.Device("GPU", (0, 1)))
     assert rec == {"gpus": [0, 1], "batch_per_gpu": 32, "effective_batch": 64}  # (the gpus=1 copy now)
-    assert train.per_gpu_batch(256, 2) == 128 and train.per_gpu_batch(256, 8) == 32
+    assert options.per_gpu_batch(256, 2) == 128 and options.per_gpu_batch(256, 8) == 32
     with pytest.raises(TransferError, match="batch of 256 cannot be split evenly over 3 GPUs"):
-        train.per_gpu_batch(256, 3)
+        options.per_gpu_batch(256, 3)
 
 
 def test_train_gpu_list_is_checked_before_anything_is_written(tmp_path, tmp_path_factory):
@@ -128,7 +128,7 @@ def test_train_gpu_list_is_checked_before_anything_is_written(tmp_path, tmp_path
     res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--gpu", "0,1,2")
     assert res.returncode == 2 and "batch of 32 cannot be split evenly over 3 GPUs" in res.stderr
     res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--gpu", "0,0")
-    assert res.returncode == 2 and "--gpu '0,0'" in res.stderr
+    assert res.returncode == 2 and "argument --gpu: '0,0'" in res.stderr
     assert not net.run.path.exists()
 
 
@@ -235,7 +235,7 @@ def test_auto_placement_runs_and_submits_what_the_simulator_chose(tmp_path, tmp_
         jobs = [line.split()[-1] for line in sub.stdout.splitlines() if line.startswith("would submit")]
         base = plan.net("base-half0A").run.job_script.read_text()
         if wide:   # one job a net, each on 2 GPUs with the batch split
-            assert len(jobs) == len(plan.nets) and "#SBATCH --gres=gpu:2" in base and "--gpu 0,1 &" in base
+            assert len(jobs) == len(plan.nets) and "#SBATCH --gres=gpu:2" in base and "--gpu 0,1 --precision fp32" in base
         else:      # packs of two nets of one wave, each pack on one GPU
             assert len(jobs) == len(plan.nets) // 2 and "#SBATCH --gres=gpu:1" in base
             assert "--gpus 0 --nets-per-gpu 2" in base, base

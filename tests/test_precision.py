@@ -18,7 +18,8 @@ from transfer import REPO
 from transfer.caffe import precision
 from transfer.core.errors import TransferError
 from transfer.plan.load import load_plan
-from transfer.train.slurm import JobOptions, job_script
+from transfer.train.jobscript import JobOptions, job_script
+from transfer.train.options import RunOptions
 from transfer.caffe.precision import PrecisionSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,8 +70,10 @@ def test_command_line_overrides_the_plan():
     assert precision.choose(plan, "tf32", True) == PrecisionSpec("tf32", True)
     assert precision.choose(PrecisionSpec("tf32", True), None, False) == PrecisionSpec("tf32", False)
     assert precision.effective(PrecisionSpec("tf32", True), "CPU") == PrecisionSpec("fp32", True)
-    assert precision.cli_args(None, None) == []
-    assert precision.cli_args("tf32", False) == ["--precision", "tf32", "--no-deterministic"]
+    tiny = load_plan("tiny")
+    assert RunOptions.of(tiny).train_args() == ["--precision", "fp32", "--no-deterministic"]   # the plan's
+    assert RunOptions.of(tiny, precision="tf32", deterministic=False).train_args() == \
+        ["--precision", "tf32", "--no-deterministic"]
 
 
 def test_environment_of_each_choice():
@@ -86,11 +89,14 @@ def test_environment_of_each_choice():
 def test_job_script_passes_the_override_on(tmp_path):
     from transfer.plan.rundir import RunDir
     run = RunDir(tmp_path / "runs" / "n", "n", 10)
-    opts = JobOptions(plan_arg="paper", train_args=("--precision", "tf32", "--deterministic"))
+    paper = load_plan("paper")
+    opts = JobOptions(plan_arg="paper", run=RunOptions.of(paper, precision="tf32", deterministic=True))
     text = job_script("paper", "n", "transfer-paper-n", run, opts, tmp_path)
     assert 'train "$NET" --plan "$PLAN" --gpu 0 --precision tf32 --deterministic &' in text
-    plain = job_script("paper", "n", "transfer-paper-n", run, JobOptions(plan_arg="paper"), tmp_path)
-    assert 'train "$NET" --plan "$PLAN" --gpu 0 &' in plain   # no option: the plan's choice
+    # no option: the plan's choice, resolved when the job is written (a follow-up trains the same way)
+    plain = job_script("paper", "n", "transfer-paper-n", run, JobOptions(plan_arg="paper", run=RunOptions.of(paper)),
+                       tmp_path)
+    assert 'train "$NET" --plan "$PLAN" --gpu 0 --precision fp32 --no-deterministic &' in plain
 
 
 def test_gpu_scripts_refuse_a_bad_deterministic_value():

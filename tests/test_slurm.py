@@ -26,7 +26,8 @@ from slurm_cluster import Cluster, missing_binaries  # noqa: E402
 from transfer import REPO  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
 from transfer.plan.load import load_plan  # noqa: E402
-from transfer.train.slurm import job_name, nice_values, queued_jobs, read_records, state_file  # noqa: E402
+from transfer.train.queue import job_name, queued_jobs  # noqa: E402
+from transfer.train.slurm import nice_values, read_records, state_file  # noqa: E402
 
 
 def submit(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -81,13 +82,13 @@ def test_dry_run_writes_readable_job_scripts(tmp_path):
     assert re.fullmatch(r"transfer:slurmtest-[0-9a-f]{6}:half0A-2-half0B", job_name(plan, "half0A-2-half0B"))
     for line in (f"#SBATCH --job-name={job_name(plan, 'half0A-2-half0B')}", "#SBATCH --partition=gpu",
                  "#SBATCH --account=lab", "#SBATCH --time=2-00:00:00", "#SBATCH --signal=B:TERM@120",
-                 "#SBATCH --gres=gpu:1", 'train "$NET" --plan "$PLAN" --gpu 0 &', f"PLAN={path}"):
+                 "#SBATCH --gres=gpu:1", 'train "$NET" --plan "$PLAN" --gpu 0 --precision fp32 --no-deterministic &', f"PLAN={path}"):
         assert line in text, line
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert not state_file(plan).exists()  # a dry run records nothing
     cpu = submit("--plan", str(path), "--only", "base-half0B", "--dry-run", "--cpu", env=env)
     text = plan.net("base-half0B").run.job_script.read_text()
-    assert "--cpu &" in text and "#SBATCH --cpus-per-task=1" in text and "gres" not in text, cpu.stdout
+    assert "--cpu --precision fp32 --no-deterministic &" in text and "#SBATCH --cpus-per-task=1" in text and "gres" not in text, cpu.stdout
 
 
 def test_bad_time_is_named(tmp_path):
@@ -256,7 +257,8 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
     (a folder with blanks, ';', '$(...)', quotes) reach `transfer train` as the words they are."""
     from transfer.core.errors import TransferError
     from transfer.plan.rundir import RunDir
-    from transfer.train.slurm import JobOptions, job_script
+    from transfer.train.jobscript import JobOptions, job_script
+    from transfer.train.options import RunOptions
 
     repo = tmp_path / "my repo; touch PWNED1"
     repo.mkdir()
@@ -266,12 +268,14 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
     words = tmp_path / "words.txt"
     # the "transfer" command of the job: writes the words it is given, one a line
     prog = "import sys; open(sys.argv[1], 'a').write(chr(10).join(sys.argv[2:]) + chr(10))"
-    opts = JobOptions(plan_arg=plan_arg, cpu=True, transfer_cmd=shlex.join([sys.executable, "-c", prog, str(words)]))
+    opts = JobOptions(plan_arg=plan_arg, run=RunOptions(cpu=True),
+                      transfer_cmd=shlex.join([sys.executable, "-c", prog, str(words)]))
     script = tmp_path / "job.sh"
     script.write_text(job_script("p", net, "transfer:p-abcdef:n", run, opts, repo))
     res = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert words.read_text().splitlines() == ["train", net, "--plan", plan_arg, "--cpu"]
+    assert words.read_text().splitlines() == ["train", net, "--plan", plan_arg, "--cpu", "--precision", "fp32",
+                                              "--no-deterministic"]
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
     text = script.read_text()
     assert f'#SBATCH --output="{repo}/runs/n/slurm/%j.out"' in text   # sbatch splits at blanks
@@ -304,7 +308,7 @@ def test_pack_job_scripts(tmp_path):
     assert "#SBATCH --gres=shard:1" in plan.net("base-half0A").run.job_script.read_text(), shards.stdout
     wide = submit("--plan", str(path), "--only", "base-half0A", "--dry-run", "--gpus-per-job", "2", env=env)
     text = plan.net("base-half0A").run.job_script.read_text()
-    assert "#SBATCH --gres=gpu:2" in text and 'train "$NET" --plan "$PLAN" --gpu 0,1 &' in text, wide.stdout
+    assert "#SBATCH --gres=gpu:2" in text and 'train "$NET" --plan "$PLAN" --gpu 0,1 --precision fp32' in text, wide.stdout
     both = submit("--plan", str(path), "--dry-run", "--gpus-per-job", "2", "--nets-per-gpu", "2", env=env,
                   check=False)
     assert both.returncode == 2 and "not both" in both.stderr

@@ -1,6 +1,6 @@
 """Thin command line: each stage module registers its own subcommands.
 
-A module in COMMAND_MODULES defines `register(subparsers)`, which adds parsers whose
+A module in COMMANDS defines `register(subparsers)`, which adds the parser of its command, whose
 `func` default receives the parsed arguments and returns an exit code (or None for 0).
 """
 from __future__ import annotations
@@ -12,24 +12,26 @@ import sys
 from .core import console, stopsig
 from .core.errors import Exit, TransferError, exit_codes_text
 
-COMMAND_MODULES = [
-    "caffe.doctor",      # transfer doctor
-    "data.splits_cli",   # transfer splits ...
-    "plan.cli",          # transfer plan show / simulate
-    "data.labelsets",    # transfer labels list / show
-    "plan.netfiles",     # transfer nets write
-    "data.datasets",     # transfer data build / verify / mean / derive
-    "data.ilsvrc",       # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
-    "data.prepare",      # transfer prepare --plan P: lists, LMDBs, means, net files
-    "data.synthetic",    # transfer synthetic make
-    "train.surgery",     # transfer surgery NET
-    "train.trainer",     # transfer train NET
-    "train.runner",      # transfer run
-    "train.status",      # transfer status
-    "train.slurm",       # transfer submit
-    "results.report",    # transfer report
-    "demo",              # transfer demo: the whole pipeline on the synthetic dataset
-]
+# command -> the module that defines it (`register(subparsers)` adds its parser). Only the module of the
+# command being run is imported: `transfer train` loads no SLURM, report or figure code.
+COMMANDS = {
+    "doctor": "caffe.doctor",          # is Caffe there, and everything the paper needs
+    "splits": "data.splits_cli",       # class splits and file lists
+    "plan": "plan.cli",                # plan show / simulate
+    "labels": "data.labelsets",        # Huh et al.'s label sets
+    "nets": "plan.netfiles",           # nets write: prototxt and solvers
+    "data": "data.datasets",           # data build / verify / mean / derive / relabel
+    "ilsvrc": "data.ilsvrc",           # Caffe's train.txt / val.txt from ILSVRC2012 as distributed
+    "prepare": "data.prepare",         # a plan's lists, LMDBs, means, net files
+    "synthetic": "data.synthetic",     # the built-in synthetic dataset
+    "surgery": "train.surgery",        # a net's starting weights
+    "train": "train.trainer",          # one net, resumable
+    "run": "train.runner",             # every net of a plan on this machine
+    "status": "train.status",          # where every net stands
+    "submit": "train.slurm",           # SLURM jobs
+    "report": "results.report",        # figures and tables
+    "demo": "demo",                    # the whole pipeline on the synthetic dataset
+}
 
 
 START = """start here (README.md walks through it):
@@ -43,20 +45,34 @@ START = """start here (README.md walks through it):
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only that command's module is imported (the others get a bare
+    entry, enough for argparse to name them); without, every command's (for --help)."""
     parser = argparse.ArgumentParser(
         prog="transfer", description=__doc__.splitlines()[0], epilog=START + "\n" + exit_codes_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="also log debugging detail")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"transfer.{name}").register(sub)
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"transfer.{module}").register(sub)
+        else:
+            sub.add_parser(name)
     return parser
 
 
+def _command_word(argv: list[str]) -> str | None:
+    """The command the arguments name (the first word that is not a top-level option), if known."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_word(argv)).parse_args(argv)
     console.setup(args.verbose)
     if args.command not in stopsig.HANDLED:
         stopsig.release()

@@ -16,6 +16,7 @@ from .core.files import duration
 from .plan.load import load_plan
 from .data.prepare import prepare_plan_data
 from .results.report import default_out, make_report
+from .train.options import RunOptions
 from .train.runner import run_plan
 
 log = stage("demo")
@@ -30,7 +31,7 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
     log.info("1/3 data: synthetic images, splits, file lists, LMDBs, means, net files")
     prepare_plan_data(plan, jobs=jobs)
     log.info("2/3 training with caffe (%s so far)", duration(time.monotonic() - t0))
-    status = run_plan(plan, cpu=True, jobs=jobs)
+    status = run_plan(plan, options=RunOptions.of(plan, cpu=True, jobs=max(1, jobs)))
     if status != 0:
         raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
                             "shows which nets failed; rerun to continue")

@@ -86,14 +86,6 @@ def summarize(attempts: dict[str, list[dict]]) -> dict:
     return {"label": text, "deterministic": dets == {True} if dets else None, "per_net": per_net}
 
 
-def cli_args(precision: str | None, deterministic: bool | None) -> list[str]:
-    """The `transfer train` options that pass overrides on (None: the plan's choice, no option)."""
-    args = ["--precision", precision] if precision is not None else []
-    if deterministic is not None:
-        args.append("--deterministic" if deterministic else "--no-deterministic")
-    return args
-
-
 def add_options(p: argparse.ArgumentParser) -> None:
     """--precision and --deterministic/--no-deterministic (default: the plan's `precision`, `deterministic`)."""
     p.add_argument("--precision", type=_precision_arg, metavar="{" + ",".join(PRECISIONS) + "}",

@@ -21,20 +21,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import REPO
+from ..core import stopsig
 from ..core.console import relay, stage
 from ..core.errors import Exit, TransferError
 from ..core.files import duration, shown
-from ..plan.netfiles import write_plan
-from ..plan.model import Net, Plan
 from ..plan.load import load_plan
+from ..plan.model import Net, Plan
+from ..plan.netfiles import write_plan
+from ..plan.placement import Placement, check_widths, choose
+from ..plan.schedule import width_of
 from . import preflight
-from ..core import stopsig
-from ..plan.placement import Placement, add_placement_options, check_widths, choose
-from ..plan.schedule import parse_net_gpus, width_of
-from ..caffe import precision as precision_
-from .status import net_state, progress_line
+from .options import PROGRESS_EVERY_S, RunOptions, add_run_options, from_args, parse_gpus
+from .progress import net_state, progress_line
 
-PROGRESS_EVERY_S = 60.0
 POLL_S = 0.5
 log = stage("run")
 
@@ -97,14 +96,13 @@ def _pump(proc: subprocess.Popen, tag: str) -> None:
 
 
 class Runner:
-    train_args: tuple[str, ...] = ()    # passed on to every `transfer train` (precision overrides)
+    """Starts each net as a `transfer train` child when its base is done and a place is free."""
 
-    def __init__(self, plan: Plan, nets: list[Net], pool: Pool, cpu: bool,
-                 max_seconds: float | None = None, progress_every: float = PROGRESS_EVERY_S,
+    def __init__(self, plan: Plan, nets: list[Net], pool: Pool, options: RunOptions,
                  width: Callable[[Net], int] = lambda _net: 1):
-        self.plan, self.nets, self.pool, self.cpu, self.width = plan, nets, pool, cpu, width
-        self.max_seconds = max_seconds
-        self.progress_every = progress_every
+        self.plan, self.nets, self.pool, self.options, self.width = plan, nets, pool, options, width
+        self.cpu = options.cpu
+        self.progress_every = options.progress_every
         self.done: set[str] = {n.name for n in nets if n.run.is_done()}
         self.failed: dict[str, str] = {}      # name -> why
         self.skipped: dict[str, str] = {}     # name -> failed ancestor
@@ -149,10 +147,7 @@ class Runner:
         cmd = [sys.executable, "-m", "transfer", "train", net.name, "--plan", str(self.plan.path)]
         cmd += ["--cpu"] if self.cpu else ["--gpu", ",".join(devices)]
         cmd += ["--progress-every", "0"]  # the runner prints every net's progress itself
-        cmd += self.train_args
-        if self.max_seconds:
-            cmd += ["--max-seconds", str(self.max_seconds)]
-        return cmd
+        return cmd + self.options.train_args()
 
     def start(self, net: Net, devices: tuple[str, ...]) -> None:
         cmd = self.command(net, devices)
@@ -272,65 +267,50 @@ class Runner:
         return Exit.OK
 
 
-def run_plan(plan: Plan, only: str | None = None, gpus: list[str] | None = None, cpu: bool = False,
-             jobs: int = 1, max_seconds: float | None = None,
-             progress_every: float = PROGRESS_EVERY_S, nets_per_gpu: int | str = 1,
-             net_gpus: dict[str, int] | None = None, precision: str | None = None,
-             deterministic: bool | None = None, multi_gpu: bool = False,
-             figures: str | None = None) -> int:
+def run_plan(plan: Plan, only: str | None = None, options: RunOptions | None = None) -> int:
     """Train the selected nets (and their unfinished bases); returns an exit status.
     `nets_per_gpu="auto"` and `multi_gpu` take the placement the simulator finds shortest on these
-    GPUs (placement.choose). `precision`/`deterministic` override the plan's for every net (None: the plan's)."""
+    GPUs (placement.choose)."""
+    options = options or RunOptions.of(plan)
     nets = plan.with_bases(plan.select(only))
-    if cpu or not gpus:
-        if nets_per_gpu != 1 or net_gpus or multi_gpu:
-            raise TransferError("--nets-per-gpu, --net-gpus and --multi-gpu need --gpus; on the CPU, --jobs N "
-                                "trains N nets at once")
-        cpu, place = True, Placement(1)
-        pool = Pool([f"cpu{i}" for i in range(max(1, jobs))])
+    if options.cpu or not options.gpus:
+        options = options.with_(cpu=True)
+        place = Placement(1)
+        pool = Pool([f"cpu{i}" for i in range(options.jobs)])
     else:
-        check_widths(plan, nets, width_of(net_gpus), len(gpus))   # what was given, before simulating with it
-        place = choose(plan, nets, len(gpus), nets_per_gpu, multi_gpu, net_gpus, figures)
-        pool = Pool(list(gpus), place.nets_per_gpu)
+        given = dict(options.net_gpus)
+        check_widths(plan, nets, width_of(given), len(options.gpus))   # what was given, before simulating with it
+        place = choose(plan, nets, len(options.gpus), options.nets_per_gpu, options.multi_gpu, given,
+                       options.figures)
+        pool = Pool([str(g) for g in options.gpus], place.nets_per_gpu)
         if place.chosen or place.nets_per_gpu > 1 or place.net_gpus:
             log.info("placement: %s", place.describe())
     log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
     ensure_net_files(plan, nets)
-    runner = Runner(plan, nets, pool, cpu, max_seconds, progress_every, place.width())
-    runner.train_args = tuple(precision_.cli_args(precision, deterministic))
-    return runner.run()
+    return Runner(plan, nets, pool, options, place.width()).run()
 
 
 # ---------------------------------------------------------------------------- CLI
 
 def _run_cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    if args.cpu and args.gpus:
-        raise TransferError("give --gpus LIST or --cpu, not both")
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    if gpus and (len(set(gpus)) != len(gpus) or not all(g.isdigit() for g in gpus)):
-        raise TransferError(f"--gpus {args.gpus!r}: expected distinct GPU numbers separated by commas, e.g. 0,1")
-    if not args.cpu and not gpus:
-        if plan.solver_mode == "GPU":
-            raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
-    return run_plan(plan, args.only, gpus=gpus, cpu=args.cpu or not gpus, jobs=args.jobs,
-                    max_seconds=args.max_seconds, progress_every=args.progress_every,
-                    nets_per_gpu=args.nets_per_gpu, net_gpus=parse_net_gpus(args.net_gpus),
-                    precision=args.precision, deterministic=args.deterministic,
-                    multi_gpu=args.multi_gpu == "auto", figures=args.figures)
+    options = from_args(plan, args)
+    if not options.cpu and not options.gpus and plan.solver_mode == "GPU":
+        raise TransferError(f"plan '{plan.name}' trains on GPUs: give --gpus 0,1,... (or --cpu)")
+    return run_plan(plan, args.only, options)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train every selected net of a plan on this machine")
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
     p.add_argument("--only", help="comma-separated name patterns (their unfinished bases come too)")
-    p.add_argument("--gpus", help="GPU ids to use, e.g. 0,1,2,3 (one net a GPU unless --nets-per-gpu)")
-    add_placement_options(p, "train up to K nets at once on each GPU")
+    p.add_argument("--gpus", type=parse_gpus, metavar="LIST",
+                   help="GPU ids to use, e.g. 0,1,2,3 (one net a GPU unless --nets-per-gpu)")
+    add_run_options(p, "train up to K nets at once on each GPU")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")
     p.add_argument("--jobs", type=int, default=1, help="nets at once on the CPU (default 1)")
     p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")
     p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines (default %(default)s)")
-    precision_.add_options(p)
     p.set_defaults(func=_run_cmd)
 

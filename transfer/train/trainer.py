@@ -1,225 +1,43 @@
-"""Train one net with the real `caffe` binary: resumable, locked, checked.
+"""Train one net with the real `caffe` binary: resumable, locked, checked (`transfer train`).
 
 Every file it reads or writes is its run directory's (transfer/plan/rundir.py). The first attempt
 starts from init.solverstate (iteration 0, init.caffemodel, zero momentum); later ones resume
-from the newest readable snapshot. SIGINT/SIGTERM (and --max-seconds) make caffe stop at the
-end of its iteration and snapshot (`-sigint_effect stop`: caffe saves a snapshot when it stops
-early; `-sigint_effect snapshot` would save one and go on training); the process then exits
-Exit.INTERRUPTED (75): not finished, run again to resume.
+from the newest readable snapshot. A stop (SIGINT/SIGTERM, --max-seconds) makes caffe snapshot and
+the process exit Exit.INTERRUPTED (75): not finished, run again to resume. How it trains (device,
+precision) is one RunOptions (transfer/train/options.py).
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import socket
-import subprocess
 import time
-import zlib
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from google.protobuf import text_format
-
-from ..core import locks, stopsig
+from ..caffe import gpu as gpu_info
 from ..caffe import logs
-from . import preflight
 from ..caffe import precision as precision_
-from ..caffe.env import caffe_binary, caffe_pb2
 from ..caffe.caffemodel import identical_layers, read_model, read_state
+from ..core import locks, stopsig
 from ..core.console import stage
 from ..core.errors import Exit, TransferError
-from ..core.files import atomic_write, duration, repo_path, shown
-from ..plan.model import LAYERS, Net, Plan
+from ..core.files import duration, shown
 from ..plan.load import load_plan
-from ..caffe import gpu as gpu_info
+from ..plan.model import LAYERS, Net, Plan
 from ..plan.rundir import RunDir
-from ..caffe.precision import PrecisionSpec
-from .status import training_progress
+from . import preflight
+from .caffe_proc import Stop, caffe_command, run_caffe
+from .options import PROGRESS_EVERY_S, Device, RunOptions, from_args, parse_gpus
+from .runfiles import movable_state, per_gpu_batch_of, start_state, write_run_files
 from .surgery import make_init
 
 log = stage("train")
-PROGRESS_EVERY_S = 60.0
 
 
-# ---------------------------------------------------------------------------- run files
-
-def _need_file(path: Path, plan: Plan) -> Path:
-    if not path.is_file():
-        raise TransferError(f"{shown(path)} does not exist: run `transfer nets write --plan {plan.name}`")
-    return path
-
-
-def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1, deterministic: bool = False) -> Path:
-    """The plan's train/test/solver prototxt copied into the run dir, rewritten on every attempt:
-    data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
-    a moved runs folder trains from its own files. On `gpus` GPUs the train batch is split
-    between them (per_gpu_batch), so the effective batch stays the plan's. `deterministic`: the
-    solver gets a fixed random_seed (the net's), so dropout masks and crops repeat in a rerun."""
-    pb = caffe_pb2()
-    batch = per_gpu_batch(plan.model.train_batch, gpus)
-    run = net.run
-    texts = {}
-    for kind, rel in (("train", net.files.train_net), ("test", net.files.test_net)):
-        proto = text_format.Merge(_need_file(repo_path(rel), plan).read_text(), pb.NetParameter())
-        for layer in proto.layer:
-            if layer.HasField("data_param") and layer.data_param.source:
-                layer.data_param.source = str(repo_path(layer.data_param.source))
-            if layer.HasField("transform_param") and layer.transform_param.mean_file:
-                layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
-            if kind == "train" and layer.HasField("data_param") and gpus > 1:
-                layer.data_param.batch_size = batch
-        texts[kind] = text_format.MessageToString(proto)
-    solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
-    solver.train_net = _in_run(run, run.net_copy("train"))
-    del solver.test_net[:]
-    solver.test_net.append(_in_run(run, run.net_copy("test")))
-    solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
-    solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
-    if deterministic:   # otherwise caffe seeds from the clock, as the paper's runs did
-        solver.random_seed = zlib.crc32(net.name.encode()) & 0x7FFFFFFF
-    texts["solver"] = text_format.MessageToString(solver)
-    for kind, text in texts.items():
-        path = run.net_copy(kind)
-        if not path.is_file() or path.read_text() != text:
-            atomic_write(path, text)
-    run.snapshots_dir.mkdir(exist_ok=True)
-    run.logs_dir.mkdir(exist_ok=True)
-    return run.net_copy("solver")
-
-
-def per_gpu_batch(batch: int, gpus: int) -> int:
-    """Caffe's multi-GPU training (P2PSync) runs the net's whole batch on every GPU and sums the
-    gradients: the effective batch is batch_size x GPUs. The paper's effective batch (256) is kept
-    by giving each GPU batch / gpus images."""
-    if gpus < 1 or batch % gpus:
-        raise TransferError(f"--gpu: a train batch of {batch} cannot be split evenly over {gpus} GPUs "
-                            f"(use a number of GPUs that divides {batch})")
-    return batch // gpus
-
-
-def _in_run(run: RunDir, path: Path) -> str:
-    return os.path.relpath(path, run.path)
-
-
-def movable_state(run: RunDir, state: Path) -> Path:
-    """Point a solverstate at the weights beside it, relative to the run directory.
-
-    Caffe stores in a snapshot's .solverstate the path of the .caffemodel it wrote (`learned_net`)
-    and loads that path on resume: an absolute one, from before a move of the runs folder, would
-    fail, or silently load the old folder's weights while it still exists."""
-    st = read_state(state)
-    want = _in_run(run, state.with_suffix(".caffemodel"))
-    if st.learned_net != want:
-        st.learned_net = want
-        atomic_write(state, st.SerializeToString())
-    return state
-
-
-def start_state(run: RunDir) -> Path:
-    """The run's init.solverstate: iteration 0, weights init.caffemodel, zero momentum history.
-
-    Training starts with `caffe train --snapshot` from this state rather than with `--weights`:
-    a fresh solver is exactly this state (BVLC's `--weights` copies the same layers into it), and
-    some Caffe trees' `caffe train` ignore `--weights` silently (brocolli-caffe 9.0.2 does).
-    """
-    path = run.init_state
-    if path.is_file() and path.stat().st_mtime >= run.init_weights.stat().st_mtime:
-        return path
-    state = caffe_pb2().SolverState(iter=0, current_step=0, learned_net=_in_run(run, run.init_weights))
-    for layer in read_model(run.init_weights).layer:   # the solver's history: one blob per parameter
-        for blob in layer.blobs:
-            h = state.history.add()
-            h.shape.CopyFrom(blob.shape)
-            h.data.extend(np.zeros(len(blob.data), dtype=np.float32))
-    atomic_write(path, state.SerializeToString())
-    return path
-
-
-# ---------------------------------------------------------------------------- caffe
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:
-    """In caffe, before exec: ignore SIGTERM (a batch system's SIGTERM reaches every process of
-    a job; we answer it by sending SIGINT, which caffe turns into a snapshot) and die with us
-    if we are killed (-9), so no orphan keeps training a net whose lock is gone."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux
-
-
-class _Stop:
-    """Signal flag: handlers only record; the wait loop acts."""
-
-    def __init__(self, deadline: float | None) -> None:
-        self.why: str | None = stopsig.received()  # (while the command was starting)
-        self.deadline = deadline
-
-    def __call__(self, signum: int, _frame: Any) -> None:
-        self.why = self.why or signal.Signals(signum).name
-
-    def check_deadline(self) -> None:
-        if self.deadline is not None and time.time() >= self.deadline and not self.why:
-            self.why = "time limit (--max-seconds)"
-
-
-def caffe_command(solver: Path, gpus: tuple[int, ...] | int | None, state: Path) -> list[str]:
-    cmd = [str(caffe_binary()), "train", f"-solver={solver}", f"-snapshot={state}",
-           "-sigint_effect=stop", "-sighup_effect=snapshot"]
-    if isinstance(gpus, int):
-        gpus = (gpus,)
-    if gpus:
-        cmd.append("-gpu=" + ",".join(str(g) for g in gpus))  # several: caffe's P2PSync data parallelism
-    return cmd
-
-
-def _run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: _Stop,
-               progress_every: float = 0, precision: PrecisionSpec = PrecisionSpec()) -> tuple[int, bool]:
-    """Run caffe until it exits; returns (exit status, whether we asked it to stop). Every
-    `progress_every` seconds (0: never) a progress line: iteration, loss, accuracy, speed, time left.
-    `precision` reaches caffe as environment variables (transfer/caffe/precision.py)."""
-    env = precision_.caffe_environ(precision, dict(os.environ, GLOG_logtostderr="1"))
-    env.pop("GLOG_minloglevel", None)  # the log is the record: keep caffe's INFO lines
-    shown_env = " ".join(f"{k}={env[k]}" for k in (precision_.TF32_OFF, precision_.CAFFE_TF32,
-                                                    precision_.CAFFE_DETERMINISTIC) if k in env)
-    with open(log_path, "ab") as fh:
-        fh.write(f"# transfer train {net.name}: {shown_env} {' '.join(cmd)}\n".encode())
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=net.run.path, env=env, preexec_fn=_child_setup)
-    asked = False
-    next_progress = time.time() + progress_every
-    try:
-        while proc.poll() is None:
-            if progress_every and time.time() >= next_progress:
-                log.info("%s: %s", net.name, training_progress(net))
-                next_progress = time.time() + progress_every
-            stop.check_deadline()
-            if stop.why and not asked:
-                log.info("%s: %s: asking caffe (pid %d) to snapshot and stop", net.name, stop.why, proc.pid)
-                proc.send_signal(signal.SIGINT)
-                asked = True
-            lock.heartbeat()
-            try:
-                proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                pass
-    finally:
-        if proc.poll() is None:  # we are leaving by an exception: take caffe down with us
-            proc.kill()
-            proc.wait()
-    return proc.returncode, asked
-
-
-# ---------------------------------------------------------------------------- one net
+# ---------------------------------------------------------------------------- one net# ---------------------------------------------------------------------------- one net
 
 def _tail(path: Path, n: int = 15) -> list[str]:
     try:
@@ -262,52 +80,7 @@ def finish(net: Net) -> dict:
     return done
 
 
-@dataclass(frozen=True)
-class Device:
-    """Where caffe trains: mode CPU or GPU, the GPUs' numbers (several: one net on all of them), and
-    how it computes."""
-
-    mode: str
-    gpus: tuple[int, ...] = ()
-    precision: PrecisionSpec = PrecisionSpec()
-
-    @property
-    def gpu(self) -> int | None:
-        return self.gpus[0] if self.gpus else None
-
-    def __str__(self) -> str:
-        return self.mode if not self.gpus else f"{self.mode} {','.join(map(str, self.gpus))}"
-
-
-def parse_gpus(value: str) -> tuple[int, ...]:
-    """`--gpu 0` or `--gpu 0,1`: distinct GPU numbers."""
-    try:
-        gpus = tuple(int(g) for g in value.split(","))
-    except ValueError:
-        gpus = ()
-    if not gpus or min(gpus) < 0 or len(set(gpus)) != len(gpus):
-        raise argparse.ArgumentTypeError(f"--gpu {value!r}: expected a GPU number or distinct numbers "
-                                         "separated by commas, e.g. 0 or 0,1")
-    return gpus
-
-
-def choose_device(plan: Plan, gpu: int | tuple[int, ...] | None, cpu: bool, precision: str | None = None,
-                  deterministic: bool | None = None) -> Device:
-    """The device, and the precision (the plan's unless overridden) it really computes with."""
-    gpus = (gpu,) if isinstance(gpu, int) else tuple(gpu or ())
-    if cpu and gpus:
-        raise TransferError("give --gpu K or --cpu, not both")
-    spec = precision_.choose(plan.precision, precision, deterministic)
-    if cpu or (not gpus and plan.solver_mode == "CPU"):
-        if spec.precision != "fp32":
-            log.info("precision %s applies to GPUs only: the CPU computes in fp32", spec.precision)
-        return Device("CPU", (), precision_.effective(spec, "CPU"))
-    if gpus:
-        per_gpu_batch(plan.model.train_batch, len(gpus))  # refused before anything is written
-    return Device("GPU", gpus, spec)  # no --gpu: caffe takes the solver's device (0)
-
-
-def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: dict[str, Any],
+def _attempt(net: Net, device: Device, lock: locks.Lock, stop: Stop, record: dict[str, Any],
              progress_every: float) -> int:
     """One caffe run of a net, from its newest snapshot (or its start); returns an exit status."""
     run = net.run
@@ -323,7 +96,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: _Stop, record: di
              precision_.label(prec.precision, device.mode), ", deterministic" if prec.deterministic else "",
              where, shown(log_path))
     t0 = time.time()
-    rc, asked = _run_caffe(net, lock, cmd, log_path, stop, progress_every, prec)
+    rc, asked = run_caffe(net, lock, cmd, log_path, stop, progress_every, prec)
     seconds = time.time() - t0
     run.append_attempt({
         "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "mode": device.mode,
@@ -354,12 +127,6 @@ def _batch_record(net: Net, device: Device) -> dict[str, Any]:
     per_gpu = per_gpu_batch_of(batch)
     return {"gpus": list(device.gpus), "batch_per_gpu": per_gpu,
             "effective_batch": per_gpu * len(device.gpus) if per_gpu else None}
-
-
-def per_gpu_batch_of(train_prototxt: Path) -> int | None:
-    """The batch size of a run's train net copy (its TRAIN data layer)."""
-    proto = text_format.Merge(train_prototxt.read_text(), caffe_pb2().NetParameter())
-    return next((l.data_param.batch_size for l in proto.layer if l.HasField("data_param")), None)
 
 
 def _failed(net: Net, attempt: int, rc: int, log_path: Path, at_end: bool) -> int:
@@ -394,7 +161,7 @@ def _normal_end_recorded(run: RunDir) -> bool:
             and logs.ended_normally(logs_[-1]))
 
 
-def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: _Stop,
+def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: Stop,
                   seed: int | None, progress_every: float) -> int:
     if lock.took_over:
         log.info("%s: %s", net.name, lock.took_over)
@@ -425,14 +192,12 @@ def _train_locked(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: 
     return _attempt(net, device, lock, stop, record, progress_every)
 
 
-def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cpu: bool = False,
-              max_seconds: float | None = None, seed: int | None = None,
-              progress_every: float = PROGRESS_EVERY_S, precision: str | None = None,
-              deterministic: bool | None = None) -> int:
+def train_net(plan: Plan, net: Net, options: RunOptions | None = None, seed: int | None = None) -> int:
     """Train (or resume, or skip) one net; returns an exit status (errors.Exit). Checks its data,
-    means, base and the disk first (transfer/train/preflight.py), before anything is written.
-    `precision`/`deterministic` override the plan's (None: the plan's)."""
-    device = choose_device(plan, gpu, cpu, precision, deterministic)
+    means, base and the disk first (transfer/train/preflight.py), before anything is written."""
+    options = options or RunOptions.of(plan)
+    device = options.device(plan)
+    progress_every = options.progress_every
     if net.run.is_done():
         log.info("%s: already done", net.name)
         return Exit.OK
@@ -441,7 +206,7 @@ def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cp
         raise TransferError(f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', "
                             f"which is not finished (train it first)")
     # Signals are caught from here on: a batch system's SIGTERM during the checks is a stop, not death.
-    stop = _Stop(time.time() + max_seconds if max_seconds else None)
+    stop = Stop(time.time() + options.max_seconds if options.max_seconds else None)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     stop.why = stop.why or stopsig.received()
     try:
@@ -462,9 +227,7 @@ def train_net(plan: Plan, net: Net, gpu: int | tuple[int, ...] | None = None, cp
 
 def _cmd(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    return train_net(plan, plan.net(args.net), gpu=args.gpu, cpu=args.cpu, max_seconds=args.max_seconds,
-                     seed=args.seed, progress_every=args.progress_every,
-                     precision=args.precision, deterministic=args.deterministic)
+    return train_net(plan, plan.net(args.net), from_args(plan, args, gpus=args.gpu), seed=args.seed)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
