@@ -1,10 +1,19 @@
-"""`make test` sets TRANSFER_TEST_REQUIRE (e.g. "caffe,slurm,wordnet"): a test skipped for a missing
-part named there fails the run instead, so a broken set-up cannot pass as a green run of fewer tests."""
+"""Markers, shared fixtures, and the rule that a required part cannot be silently skipped.
+
+Markers: `requires_caffe` (runs the caffe binary or pycaffe: a built Caffe; implies `slow`, and skips
+with the reason where none is built) and `slow` (training, a SLURM cluster, every figure). `make
+test-fast` runs `-m "not slow"`: nothing there starts Caffe (tests/test_fast_tier.py proves it).
+`make test` sets TRANSFER_TEST_REQUIRE (e.g. "caffe,slurm,wordnet"): a test skipped for a missing
+part named there fails the run instead, so a broken set-up cannot pass as a green run of fewer tests.
+The test helpers (tinyrun, slurm_cluster) live beside the tests, which pytest puts on sys.path."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+import tinyrun
 
 REQUIRED = [w.strip().lower() for w in os.environ.get("TRANSFER_TEST_REQUIRE", "").split(",") if w.strip()]
 _skipped_required: list[str] = []
@@ -12,8 +21,23 @@ _skipped_required: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: needs a built Caffe to train or load nets, a SLURM cluster, or draws every figure; "
-                   "`make test-fast` leaves these out")
+        "markers", "slow: trains nets, needs a SLURM cluster, or draws every figure; `make test-fast` leaves "
+                   "these out")
+    config.addinivalue_line(
+        "markers", "requires_caffe: runs the caffe binary or pycaffe (a built Caffe); implies slow")
+
+
+@pytest.hookimpl(tryfirst=True)   # before `-m "not slow"` deselects: requires_caffe must count as slow
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    have_caffe = None
+    for item in items:
+        if item.get_closest_marker("requires_caffe") is None:
+            continue
+        item.add_marker(pytest.mark.slow)
+        if have_caffe is None:
+            have_caffe = tinyrun.caffe_available()
+        if not have_caffe:
+            item.add_marker(pytest.mark.skip(reason="Caffe is not built (make caffe)"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -42,3 +66,9 @@ def pb2():
         return caffe_pb2()
     except TransferError as exc:
         pytest.skip(f"Caffe not configured: {exc}")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny plan's datasets, made once a session by the real data stages (tinyrun.shared_data)."""
+    return tinyrun.shared_data(tmp_path_factory)

@@ -12,11 +12,9 @@ import pytest
 from transfer import REPO
 from transfer.plan import speed
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")]
+pytestmark = pytest.mark.requires_caffe
 
 
 def test_cpu_run_writes_figures_the_simulator_reads(tmp_path):

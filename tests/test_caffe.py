@@ -13,7 +13,7 @@ import pytest
 
 from transfer.caffe import env as caffe_env
 
-pytestmark = pytest.mark.slow  # runs the caffe binary and pycaffe
+pytestmark = pytest.mark.requires_caffe  # runs the caffe binary and pycaffe
 CLASSES, SIDE = 4, 8
 
 NET = """name: "tiny"

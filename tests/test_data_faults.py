@@ -18,7 +18,6 @@ import lmdb
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_datasets import _cli, _corpus, _items, _write_list  # noqa: E402
 
 from transfer.data import datasets  # noqa: E402

@@ -345,6 +345,7 @@ def _caffe():
     return caffe
 
 
+@pytest.mark.requires_caffe
 def test_caffe_data_layer_reads_database(pb2, corpus, tmp_path):
     caffe = _caffe()
     root, lst, lines = corpus

@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.requires_caffe
 
 
 @pytest.fixture(scope="module")

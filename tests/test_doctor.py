@@ -29,6 +29,7 @@ def test_doctor_passes_here():
         assert name in out
 
 
+@pytest.mark.requires_caffe
 def test_doctor_fails_on_empty_root(tmp_path):
     proc = run_doctor(CAFFE_ROOT=str(tmp_path))
     assert proc.returncode != 0

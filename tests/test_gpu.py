@@ -15,10 +15,8 @@ import pytest
 from transfer.caffe import gpu
 from transfer.core.errors import TransferError
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
 
 
 def _root_with_info(tmp_path: Path, info: dict) -> Path:
@@ -53,7 +51,7 @@ def test_visible_gpus_says_why_there_are_none(monkeypatch, tmp_path):
     assert devices == [] and "nvidia-smi not found" in why
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_tiny_forward_backward_runs_on_the_cpu():
     run = gpu.tiny_forward_backward(None)
     assert run.ok, run.detail
@@ -62,7 +60,7 @@ def test_tiny_forward_backward_runs_on_the_cpu():
     assert run.where == "CPU" and run.ms is not None and run.ms >= 0
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_doctor_reports_mode_and_gpu_line():
     proc = tinyrun.run_cli("doctor", timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -75,7 +73,7 @@ def test_doctor_reports_mode_and_gpu_line():
         assert "ok   gpu run: GPU 0: forward+backward of a tiny net" in proc.stdout
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_gpu_training_with_a_cpu_only_build_is_refused_before_caffe_starts(tmp_path, tmp_path_factory):
     if gpu.current_build().gpu is not False:
         pytest.skip("the Caffe in use is not a CPU-only build")
@@ -88,7 +86,7 @@ def test_gpu_training_with_a_cpu_only_build_is_refused_before_caffe_starts(tmp_p
     assert not net.run.log_files()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_train_needs_only_the_caffe_binary_once_surgery_is_done(tmp_path, tmp_path_factory):
     """Surgery (pycaffe) on one machine, training on one whose pycaffe cannot load."""
     from transfer.caffe.env import caffe_root

@@ -13,7 +13,6 @@ import pytest
 from transfer import REPO
 
 sys.path.insert(0, str(REPO / "caffe"))
-sys.path.insert(0, str(Path(__file__).parent))
 import patch_tree  # noqa: E402
 import tinyrun  # noqa: E402
 

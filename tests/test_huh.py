@@ -19,7 +19,6 @@ from transfer.results.metrics import NetMetric
 from transfer.plan.netfiles import net_files
 from transfer.plan.load import PLAN_DIR, load_plan
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
 
@@ -176,8 +175,7 @@ def tiny_huh_config(root: Path) -> dict:
     return c
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+@pytest.mark.requires_caffe
 def test_tiny_huh_plan_trains_end_to_end(tmp_path):
     from transfer.caffe.env import caffe_pb2
     from transfer.data.lmdb_store import iter_items, open_read

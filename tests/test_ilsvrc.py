@@ -10,7 +10,6 @@ import pytest
 import yaml
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
 from transfer import REPO
@@ -196,7 +195,7 @@ def test_devkit_must_hold_the_split_classes(imagenet, tmp_path):
         ilsvrc.caffe_lists(imagenet, wnids=wnids)
 
 
-@pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
+@pytest.mark.requires_caffe
 def test_prepare_from_imagenet_equals_caffes_lists(imagenet, tmp_path):
     """`transfer prepare --imagenet DIR` (what `make data IMAGENET_DIR=DIR` runs) gives the databases that
     Caffe's own lists give."""

@@ -20,7 +20,6 @@ from transfer.plan.load import PLAN_DIR, expand
 from transfer.core.errors import TransferError
 from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
 
-sys.path.insert(0, str(Path(__file__).parent))
 from test_datasets import _KILLER  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -146,6 +145,7 @@ def test_random_split_is_seeded_and_not_the_minimal_one(ilsvrc):
     assert len(a & set(sets["minimal-A"].map)) < 400     # a random draw mixes man-made and natural
 
 
+@pytest.mark.slow   # every label set of WordNet's 1000 classes
 @needs_wordnet
 def test_cli_show_json(capsys):
     code, out, _ = run_cli(capsys, "labels", "show", "topdown-127", "--json")

@@ -127,9 +127,6 @@ def _caffe_ready() -> bool:
         return False
 
 
-def needs_caffe(test):
-    skip = pytest.mark.skipif(not _caffe_ready(), reason="Caffe is not built (make caffe)")
-    return pytest.mark.slow(skip(test))
 
 
 _ALIASES = itertools.count()
@@ -216,7 +213,7 @@ def test_sampled_files_parse_back_to_themselves(plan_name):
             assert to_text(text_format.Parse(text, kind())) == text, path
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 @pytest.mark.parametrize("plan_name", ["paper", "small"])
 def test_sampled_nets_load_in_pycaffe(plan_name, tmp_path):
     from transfer.caffe.env import import_caffe
@@ -247,7 +244,7 @@ def test_sampled_nets_load_in_pycaffe(plan_name, tmp_path):
         assert {n.fc8_outputs for n in plan.nets} == {1000}
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_upgrade_tool_leaves_sampled_files_unchanged(tmp_path):
     """Caffe's own upgrade_net_proto_text reads a file of every treatment and writes it back
     identical: the files are in today's format and printed as Caffe prints them."""

@@ -11,11 +11,9 @@ import pytest
 from transfer import REPO
 from transfer.plan.model import LAYERS
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.requires_caffe
 NOTEBOOK = REPO / "notebooks" / "inspect_weights.ipynb"
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
 from transfer.caffe import gpu
@@ -67,6 +66,7 @@ def _events(stderr: str) -> list[tuple[str, str, str]]:
     return out
 
 
+@pytest.mark.slow   # the runner with its stand-in children, twice
 @pytest.mark.parametrize("k", [1, 2])
 def test_runner_packs_k_nets_a_gpu_after_their_bases(tmp_path, tmp_path_factory, k):
     """With a CPU-only build every `transfer train --gpu` is refused at once, which shows what the
@@ -98,10 +98,9 @@ def test_net_gpus_and_gpus_are_checked():
 
 # ---------------------------------------------------------------------------- one net on several GPUs
 
+@pytest.mark.requires_caffe
 def test_multi_gpu_caffe_command_and_split_batch(tmp_path, tmp_path_factory):
     from transfer.train import caffe_proc, options, runfiles, trainer
-    if not tinyrun.caffe_available():
-        pytest.skip("Caffe is not built (make caffe)")
     cmd = caffe_proc.caffe_command(Path("solver.prototxt"), (0, 1), Path("init.solverstate"))
     assert cmd[-1] == "-gpu=0,1" and cmd[1] == "train"
     assert caffe_proc.caffe_command(Path("s"), 3, Path("i"))[-1] == "-gpu=3"
@@ -211,6 +210,7 @@ def _figures(root: Path, throughput: dict[int, float], efficiency: dict[int, flo
     return path
 
 
+@pytest.mark.slow   # simulate, run and submit, on two GPU counts
 def test_auto_placement_runs_and_submits_what_the_simulator_chose(tmp_path, tmp_path_factory):
     """`run` and `submit` with --nets-per-gpu auto --multi-gpu auto place the nets as `plan simulate`
     reports: on 4 GPUs every net of the tiny plan on 2 of them, on 2 GPUs two nets a GPU."""

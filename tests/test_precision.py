@@ -22,13 +22,11 @@ from transfer.train.jobscript import JobOptions, job_script
 from transfer.train.options import RunOptions
 from transfer.caffe.precision import PrecisionSpec
 
-sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(REPO / "caffe"))
 import patch_gpu_speed  # noqa: E402
 import patch_tree  # noqa: E402
 import tinyrun  # noqa: E402
 
-needs_caffe = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
 
 
 def _plan_with(tmp_path: Path, **top) -> Path:
@@ -121,7 +119,7 @@ def test_report_labels():
 
 # ---------------------------------------------------------------------------- a real CPU attempt
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp_path, tmp_path_factory):
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
                                    solver={"max_iter": 40, "snapshot": 40, "test_interval": 20})

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
 from transfer.core.errors import TransferError  # noqa: E402
 from transfer.data.prepare import prepare_plan_data  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.requires_caffe
 
 
 def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):

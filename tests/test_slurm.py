@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinyrun  # noqa: E402
 from slurm_cluster import Cluster, missing_binaries  # noqa: E402
@@ -185,10 +184,8 @@ def _iterations_logged(plan, net) -> bool:
     return any("Iteration" in f.read_text(errors="replace") for f in net.run.log_files())
 
 
-@pytest.mark.slow
+@pytest.mark.requires_caffe
 def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
-    if not (REPO / "transfer" / "train.py").is_file() or not tinyrun.caffe_available():
-        pytest.skip("needs transfer train and a built Caffe (make caffe)")
     data = tinyrun.shared_data(tmp_path_factory)
     # How fast this machine trains the tiny net now: 12 s of one base, outside SLURM.
     probe = tinyrun.write_plan_copy(tmp_path_factory.mktemp("probe"), data, solver={"max_iter": 100000})
@@ -320,11 +317,9 @@ def test_pack_job_scripts(tmp_path):
     assert repointed("afterok:12", "12", "20") == "afterok:20"
 
 
-@pytest.mark.slow
+@pytest.mark.requires_caffe
 def test_pack_trains_two_nets_in_one_job(cluster, tmp_path_factory):
     """A real queue (CPU): the base's job, then one job training its two dependents at once."""
-    if not tinyrun.caffe_available():
-        pytest.skip("needs a built Caffe (make caffe)")
     plan = tinyrun.write_plan_copy(tmp_path_factory.mktemp("pack"), tinyrun.shared_data(tmp_path_factory),
                                    solver={"max_iter": 20, "snapshot": 20, "test_interval": 20})
     out = submit("--plan", str(plan.path), "--only", "half0B-*", "--cpu", "--nets-per-gpu", "2", "--time", "10").stdout

@@ -13,11 +13,9 @@ from transfer.core.errors import TransferError
 from transfer.core.files import shown
 from transfer.plan.model import LAYERS
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.requires_caffe
 
 
 @pytest.fixture(scope="module")

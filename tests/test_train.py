@@ -21,14 +21,8 @@ from transfer.core.files import repo_path
 from transfer.plan.model import LAYERS
 from transfer.train.status import net_state
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-def needs_caffe(test):
-    """Trains with the real caffe binary: slow, and skipped (or, under TRANSFER_TEST_REQUIRE, failed)
-    without a built Caffe."""
-    skip = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
-    return pytest.mark.slow(skip(test))
 
 
 def _logs(plan, net) -> list[Path]:
@@ -98,12 +92,10 @@ def test_release_never_removes_a_lock_taken_over(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    if not tinyrun.caffe_available():
-        pytest.skip("Caffe is not built (make caffe)")
     return tinyrun.trained_plan(tmp_path_factory)
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_run_trains_every_net_in_dependency_order(trained):
     plan, res = trained
     assert res.returncode == 0, res.stdout + res.stderr
@@ -123,7 +115,7 @@ def test_run_trains_every_net_in_dependency_order(trained):
             assert dones[net.base] < starts[net.name], (net.name, res.stderr)
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_run_dir_layout_and_paths(trained):
     plan, _ = trained
     net = plan.net("half0A-2-half0B")
@@ -144,7 +136,7 @@ def test_run_dir_layout_and_paths(trained):
     assert not run.has_lock_file()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_frozen_layers_unchanged_finetuned_layers_changed(trained):
     from transfer.caffe.caffemodel import identical_layers
     plan, _ = trained
@@ -158,7 +150,7 @@ def test_frozen_layers_unchanged_finetuned_layers_changed(trained):
     assert not any(identical_layers(base_final, ft.run.final_weights, LAYERS[:6]).values())
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_status_after_training(trained):
     plan, _ = trained
     res = tinyrun.run_cli("status", "--plan", str(plan.path))
@@ -170,7 +162,7 @@ def test_status_after_training(trained):
     assert res.stdout.strip().splitlines()[-1] == f"{len(plan.nets)} done"
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_rerun_of_finished_plan_trains_nothing(trained):
     plan, _ = trained
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu")
@@ -184,13 +176,11 @@ def test_rerun_of_finished_plan_trains_nothing(trained):
 
 @pytest.fixture
 def scratch(tmp_path, tmp_path_factory):
-    if not tinyrun.caffe_available():
-        pytest.skip("Caffe is not built (make caffe)")
     return lambda **solver: tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
                                                     solver=solver or None)
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_kill9_then_rerun_resumes_from_snapshot(scratch):
     plan = scratch(max_iter=80, snapshot=20)
     net = plan.net("base-half0B")
@@ -217,7 +207,7 @@ def test_kill9_then_rerun_resumes_from_snapshot(scratch):
     assert net.run.snapshot(80).is_file()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_sigterm_and_time_limit_snapshot_and_exit_75(scratch):
     plan = scratch(max_iter=400, snapshot=1000, test_interval=1000)
     net = plan.net("base-half0A")
@@ -242,7 +232,7 @@ def test_sigterm_and_time_limit_snapshot_and_exit_75(scratch):
     assert net.run.is_done() and len(_logs(plan, net)) == 3
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_two_runners_train_each_net_once(scratch):
     plan = scratch(max_iter=40, snapshot=20)
     only = "half0B-*"   # two selffer nets; their base comes along
@@ -259,7 +249,7 @@ def test_two_runners_train_each_net_once(scratch):
     assert attempts == len(nets), outs
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_live_lock_refuses_second_trainer(scratch):
     plan = scratch()
     net = plan.net("base-half0A")

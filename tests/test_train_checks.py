@@ -18,13 +18,9 @@ from transfer.core.errors import Exit
 from transfer.plan.load import load_plan
 from transfer.train.status import net_state
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
 
-def needs_caffe(test):
-    skip = pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")
-    return pytest.mark.slow(skip(test))
 
 
 # ---------------------------------------------------------------------------- preflight
@@ -49,7 +45,7 @@ def test_run_without_data_fails_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_labels_beyond_the_nets_classes_are_refused(tmp_path, tmp_path_factory):
     """The 8-class whole set given to a 4-class net: caffe would corrupt its heap; refused up front."""
     good = tinyrun.shared_data(tmp_path_factory)
@@ -78,7 +74,7 @@ def test_disk_estimate_counts_every_snapshot():
 
 # ---------------------------------------------------------------------------- when caffe fails
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory):
     """Caffe aborting after its final snapshot (as heap corruption does) leaves a failure with its
     cause, and running `transfer train` again does not call the net done."""
@@ -113,7 +109,7 @@ def test_crash_after_the_final_snapshot_is_a_failure(tmp_path, tmp_path_factory)
     assert net_state(plan, net).state == "failed"
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_caffe_failure_shows_the_first_error_line_not_the_stack(tmp_path, tmp_path_factory):
     """A solver file caffe refuses: the command, the FAILED record and `transfer status` show caffe's
     fatal line and where it is in the log; dependents are skipped, independent nets train."""
@@ -138,7 +134,7 @@ def test_caffe_failure_shows_the_first_error_line_not_the_stack(tmp_path, tmp_pa
 
 # ---------------------------------------------------------------------------- a moved runs folder
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_moved_runs_folder_resumes_from_its_own_snapshot(tmp_path, tmp_path_factory):
     """Train partway, copy the runs folder elsewhere and spoil the old one's weights: the copy resumes
     from its snapshot, reads none of the old folder's files, and finishes."""
@@ -185,7 +181,7 @@ def test_moved_runs_folder_resumes_from_its_own_snapshot(tmp_path, tmp_path_fact
     assert read_state(moved.run.snapshot(40, "solverstate")).learned_net == f"snapshots/{net.name}_iter_40.caffemodel"
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_a_net_file_caffe_refuses_is_named_before_training(tmp_path, tmp_path_factory):
     """pycaffe (surgery) aborting on a net file: an error naming the file and Caffe's check, exit 2."""
     data = tinyrun.shared_data(tmp_path_factory)
@@ -200,7 +196,7 @@ def test_a_net_file_caffe_refuses_is_named_before_training(tmp_path, tmp_path_fa
     assert not net.run.init_weights.exists() and not net.run.log_files()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_snapshots_beyond_the_free_disk_are_refused(tmp_path, tmp_path_factory):
     """A schedule whose snapshots would not fit on the disk: exit 74 before anything is written."""
     data = tinyrun.shared_data(tmp_path_factory)
@@ -214,7 +210,7 @@ def test_snapshots_beyond_the_free_disk_are_refused(tmp_path, tmp_path_factory):
     assert not net.run.path.exists()
 
 
-@needs_caffe
+@pytest.mark.requires_caffe
 def test_sigterm_while_starting_is_a_stop_not_a_death(tmp_path, tmp_path_factory):
     """SLURM may signal a job right after it starts: `transfer train` still importing exits 75
     (resubmittable), where Python's default would have been death by SIGTERM (143 in the job)."""

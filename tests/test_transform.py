@@ -13,11 +13,9 @@ from transfer.data import datasets, synthetic
 from transfer.data.images import datum_array
 from transfer.data.lmdb_store import iter_items, open_read
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")]
+pytestmark = pytest.mark.requires_caffe
 SIZE, CROP, BATCH = 16, 12, 32
 M64 = (1 << 64) - 1
 

@@ -16,11 +16,9 @@ from transfer.data import datasets, synthetic
 from transfer.data.lmdb_store import iter_items, open_read
 from transfer.plan.load import PLAN_DIR, load_plan
 
-sys.path.insert(0, str(Path(__file__).parent))
 import tinyrun  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not tinyrun.caffe_available(), reason="Caffe is not built (make caffe)")]
+pytestmark = pytest.mark.requires_caffe
 MAP = {0: 0, 2: 1, 3: 2, 5: 1}      # drops classes 1 and 4, merges 2 and 5
 
 

@@ -190,12 +190,7 @@ def list_schedule(jobs: Mapping[str, Job], gpus: int) -> dict[str, tuple[float, 
     return times
 
 
-def pack_schedule(jobs: Mapping[str, Job], gpus: int, per_gpu: int,
-                  throughput: Mapping[int, float]) -> dict[str, tuple[float, float]]:
-    """Start and end of every job under the priority rule on `gpus` GPUs holding up to `per_gpu`
-    one-GPU jobs each. While j jobs share a GPU, each progresses at throughput[j] / j of its speed
-    alone (re-evaluated whenever one starts or ends); a job on several GPUs has them to itself.
-    A ready one-GPU job goes to the least loaded GPU (nets spread before they share)."""
+def _check_pack(jobs: Mapping[str, Job], gpus: int, per_gpu: int, throughput: Mapping[int, float]) -> None:
     if gpus < 1:
         raise TransferError(f"--gpus must be at least 1, not {gpus}")
     if per_gpu < 1 or any(k not in throughput for k in range(1, per_gpu + 1)):
@@ -204,6 +199,24 @@ def pack_schedule(jobs: Mapping[str, Job], gpus: int, per_gpu: int,
     too_wide = [j.name for j in jobs.values() if j.gpus > gpus]
     if too_wide:
         raise TransferError(f"net '{too_wide[0]}' needs {jobs[too_wide[0]].gpus} GPUs; only {gpus} simulated")
+
+
+def _spot(width: int, load: list[int], per_gpu: int) -> list[int] | None:
+    """The GPUs a job of `width` GPUs starts on now (the least loaded one; a wide job: idle ones), or None."""
+    if width == 1:
+        g = min(range(len(load)), key=lambda i: load[i])
+        return [g] if load[g] < per_gpu else None
+    idle = [i for i in range(len(load)) if load[i] == 0]
+    return idle[:width] if len(idle) >= width else None
+
+
+def pack_schedule(jobs: Mapping[str, Job], gpus: int, per_gpu: int,
+                  throughput: Mapping[int, float]) -> dict[str, tuple[float, float]]:
+    """Start and end of every job under the priority rule on `gpus` GPUs holding up to `per_gpu`
+    one-GPU jobs each. While j jobs share a GPU, each progresses at throughput[j] / j of its speed
+    alone (re-evaluated whenever one starts or ends); a job on several GPUs has them to itself.
+    A ready one-GPU job goes to the least loaded GPU (nets spread before they share)."""
+    _check_pack(jobs, gpus, per_gpu, throughput)
     rank = {n: i for i, n in enumerate(priority(jobs))}
     names = sorted(rank, key=rank.get)
     kids = children(jobs)
@@ -220,12 +233,7 @@ def pack_schedule(jobs: Mapping[str, Job], gpus: int, per_gpu: int,
         while ready:
             r = heapq.heappop(ready)
             job = jobs[names[r]]
-            if job.gpus == 1:
-                g = min(range(gpus), key=lambda i: load[i])
-                spot = [g] if load[g] < per_gpu else None
-            else:
-                idle = [i for i in range(gpus) if load[i] == 0]
-                spot = idle[:job.gpus] if len(idle) >= job.gpus else None
+            spot = _spot(job.gpus, load, per_gpu)
             if spot is None:
                 skipped.append(r)
                 continue
@@ -327,12 +335,7 @@ def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: floa
     gain = figures.speedup if figures is not None else speedup
     if multi_gpu and figures is None:
         raise TransferError("--multi-gpu auto needs speed figures (--figures)")
-    if nets_per_gpu == "auto":
-        ks = sorted(throughput)
-    elif isinstance(nets_per_gpu, int) and nets_per_gpu >= 1:
-        ks = [nets_per_gpu]
-    else:
-        raise TransferError(f"--nets-per-gpu {nets_per_gpu!r}: expected a positive integer or 'auto'")
+    ks = _ks(nets_per_gpu, throughput)
     width = width_of(net_gpus)
     given = {n.name: width(n) for n in nets}
     if not given:
@@ -347,7 +350,22 @@ def simulate(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: floa
         if best is None or m < best[0] * (1 - 1e-9):
             best = (m, k, jobs, times)
     assert best is not None
-    makespan, k, jobs, times = best
+    return _summary(name, nets, gpus, sec_per_iter, figures, throughput, *best)
+
+
+def _ks(nets_per_gpu: int | str, throughput: Mapping[int, float]) -> list[int]:
+    """The nets-a-GPU counts to simulate: the one given, or ("auto") every count the figures know."""
+    if nets_per_gpu == "auto":
+        return sorted(throughput)
+    if isinstance(nets_per_gpu, int) and nets_per_gpu >= 1:
+        return [nets_per_gpu]
+    raise TransferError(f"--nets-per-gpu {nets_per_gpu!r}: expected a positive integer or 'auto'")
+
+
+def _summary(name: str, nets: Sequence[Trainable], gpus: int, sec_per_iter: float, figures: Any,
+             throughput: Mapping[int, float], makespan: float, k: int, jobs: dict[str, Job],
+             times: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """What `simulate` reports of the chosen schedule, with its lower bounds."""
     critical = max(tails(jobs).values())
     work = sum(j.seconds * j.gpus for j in jobs.values())
     # K nets sharing a GPU get through at most max throughput(j <= K) nets' worth of work on it.

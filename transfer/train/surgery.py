@@ -21,6 +21,7 @@ from google.protobuf import text_format
 
 from ..caffe.env import caffe_pb2, import_caffe
 from ..caffe.caffemodel import blob_shape, layer_arrays, learned_layers, read_model
+from ..caffe.logs import describe_exit, first_error
 from ..core.errors import TransferError
 from ..core.files import atomic_write, digest, repo_path, shown
 from ..core.locks import LockHeld
@@ -92,7 +93,6 @@ def draw_fresh(plan: Plan, net: Net, seed: int) -> Any:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if status != 0 or not model_path.is_file():
-            from ..caffe.logs import describe_exit, first_error  # noqa: PLC0415
             rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             first = first_error(output)
             why = (first.text + (f" [{first.where}]" if first.where else "")) if first else "no message"
