@@ -119,3 +119,55 @@ def test_a_bad_plan_exits_2_naming_the_file_and_key(tmp_path):
     assert res.returncode == 2, res.stderr
     assert f"{path}: experimets: unknown field 'experimets' (did you mean 'experiments'?)" in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+# ---------------------------------------------------------------------------- data sets and replicates
+
+def test_every_data_set_has_the_kind_its_family_gives_it():
+    kinds = {name: spec.kind for name, spec in load_plan("paper").datasets.items()}
+    assert kinds["all"] == Kind.WHOLE and kinds["half3B"] == kinds["manmade"] == Kind.CLASSES
+    assert kinds["reduced0010"] == Kind.REDUCED
+    huh = load_plan("huh2016").datasets
+    assert huh["topdown-127"].kind == Kind.LABELSET and huh["topdown-127"].classes == 127
+    assert (huh["images0050"].kind, huh["images0050"].per_class, huh["images0050"].classes) == (Kind.SAMPLE, 50, 1000)
+    assert (huh["budget500k-classes"].kind, huh["budget500k-classes"].per_class) == (Kind.CLASS_BUDGET, 1000)
+    assert huh["sun397"].kind == Kind.TARGET
+    # the same name in two meanings is refused, naming both
+    config = tiny_config()
+    config["experiments"]["reduced"] = {"counts": [5], "val_dataset": "all"}
+    config["datasets"] = {**config["datasets"], "all": 8, "reduced0005": 3}
+    with pytest.raises(TransferError, match=r"datasets.reduced0005: 3 labels declared, but "
+                                            r"experiments.reduced.counts makes it a set of 8"):
+        expand_config(config)
+
+
+def expand_config(config: dict):
+    return plan_mod.expand(config, TINY)
+
+
+def test_replicates_multiply_every_net_and_random_splits_draw_more_splits():
+    config = tiny_config()
+    config["replicates"] = 3
+    plan = expand_config(config)
+    assert plan.replicates == 3 and len(plan.nets) == 3 * len(expand_config(tiny_config()).nets)
+    # random splits: replicates are further splits (seeds 0, 1, 2), each with its own bases and halves
+    bases = [n for n in plan.nets if n.treatment == "base"]
+    assert [n.name for n in bases] == ["base-half0A", "base-half0B", "base-half1A", "base-half1B",
+                                       "base-half2A", "base-half2B"]
+    anb = [n for n in plan.nets if n.group == "half*A-2-half*B"]
+    assert [(n.name, n.base, n.replicate) for n in anb] == [
+        ("half0A-2-half0B", "base-half0A", 0), ("half1A-2-half1B", "base-half1A", 1),
+        ("half2A-2-half2B", "base-half2A", 2)]
+    assert plan.datasets["half2A"] == DatasetSpec("half2A", Kind.CLASSES, 4, parent=WHOLE, class_list="half2A",
+                                                  half=(2, "A"))
+    assert plan.net("half2A-2-half2B").released_name is None     # no released net of seed 2
+    # other families: seeded reruns named -rN, each copying from its base's replicate
+    config = yaml.safe_load((Path(plan_mod.PLAN_DIR) / "small.yaml").read_text())
+    config["replicates"] = 2
+    small = expand_config(config)
+    assert small.net("natural-3-manmade-r1").base == "base-natural-r1"
+    assert small.net("natural-3-manmade-r1").group == "natural-3-manmade"
+    assert small.net("base-natural-r1").run.where.name == "base-natural-r1"
+    assert "half0A-3-half0B-r1" not in small.by_name and "half1A-3-half1B" in small.by_name
+    with pytest.raises(TransferError, match="replicates: 0 is out of range"):
+        expand_config({**tiny_config(), "replicates": 0})

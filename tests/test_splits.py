@@ -298,3 +298,17 @@ def test_released_whole_list_is_checked_against_released_md5(setup, monkeypatch,
     assert f"{good}  {out / 'x' / 'half0A' / 'files.txt'}  (= released)" in capsys.readouterr().out
     with pytest.raises(TransferError, match=r"half0B/files.txt: md5 differs from the released list's 0{32}"):
         write_lists(whole, out / "y", ["half0B"], split_dir)
+
+
+def test_further_random_halves_are_drawn_as_the_released_ones(tmp_path):
+    """A plan's replicates need the halves of further seeds: written like the released script drew its four."""
+    from transfer.data.classlists import write_halves
+    split_dir = make_split_dir(tmp_path / "split", {}, num_classes=10)
+    assert sorted(p.name for p in write_halves(split_dir, [4, 7])) == ["half4A.txt", "half4B.txt", "half7A.txt",
+                                                                      "half7B.txt"]
+    a, b = random_half(7, 10)
+    assert load_split_dir(split_dir).classes("half7A") == a and load_split_dir(split_dir).classes("half7B") == b
+    assert write_halves(split_dir, [4]) == []                       # already there: nothing rewritten
+    (split_dir / "half4A.txt").write_text("0\n1\n2\n3\n4\n")
+    with pytest.raises(TransferError, match=r"half4A.txt already exists with different content"):
+        write_halves(split_dir, [4])

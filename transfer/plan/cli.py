@@ -14,11 +14,17 @@ from .speed import load_figures
 
 def _show(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
+    if args.datasets:
+        print(f"plan {plan.name}: {len(plan.datasets)} data sets ({shown(plan.path)})")
+        for spec in plan.datasets.values():
+            print(f"  {spec.describe()}")
+        return 0
     nets = plan.select(args.only)
     if args.json:
         print(json.dumps([n.to_json() for n in nets], indent=1))
         return 0
-    print(f"plan {plan.name}: {len(nets)} nets ({shown(plan.path)})")
+    reps = f", {plan.replicates} replicates of each" if plan.replicates > 1 else ""
+    print(f"plan {plan.name}: {len(nets)} nets{reps} ({shown(plan.path)})")
     print(f"{'name':28} {'treatment':15} {'n':>2} {'base':18} {'max_iter':>8}  released")
     for n in nets:
         print(f"{n.name:28} {n.treatment:15} {n.n or '':>2} {n.base or '-':18} {n.max_iter:>8}  "
@@ -45,6 +51,9 @@ def _simulate(args: argparse.Namespace) -> int:
         return 0
     d = DAY
     print(f"plan {res['plan']}: {res['nets']} nets on {res['gpus']} GPUs at {res['sec_per_iter']:g} s/iteration")
+    if figures is not None and not args.figures and not args.sec_per_iter:
+        print(f"  (the speed is the figures' GPU's, {figures.gpu}: --nets-per-gpu and --multi-gpu need a GPU's "
+              f"speed figures; without them the default is a K20's {SEC_PER_ITER:g} s; --sec-per-iter S sets it)")
     if figures is not None:
         tp = ", ".join(f"{k} at once {v:g}x" for k, v in figures.throughput.items() if k > 1) or "none"
         eff = ", ".join(f"{g} GPUs {e:g}" for g, e in figures.efficiency.items()) or "none"
@@ -77,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
     show.add_argument("--only", help="comma-separated name patterns, e.g. 'half0*,base-*'")
     show.add_argument("--json", action="store_true", help="print a JSON list of nets")
+    show.add_argument("--datasets", action="store_true", help="list the plan's data sets: kind, what each holds")
     show.set_defaults(func=_show)
 
     sim = psub.add_parser("simulate", help="makespan of a plan on K GPUs under the project's order")
