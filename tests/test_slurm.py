@@ -190,7 +190,7 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     # A net far longer than any machine trains in its 1-minute time limit (told to stop 30 s, slurm: up
     # to 60 s, before it): it must be stopped by the time limit, whatever this machine's speed.
     long = tinyrun.write_plan_copy(tmp_path_factory.mktemp("long"), data,
-                                   solver={"max_iter": 10 ** 6, "snapshot": 10})
+                                   solver={"max_iter": 10 ** 6, "snapshot": 10 ** 6})   # (a stop snapshots)
     # Nets long enough (some seconds each even on a fast machine) for base-half0B to be caught training.
     tiny = tinyrun.write_plan_copy(tmp_path_factory.mktemp("tiny"), data, solver={"max_iter": 200, "snapshot": 50})
 
