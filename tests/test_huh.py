@@ -167,7 +167,7 @@ def test_huh_replicates_give_intervals_and_verdicts(tmp_path):
     assert t1.original.n == 3 and len(t1.original.nets) == 3 and t1.original.ci95 is not None
     assert t1.random.nets == ("scratch-synth10", "scratch-synth10-r1", "scratch-synth10-r2")
     improving = {"base-all-r1": True}   # a base still climbing: named under the verdicts that rest on it
-    got = {v.key: v for v in verdicts.huh(h, improving, {n.name: n.base for n in plan.nets})}
+    got = {v.key: v for v in verdicts.huh(h, improving, {n.name: n.base for n in plan.nets}, ["synth10"])}
     assert got["pretraining_beats_scratch:synth10"].answer == "yes"
     assert got["fewer_images_hurt_mildly:synth10"].answer == "not resolved"   # no effect in these numbers
     assert "(N = 3 replicates)" in got["pretraining_beats_scratch:synth10"].line()
@@ -238,3 +238,5 @@ def test_tiny_huh_plan_trains_end_to_end(tmp_path):
     assert {"huh_classes.png", "huh_images.png", "curves.png", "report.md"} <= \
         {p.name for p in (root / "report").iterdir()}
     assert "### Table 1 (target `synth4`)" in (root / "report" / "report.md").read_text()
+    # no scratch net, no budgets in this plan: no verdict on them, only on what it has
+    assert [v.key for v in report.verdicts] == []

@@ -77,7 +77,8 @@ def _panel(ax: plt.Axes, title: str, members: list[CurveSeries]) -> None:
         ax.plot(s.iters, s.acc, lw=2.2 if s.still_improving else 1, color=_colour(s, sets), ls=ls,
                 alpha=0.85 if s.counted else 0.35, label=label)
     improving = sum(bool(s.still_improving) for s in members)
-    ax.set_title(f"{title} ({len(members)} nets" + (f", {improving} still improving" if improving else "") + ")",
+    nets = f"{len(members)} net{'s' if len(members) != 1 else ''}"
+    ax.set_title(f"{title} ({nets}" + (f", {improving} still improving" if improving else "") + ")",
                  fontsize=10)
     ax.set_xlabel("Iteration")
     ax.set_ylabel("Validation top-1 accuracy")

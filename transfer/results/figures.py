@@ -72,8 +72,9 @@ def n_text(estimates: Iterable[Estimate | None]) -> str:
         return "N: no counted nets"
     ns = sorted({e.n for e in es})
     kinds = {u for e in es for u in e.unit.split("/")}
-    what = "; ".join(w for u, w in (("split", "random split: a replicate is a split"),
-                                    ("replicate", "elsewhere a replicate is a seeded rerun")) if u in kinds)
+    words = {"split": "random split: a replicate is a split",
+             "replicate": "elsewhere a replicate is a seeded rerun" if "split" in kinds else "a seeded rerun each"}
+    what = "; ".join(w for u, w in words.items() if u in kinds)
     n = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
     return f"N = {n} replicate{'s' if ns[-1] != 1 else ''} per mean ({what}); bars: 95% intervals" + (
         " (none where N = 1)" if ns[0] == 1 else "")
@@ -84,11 +85,14 @@ def save(fig: plt.Figure, out: Path, stem: str, corner: str | None = None, capti
     `corner` (precision) goes bottom right, `caption` (N replicates) bottom left."""
     # below the axes (outside the canvas: the tight bounding box takes them in); the caption wrapped to
     # about two thirds of the width (7.5 pt characters are about 4 pt wide), the corner note beside it
+    lines = 0
     if caption:
-        width = int(fig.get_figwidth() * 72 * 0.66 / 4.2)
-        fig.text(0.01, -0.005, textwrap.fill(caption, width), ha="left", va="top", fontsize=7.5, color="0.2")
-    if corner:
-        fig.text(0.99, -0.005, corner, ha="right", va="top", fontsize=7, color="0.35")
+        text = textwrap.fill(caption, int(fig.get_figwidth() * 72 * 0.66 / 4.2))
+        fig.text(0.01, -0.005, text, ha="left", va="top", fontsize=7.5, color="0.2")
+        lines = text.count("\n") + 1
+    if corner:   # under the caption: a line is about 1.3 x 7.5 pt high
+        fig.text(0.99, -0.005 - lines * 7.5 * 1.3 / (fig.get_figheight() * 72), corner, ha="right", va="top",
+                 fontsize=7, color="0.35")
     written = []
     for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{ext}", dir=out)
@@ -125,9 +129,10 @@ def means(ax: plt.Axes, by_n: Mapping[int, Estimate | None], style: dict, label:
           dx: float = 0.0, start: tuple[float, Estimate] | None = None, ls: str = "-") -> tuple[list, list]:
     """A line through the means per n (from `start`, e.g. the base at n = 0: its interval is drawn with its
     own points, once), each with its 95% interval."""
-    pts = ([start] if start else []) + [(n + dx, by_n[n]) for n in NS if by_n.get(n)]
+    pts = [(n + dx, by_n[n]) for n in NS if by_n.get(n)]
     if not pts:
         return [], []
+    pts = ([start] if start else []) + pts
     xs, es = [x for x, _ in pts], [e for _, e in pts]
     ys = [e.mean for e in es]
     ax.plot(xs, ys, color=style["color"], lw=1.8, ls=ls, marker=style["marker"], mfc=style["mfc"],
@@ -170,7 +175,7 @@ def _figure2_top(ax: plt.Axes, report: Report) -> None:
         ax.axhline(published.BASE_B_TOP1, color="0.55", ls="--", lw=0.8, zorder=1,
                    label=f"published baseB {published.BASE_B_TOP1}")
     if drawn:
-        ax.legend(loc="lower left", fontsize=9, numpoints=1, frameon=False, ncol=2)
+        ax.legend(loc="best", fontsize=9, numpoints=1, frameon=False, ncol=2)
     else:
         no_data(ax, "no data: no random-split net is counted")
     ax.set_ylabel(YLABEL)
@@ -225,7 +230,7 @@ def figure2(report: Report, shown: set[str], out: Path) -> list[str]:
     if drawn:
         bot.legend(loc="lower left", fontsize=9, frameon=False, ncol=4)
     else:
-        no_data(bot)
+        no_data(bot, "no data: no BnB, BnB+, AnB or AnB+ net is counted")
     bot.set_ylabel(YLABEL + "\nmean and 95% interval")
     bot.set_xlabel(XLABEL)
     _pad_y(bot, top=0.35 if shown - {"baseB"} else 0.1)
@@ -346,6 +351,6 @@ def figureS1(report: Report, out: Path) -> list[str]:
         ax.set_xlabel("Number of examples per class" + (" (log)" if log else ""))
         ax.set_ylabel("Top-1 validation accuracy" + (" (log)" if log else ""))
         ax.grid(color="0.9", lw=0.6)
-        ax.legend(fontsize=9, frameon=False, loc="lower right")
+        ax.legend(fontsize=9, frameon=False, loc="upper left" if log else "lower right")
     axes[0].set_title(_title(report, "Figure S1: reduced training data"))
     return save(fig, out, "figureS1", note(report), n_text(red.values()))

@@ -58,12 +58,12 @@ UNIT_WORDS = {"split": "a replicate is a random split", "replicate": "seeded rep
 # ------------------------------------------------------------------------------ head and verdicts
 
 def _head(r: Report, figure_files: Sequence[str]) -> list[str]:
-    k = (f"the mean of its {r.top_k} highest validation accuracies (--top-k)" if r.top_k else
-         "the mean of its k highest validation accuracies, k scaled to its number of tests (1 per 20, "
-         "at most the paper's 10)")
+    k = (f"the mean of its {r.top_k} highest validation accuracies (--top-k" if r.top_k else
+         "the mean of its k highest validation accuracies (k scaled to its number of tests: 1 per 20, "
+         "at most the paper's 10")
     c = r.counts
     L = [f"# Results: plan `{r.plan}`", "",
-         f"Per-net number: {k} (how it is read off a log: {FAITHFUL_DOC}). {c.with_results} of {c.plan_nets} "
+         f"Per-net number: {k}; how it is read off a log: {FAITHFUL_DOC}). {c.with_results} of {c.plan_nets} "
          f"nets counted; {c.missing} not counted ({c.unfinished} unfinished, {c.failed} failed or rejected; "
          "listed at the end). Only finished (DONE) nets count"
          + (", and with --partial those still training or stopped, with the tests they reached." if r.partial

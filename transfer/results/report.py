@@ -64,7 +64,8 @@ def build(plan: Plan, col: Collected, *, layout: str = "runs", top_k: int | None
     reduced = y.reduced(d)
     huh = huh_tables.compute(plan, {n: m.final for n, m in counted.items() if math.isfinite(m.final)})
     found = (verdicts.yosinski(d, t1, drops, improving) if fig2 or rw else []) + \
-        (verdicts.huh(huh, improving, {n.name: n.base for n in plan.nets}) if huh else [])
+        (verdicts.huh(huh, improving, {n.name: n.base for n in plan.nets},
+                      [n.target for n in plan.nets if n.treatment == "scratch"]) if huh else [])
     comparisons = compare.yosinski(fig2, t1, rw, drops, reduced) + compare.huh(huh)
     return Report(
         plan=plan.name, families=tuple(sorted(fams)), layout=layout, top_k=top_k, intervals=stats.METHOD,

@@ -120,10 +120,15 @@ def captions_shown(verdicts: Sequence[Verdict]) -> set[str]:
     return shown
 
 
-def huh(h: HuhTables, improving: Mapping[str, bool], base_of: Mapping[str, str | None]) -> list[Verdict]:
-    """Huh et al.'s patterns, per target data set (`base_of`: net name -> the net it copies from)."""
+def huh(h: HuhTables, improving: Mapping[str, bool], base_of: Mapping[str, str | None],
+        scratch: Sequence[str]) -> list[Verdict]:
+    """Huh et al.'s patterns, per target data set (`base_of`: net name -> the net it copies from; `scratch`:
+    the targets the plan trains from scratch). A pattern the plan has no nets for is left out."""
+    kinds = {s.kind for s in h.sets.values()}
     out = []
     for t in h.targets:
+        has = {"pretraining_beats_scratch": t in scratch, "fewer_classes_not_worse": bool(h.table2[t]),
+               "fewer_images_hurt_mildly": "images" in kinds}
         for key, pattern, est, what, sign, paper in (
             ("pretraining_beats_scratch", "pre-training beats training from scratch", h.pretrain_vs_scratch(t),
              "fine-tuned from the original set minus from scratch", +1, "52.2 vs 35.7 on SUN (Table 1)"),
@@ -134,6 +139,8 @@ def huh(h: HuhTables, improving: Mapping[str, bool], base_of: Mapping[str, str |
              "fewer images per class minus every image, mean over the per-class budgets", -1,
              "a marginal drop: 58.3, 57.0, 54.6 mAP on PASCAL DET for 1000, 500, 250 per class (section 4.1)"),
         ):
+            if not has[key]:
+                continue
             out.append(Verdict(f"{key}:{t}", f"{pattern} (target `{t}`)", est, what, sign, paper,
                                _caution(est, improving, base_of)))
     return out
