@@ -49,13 +49,15 @@ def test_every_net_trained_to_max_iter(demo_run):
 def test_report_numbers_are_read_back_from_the_logs(demo_run):
     plan, out, first = demo_run
     report = json.loads((out / "report.json").read_text())
-    assert report["missing"] == []
+    assert report["missing"] == [] and report["complete"]
     for net in plan.nets:
         accs = log_accuracies(net.run)
         entry = report["nets"][net.name]
-        assert entry["iterations"] == net.max_iter
+        assert entry["iterations"] == net.max_iter and entry["state"] == "done"
         assert entry["final"] == pytest.approx(accs[-1])
-        assert entry["metric"] == pytest.approx(np.mean(sorted(accs)[-10:]))
+        k = max(1, min(10, round(len(accs) / 20)))   # the top-k scaled to the tests (4 here: k = 1)
+        assert entry["k"] == k and entry["metric"] == pytest.approx(np.mean(sorted(accs)[-k:]))
+        assert entry["still_improving"] in (True, False)
     base_b = report["random_split"]["baseB"]["mean"]
     assert base_b == pytest.approx(report["nets"]["base-half0B"]["metric"])
     for name in ("figure2.png", "figure3.png", "report.md"):

@@ -6,16 +6,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from google.protobuf import text_format
 from PIL import Image
 
-from transfer.results import huh_figures, huh_tables as huh_report, published
+from transfer.results import huh_figures, huh_markdown, huh_tables as huh_report, published, verdicts
 from transfer.data import targets
 from transfer.caffe.env import caffe_pb2
 from transfer.core.errors import TransferError
-from transfer.results.metrics import NetMetric
 from transfer.plan.netfiles import net_files
 from transfer.plan.load import PLAN_DIR, load_plan
 
@@ -126,32 +126,52 @@ def test_target_folders_become_caffe_lists(tmp_path):
         targets.target_lists(spec4, tmp_path / "out2")
 
 
-def _metric(v: float) -> NetMetric:
-    return NetMetric(metric=v, final=v, best=v, iterations=1, tests=1, attempts=1)
-
-
 def test_report_tables_and_figures_from_net_numbers(tmp_path):
     plan = load_plan("huh2016")
     # Every net gets a distinct number from its name, so each table cell is traceable to one net.
     values = {n.name: (sum(map(ord, n.name)) % 500) / 1000 + 0.2 for n in plan.nets}
-    h = huh_report.compute(plan, {k: _metric(v) for k, v in values.items()})
-    t1 = h["table1"]["sun397"]
-    assert t1 == {"original": values["ft-sun397-base-all"], "coarse": values["ft-sun397-base-topdown-127"],
-                  "coarse_set": "topdown-127", "random": values["scratch-sun397"]}
-    row = h["table2"]["sun397"]["500000"]
-    assert row["classes"] == values["ft-sun397-base-budget500k-classes"]
-    assert row["images"] == values["ft-sun397-base-images0500"] and row["images_set"] == "images0500"
-    assert sorted(h["table2"]["sun397"]) == ["125000", "250000", "500000"]
-    assert h["change486"]["sun397"] == pytest.approx(values["ft-sun397-base-bottomup-486"]
-                                                     - values["ft-sun397-base-all"])
-    assert h["sets"]["bottomup-9"]["readout"] == values["readout-bottomup-9"]
-    assert h["sets"]["all"]["readout"] == values["base-all"] and h["sets"]["images0050"]["images_per_class"] == 50
-    md = "\n".join(huh_report.markdown(h, []))
+    h = huh_report.compute(plan, values)
+    t1 = h.table1["sun397"]
+    assert (t1.original.mean, t1.coarse.mean, t1.coarse_set, t1.random.mean) == (
+        values["ft-sun397-base-all"], values["ft-sun397-base-topdown-127"], "topdown-127", values["scratch-sun397"])
+    assert t1.original.nets == ("ft-sun397-base-all",) and t1.original.n == 1 and t1.original.ci95 is None
+    row = h.table2["sun397"]["500000"]
+    assert row.classes.mean == values["ft-sun397-base-budget500k-classes"]
+    assert row.images.mean == values["ft-sun397-base-images0500"] and row.images_set == "images0500"
+    assert sorted(h.table2["sun397"]) == ["125000", "250000", "500000"]
+    assert h.change486["sun397"].mean == pytest.approx(values["ft-sun397-base-bottomup-486"]
+                                                       - values["ft-sun397-base-all"])
+    assert h.sets["bottomup-9"].readout.mean == values["readout-bottomup-9"]
+    assert h.sets["all"].readout.mean == values["base-all"] and h.sets["images0050"].images_per_class == 50
+    md = "\n".join(huh_markdown.markdown(h, []))
     assert "| random init | " in md and f"| {100 * published.HUH_TABLE1_SUN['random']:.1f} |" in md
-    assert "published, 486 bottom-up classes on SUN: -0.8." in md
+    assert "published, 486 bottom-up classes on SUN: -0.8 points." in md
+    assert "*N replicates: 1 replicate behind each cell" in md
     files = huh_figures.figures(h, tmp_path, plan.name)
     assert files == ["huh_classes.png", "huh_classes.pdf", "huh_images.png", "huh_images.pdf"]
     assert all((tmp_path / f).stat().st_size > 5000 for f in files)
+
+
+def test_huh_replicates_give_intervals_and_verdicts(tmp_path):
+    """huh-small with 3 replicates: each cell is the mean of the three replicates' nets, with an interval;
+    pre-training beats scratch where every pre-trained net is far above every scratch net."""
+    config = small_config()
+    config["replicates"] = 3
+    plan = load(tmp_path, config)
+    rng = np.random.default_rng(0)
+    values = {n.name: (0.30 if n.treatment == "scratch" else 0.60) + 0.01 * rng.standard_normal()
+              for n in plan.nets}
+    h = huh_report.compute(plan, values)
+    t1 = h.table1["synth10"]
+    assert t1.original.n == 3 and len(t1.original.nets) == 3 and t1.original.ci95 is not None
+    assert t1.random.nets == ("scratch-synth10", "scratch-synth10-r1", "scratch-synth10-r2")
+    improving = {"base-all-r1": True}   # a base still climbing: named under the verdicts that rest on it
+    got = {v.key: v for v in verdicts.huh(h, improving, {n.name: n.base for n in plan.nets}, ["synth10"])}
+    assert got["pretraining_beats_scratch:synth10"].answer == "yes"
+    assert got["fewer_images_hurt_mildly:synth10"].answer == "not resolved"   # no effect in these numbers
+    assert "(N = 3 replicates)" in got["pretraining_beats_scratch:synth10"].line()
+    assert "1 of its nets or their bases were still improving at their last tests (`base-all-r1`)" in \
+        got["pretraining_beats_scratch:synth10"].caution
 
 
 # ---------------------------------------------------------------------------- trained end to end (slow)
@@ -204,14 +224,17 @@ def test_tiny_huh_plan_trains_end_to_end(tmp_path):
     res = tinyrun.run_cli("run", "--plan", str(plan.path), "--cpu", "--jobs", "2", timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     report = make_report(str(plan.path), None, root / "report")
-    h = report["huh2016"]
-    coarse_own, readout = h["sets"]["bottomup-2"]["own"], h["sets"]["bottomup-2"]["readout"]
+    h = report.huh2016
+    coarse_own, readout = h.sets["bottomup-2"].own.mean, h.sets["bottomup-2"].readout.mean
     assert coarse_own > 0.5 + 0.1, f"man-made/natural net at {coarse_own} (chance 0.5)"
     assert readout > 1.5 / 8, f"readout of the coarse net at {readout} (chance 1/8)"
-    t1 = h["table1"]["synth4"]    # no top-down set in this plan: the coarse row is its label set
-    assert t1["coarse_set"] == "bottomup-2" and t1["coarse"] == h["sets"]["bottomup-2"]["targets"]["synth4"]
-    assert t1["original"] == h["sets"]["all"]["targets"]["synth4"] is not None and t1["random"] is None
+    t1 = h.table1["synth4"]    # no top-down set in this plan: the coarse row is its label set
+    assert t1.coarse_set == "bottomup-2" and t1.coarse == h.sets["bottomup-2"].targets["synth4"]
+    assert t1.original == h.sets["all"].targets["synth4"] is not None and t1.random is None
     rec = json.loads(plan.net("readout-bottomup-2").run.surgery_record.read_text())
     assert rec["copied"] == rec["frozen"] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
-    assert {"huh_classes.png", "huh_images.png", "report.md"} <= {p.name for p in (root / "report").iterdir()}
+    assert {"huh_classes.png", "huh_images.png", "curves.png", "report.md"} <= \
+        {p.name for p in (root / "report").iterdir()}
     assert "### Table 1 (target `synth4`)" in (root / "report" / "report.md").read_text()
+    # no scratch net, no budgets in this plan: no verdict on them, only on what it has
+    assert [v.key for v in report.verdicts] == []

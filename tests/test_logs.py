@@ -180,14 +180,16 @@ def test_metric_top10_final_best(tmp_path: Path) -> None:
     for i, a in enumerate(accs, start=1):
         lines.append(f"I0416 01:{i:02d}:00.000000 1 solver.cpp:96] Iteration {1000 * i}, Testing net")
         lines.append(f"I0416 01:{i:02d}:01.000000 1 solver.cpp:123] Test score #0: {a}")
-    m = net_metric(read_logs([_write(tmp_path / "r.log", "\n".join(lines) + "\n")]))
-    assert m is not None
+    m = net_metric(read_logs([_write(tmp_path / "r.log", "\n".join(lines) + "\n")]), k=10)
+    assert m is not None and m.k == 10
     assert m.metric == pytest.approx(np.mean(sorted(accs)[-10:]))
     assert m.final == pytest.approx(accs[-1]) and m.best == pytest.approx(0.6)
     assert m.iterations == 15000 and m.tests == 15 and m.attempts == 1
     # fewer than 10 tests: the mean of all of them
     short = read_logs([_write(tmp_path / "s.log", "\n".join(lines[:6]) + "\n")])
-    assert net_metric(short).metric == pytest.approx(np.mean(accs[:3]))
+    assert net_metric(short, k=10).metric == pytest.approx(np.mean(accs[:3]))
+    # without k: scaled to the tests (15 tests: k = 1, the best one)
+    assert net_metric(read_logs([tmp_path / "r.log"])).metric == pytest.approx(0.6)
     assert net_metric(read_logs([_write(tmp_path / "e.log", "")])) is None
 
 

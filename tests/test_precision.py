@@ -156,7 +156,7 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
     assert "NVIDIA_TF32_OVERRIDE=0 CAFFE_TF32=0 CAFFE_CUDNN_DETERMINISTIC=1 " in header
 
     res = tinyrun.run_cli("report", "--plan", str(plan.path), "--out", str(tmp_path / "report"), "--no-figures")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 3 and "incomplete: 7 of 8 nets not DONE" in res.stderr, res.stderr  # one net trained
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["precision"]["label"] == "fp32 (CPU)" and report["precision"]["deterministic"] is True
     assert report["precision"]["per_net"] == {net.name: ["fp32 (CPU)"]}

@@ -39,10 +39,9 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
     out_dir = Path(out) if out else default_out(plan)
     report = make_report(plan_name, None, out_dir)
     log.info("done in %s", duration(time.monotonic() - t0))
-    for key, q in report["qualitative"].items() if set(report["families"]) - {"huh2016", "target"} else ():
-        verdict = {True: "yes", False: "no", None: "not enough data"}[q["holds"]]
-        print(f"   paper's pattern, {key}: {verdict}")
-    for name in [f for f in report["figures"] if f.endswith(".png") and f != "curves.png"] + ["report.md"]:
+    for v in report.verdicts:
+        print(f"   paper's pattern, {v.line()}")
+    for name in [f for f in report.figures if f.endswith(".png") and f != "curves.png"] + ["report.md"]:
         print(f"   {name:16} {out_dir / name}")
     return out_dir
 

@@ -13,6 +13,8 @@ class Exit(IntEnum):
     FAILED = 1          # the command ran and the outcome is a failure: caffe failed (see the net's FAILED
                         # record and log), a check found a difference (nets --check, data verify, doctor)
     ERROR = 2           # bad input or usage: the message names the file, line, key or value to fix
+    INCOMPLETE = 3      # a report on nets not all finished: some are still training, stopped, failed or
+                        # never started (listed); rerun once they are DONE, or ask for `--partial` results
     LOCKED = 73         # EX_CANTCREAT: another live process trains this net or writes this database
     NO_SPACE = 74       # EX_IOERR: the disk is full (or another write error); free space and rerun
     INTERRUPTED = 75    # EX_TEMPFAIL: stopped with a snapshot (signal or time limit); run again to resume
@@ -23,6 +25,7 @@ EXIT_MEANINGS = {
     Exit.OK: "done (or nothing left to do)",
     Exit.FAILED: "the work ran and failed (caffe failed, or a check found problems)",
     Exit.ERROR: "bad input or usage; the message names the file, line, key or value",
+    Exit.INCOMPLETE: "report incomplete: some nets are not DONE (listed); rerun later or pass --partial",
     Exit.LOCKED: "another process holds the lock (trains this net, writes this database)",
     Exit.NO_SPACE: "disk full or write error; free space and rerun, work done is kept",
     Exit.INTERRUPTED: "stopped with a snapshot (SIGTERM, time limit); rerun to continue",

@@ -29,23 +29,6 @@ TABLE_S1 = {
 }
 
 
-def entries() -> dict[str, tuple[float, str]]:
-    """Every published number under the report.json path of the quantity we compute for it."""
-    out: dict[str, tuple[float, str]] = {
-        "random_split.baseB.mean": (BASE_B_TOP1, "paper 4.1 (1): baseB top-1 0.625"),
-        "random_weights.base.mean": (WHOLE_TOP1, "paper 4.1 (1): 1000-class top-1 error 42.5%"),
-        "drops_n7.random_split": (DROP_N7["random_split"], "paper 4.3: drop at n=7, similar tasks, about 8%"),
-        "drops_n7.natman": (DROP_N7["natman"], "paper 4.3: drop at n=7, dissimilar tasks, about 25%"),
-    }
-    for rng, row in TABLE1.items():
-        for col, v in row.items():
-            out[f"table1.{rng}.{col}"] = (v, f"paper Table 1, layers {rng}")
-    for count, v in TABLE_S1.items():
-        out[f"reduced.{count:04d}.mean"] = (v, f"supplementary Table S1, {count} per class")
-    out.update(huh_entries())
-    return out
-
-
 # Huh, Agrawal and Efros (2016), SUN-397 classification accuracy after fine-tuning (fractions).
 # Table 1: pre-trained on the original 1000 classes, on the 127 top-down classes, and random init.
 HUH_TABLE1_SUN = {"original": 0.522, "coarse": 0.487, "random": 0.357}
@@ -59,15 +42,3 @@ HUH_TABLE2_SUN = {
 # Section 5.1: pre-training on the 486 bottom-up classes changes SUN accuracy by -0.8 points.
 HUH_CHANGE_486_SUN = -0.008
 HUH_TARGET = "sun397"   # the target name under which the plan's SUN numbers are compared
-
-
-def huh_entries() -> dict[str, tuple[float, str]]:
-    """Huh et al.'s SUN numbers under the report.json path of ours (target `sun397`)."""
-    t = f"huh2016.table1.{HUH_TARGET}"
-    out = {f"{t}.{row}": (v, f"Huh et al. 2016 Table 1, SUN, {row}") for row, v in HUH_TABLE1_SUN.items()}
-    for total, row in HUH_TABLE2_SUN.items():
-        for way, v in row.items():
-            out[f"huh2016.table2.{HUH_TARGET}.{total}.{way}"] = (v, f"Huh et al. 2016 Table 2, SUN, {total:,} "
-                                                                    f"images as fewer {way}")
-    out[f"huh2016.change486.{HUH_TARGET}"] = (HUH_CHANGE_486_SUN, "Huh et al. 2016 section 5.1: 486 classes, SUN")
-    return out
