@@ -194,9 +194,20 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     # Nets long enough (some seconds each even on a fast machine) for base-half0B to be caught training.
     tiny = tinyrun.write_plan_copy(tmp_path_factory.mktemp("tiny"), data, solver={"max_iter": 200, "snapshot": 50})
 
-    # The long net first, and the tiny plan at a lower priority, so the follow-ups get the CPU they free.
+    # The long net alone first: stopped by its time limit, it snapshots and continues in a follow-up job,
+    # which resumes from that snapshot; once it has, its job is killed (no trap, so no further follow-up):
+    # finishing 10**6 iterations is not the point.
     submit("--plan", str(long.path), "--only", "base-half0A", "--cpu", "--time", "1", "--signal-lead", "30")
-    out = submit("--plan", str(tiny.path), "--cpu", "--time", "10", "--sbatch-arg=--nice=1000").stdout
+    ln = long.net("base-half0A")
+
+    def resumed_in_a_follow_up() -> bool:
+        return any("resuming at iteration" in f.read_text(errors="replace") for f in ln.run.slurm_outputs())
+    wait_until(resumed_in_a_follow_up, 600, "the long net to resume in a follow-up job", cluster, every=2)
+    for job in queued_jobs(long).values():
+        subprocess.run(["scancel", "--signal=KILL", "--full", job.id], check=False)
+    wait_until(lambda: not queued_jobs(long), 120, "the long net's jobs to end", cluster, every=2)
+
+    out = submit("--plan", str(tiny.path), "--cpu", "--time", "10").stdout
     assert out.count("submitted") == len(tiny.nets), out
 
     # Preempt base-half0B once it is training: TERM to the batch shell, as slurm does.
@@ -207,19 +218,8 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     assert not b.run.is_done(), "base-half0B finished before it could be interrupted"
     subprocess.run(["scancel", "--signal=TERM", "--batch", first_job], check=True)
 
-    # The long net: stopped by its time limit, it snapshots and continues in a follow-up job, which
-    # resumes from that snapshot; once the follow-up trains on, its job is killed (no trap, no further
-    # follow-up): finishing 10**6 iterations is not the point.
-    ln = long.net("base-half0A")
-
-    def resumed_in_a_follow_up() -> bool:
-        return any("resuming at iteration" in f.read_text(errors="replace") for f in ln.run.log_files())
-    wait_until(resumed_in_a_follow_up, 600, "the long net to resume in a follow-up job", cluster, every=2)
-    for job in queued_jobs(long).values():
-        subprocess.run(["scancel", "--signal=KILL", "--full", job.id], check=False)
-
     # A follow-up is queued before the job it replaces ends: an empty queue means nothing more will run.
-    wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 420, "the queue to empty", cluster,
+    wait_until(lambda: not queued_jobs(tiny) and not queued_jobs(long), 1200, "the queue to empty", cluster,
                every=2)
     left = {n.name: _job_tail(n) for n in tiny.nets if not n.run.is_done()}
     assert not left, "nets not done:\n" + "\n".join(f"{k}:\n{v}" for k, v in left.items())
@@ -245,7 +245,7 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     assert "SIGTERM" in outs and len(job_starts(ln)) >= 2, outs
     assert [r for r in read_records(long) if r["action"] == "follow-up"]
     first = ln.run.attempts()[0]
-    assert first["exit"] != 0 and first["stopped"], first     # stopped by the signal, with a snapshot
+    assert first["stopped"] == "SIGTERM" and ln.run.snapshots(), first   # stopped by the signal, with a snapshot
     assert not ln.run.is_done()
 
 
