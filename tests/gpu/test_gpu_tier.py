@@ -50,7 +50,7 @@ def test_tiny_plan_trains_end_to_end(gpu_plan, device):
             assert attempt["device"] and attempt["driver"] and attempt["cuda_build"], attempt
             log = run.log_files()[-1].read_text()
             assert f"Using GPUs {device}" in log, log[:2000]
-            # the plan's precision (fp32: no TF32) reached the patched Caffe (caffe/patch_gpu_speed.py)
+            # the plan's precision (fp32: no TF32) reached the patched Caffe (caffe/patches/0010-*, 0012-*)
             assert (attempt["precision"], attempt["deterministic"]) == ("fp32", False), attempt
             assert "cuBLAS math: fp32" in log, log[:2000]
             if attempt["cudnn"]:   # measured algorithms, logged once per layer and input shape
