@@ -1,5 +1,5 @@
 #include "caffe/util/cudnn8_compat.hpp"  // first, as patch_tree.py expects (nothing of it is used)
-// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cpp by caffe/patch_gpu_speed.py; what
+// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cpp by caffe/patches/0012; what
 // it changes and the environment variables it reads: caffe/cudnn_conv_layer.hpp.
 #ifdef USE_CUDNN
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cu by caffe/patch_gpu_speed.py: one
+// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cu by caffe/patches/0012: one
 // cuDNN call a direction for all groups (see caffe/cudnn_conv_layer.hpp).
 #ifdef USE_CUDNN
 #include <vector>

@@ -1,4 +1,4 @@
-// Installed over Caffe's include/caffe/layers/cudnn_conv_layer.hpp by caffe/patch_gpu_speed.py.
+// Installed over Caffe's include/caffe/layers/cudnn_conv_layer.hpp by caffe/patches/0012.
 // BVLC's layer ran one cuDNN call per group on a stream of its own, took cuDNN's heuristic algorithm
 // under an 8 MB workspace and left the math type to cuDNN (TF32 on Ampere and newer). This one runs
 // all groups in one call (cudnnSetConvolutionGroupCount), measures the algorithms once per input

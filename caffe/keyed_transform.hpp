@@ -1,5 +1,5 @@
 // Caffe's Datum transform (DataTransformer::Transform of a raw Datum: crop, mirror, mean, scale) for
-// a whole batch, by several threads. Copied into the tree by caffe/patch_tree.py.
+// a whole batch, by several threads. Installed by caffe/patches/0008.
 //
 // Caffe draws each image's crop offsets and mirror from one sequential generator, so the draws depend
 // on the order in which images are transformed. Here they come from a counter-based stream keyed by
