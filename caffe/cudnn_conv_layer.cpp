@@ -1,4 +1,3 @@
-#include "caffe/util/cudnn8_compat.hpp"  // first, as patch_tree.py expects (nothing of it is used)
 // Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cpp by caffe/patches/0012; what
 // it changes and the environment variables it reads: caffe/cudnn_conv_layer.hpp.
 #ifdef USE_CUDNN

@@ -31,7 +31,6 @@ CHANGED = {
 }
 INSTALLED = {"include/caffe/util/keyed_transform.hpp": "keyed_transform.hpp",
              "src/caffe/util/keyed_transform.cpp": "keyed_transform.cpp",
-             "include/caffe/util/cudnn8_compat.hpp": "cudnn8_compat.hpp",
              "include/caffe/layers/cudnn_conv_layer.hpp": "cudnn_conv_layer.hpp",
              "src/caffe/layers/cudnn_conv_layer.cpp": "cudnn_conv_layer.cpp",
              "src/caffe/layers/cudnn_conv_layer.cu": "cudnn_conv_layer.cu"}

@@ -172,7 +172,7 @@ def test_caffe_patches_read_the_variables(tmp_path):
         "cudnn-deterministic-max-pooling.patch": {"include/caffe/util/cudnn.hpp"},
         "cudnn-convolution-layer.patch": {
             "include/caffe/layers/cudnn_conv_layer.hpp", "src/caffe/layers/cudnn_conv_layer.cpp",
-            "src/caffe/layers/cudnn_conv_layer.cu", "include/caffe/util/cudnn8_compat.hpp"}}
+            "src/caffe/layers/cudnn_conv_layer.cu"}}
     common = (tree / "src/caffe/common.cpp").read_text()
     # every cuBLAS handle gets its math mode: the one of Caffe() and the one of SetDevice()
     assert common.count("cublasCreate(") == 2 and common.count("caffe_set_cublas_math(") == 3
