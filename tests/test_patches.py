@@ -4,7 +4,9 @@ the patch and hunk named, and that a foreign tree gets each patch whole or not a
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +29,7 @@ CHANGED = {
     "include/caffe/layers/base_data_layer.hpp", "src/caffe/layers/base_data_layer.cpp",
     "src/caffe/layers/base_data_layer.cu", "include/caffe/util/cudnn.hpp",
     "include/caffe/layers/cudnn_conv_layer.hpp", "src/caffe/layers/cudnn_conv_layer.cpp",
-    "src/caffe/layers/cudnn_conv_layer.cu",
+    "src/caffe/layers/cudnn_conv_layer.cu", "src/caffe/layers/pooling_layer.cpp", "src/caffe/layers/pooling_layer.cu",
 }
 INSTALLED = {"include/caffe/util/keyed_transform.hpp": "keyed_transform.hpp",
              "src/caffe/util/keyed_transform.cpp": "keyed_transform.cpp",
@@ -113,6 +115,31 @@ def test_a_hunk_that_no_longer_applies_is_an_error_naming_the_patch_and_hunk(tre
     assert f"hunk 3 of src/caffe/data_reader.cpp ({hunk.header}, at line " in message
     assert "/* edited */" in message                                          # the line that differs
     assert contents(tree) == before                                          # no patch half-applied
+
+
+def test_a_patch_that_no_longer_applies_stops_the_build_before_cmake(trees, tmp_path):
+    """Through scripts/build-caffe.sh: the sdist copy, edited so that one hunk of a patch every tree
+    needs no longer fits, given as CAFFE_SRC (the build takes the sdist itself only from its
+    sha256-checked tarball). The build stops at the patch step, naming the patch and the hunk."""
+    sdist, _, _ = trees
+    tree = tmp_path / "edited-sdist"
+    shutil.copytree(sdist, tree, symlinks=True)
+    hunk = hunk_of("0013-*.patch", "src/caffe/layers/pooling_layer.cpp", 2)
+    break_hunk(tree, "src/caffe/layers/pooling_layer.cpp", hunk)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "VENV": sys.prefix, "PY": sys.executable, "CAFFE_SRC": str(tree), "CAFFE_GPU": "0",
+           "TRANSFER_CACHE": str(cache), "CAFFE_RECORD": "0"}
+    proc = subprocess.run([str(REPO / "scripts" / "build-caffe.sh")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert ("caffe/patches/0013-max-pooling-mask-inside-the-input.patch does not apply: hunk 2 of "
+            f"src/caffe/layers/pooling_layer.cpp ({hunk.header}, at line ") in out, out
+    assert "(required in any tree)" in out and "nothing was compiled" in out
+    assert "configuring (cmake)" not in out                                  # it stopped before cmake
+    (partial,) = (cache / "caffe").glob("*.partial")
+    assert not (partial / ".cmake" / "CMakeCache.txt").exists()
+    assert not (cache / "caffe" / partial.name.replace(".partial", "")).exists()   # nothing looks built
 
 
 def test_a_foreign_tree_gets_each_patch_whole_or_not_at_all(trees, tmp_path):
