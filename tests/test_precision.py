@@ -184,7 +184,7 @@ def test_caffe_patches_read_the_variables(tmp_path):
                    "p.determinism != CUDNN_DETERMINISTIC", "cudaMemGetInfo"):
         assert needed in conv, needed
     # deterministic mode: heuristic ranking (a timed one can differ between reruns), deterministic pooling
-    assert "deterministic_ ? heuristic(__VA_ARGS__) : find(__VA_ARGS__)" in conv
+    assert "ChooseAll(i, deterministic_ ? kHeuristic : kFind, limit, &fallback)" in conv
     assert "CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX" in (tree / "include/caffe/util/cudnn.hpp").read_text()
     cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
     assert "for (int g = 0" not in cu   # one call for all groups
