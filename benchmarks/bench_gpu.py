@@ -127,7 +127,8 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
     with open(log_file, "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                             env=precision_.caffe_environ(PrecisionSpec("fp32"),
-                                                        {**os.environ, "GLOG_logtostderr": "1"})).returncode
+                                                        {**os.environ, "GLOG_logtostderr": "1",
+                                                         "GLOG_minloglevel": "0"})).returncode
     text = log_file.read_text(errors="replace")
     log = logs.read_logs([log_file], strict=False)
     speed = log.speed()
