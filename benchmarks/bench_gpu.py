@@ -11,6 +11,8 @@ each `--caffe-root NAME=DIR` (e.g. a build without cuDNN, `CAFFE_GPU=1 CAFFE_CUD
 Then `caffe train` of the same CaffeNet from an LMDB of 3x256x256 Datums (crop 227, mirror, mean file):
 ms per iteration with the Data layer in the loop, and in how many batches the forward pass waited for
 the prefetch thread (the project's Caffe logs that every 100 batches; the first batch is not counted).
+Its learning rate is the paper's 0.01 at batch 256, scaled with the batch (a CPU smoke run at batch 2
+diverged at 0.01), and a loss that is not finite fails the benchmark: it diverges only on purpose.
 Precision goes to caffe through the environment, as `transfer train` sets it (transfer/caffe/precision.py).
 PyTorch is only the yardstick: the same layers, SGD with momentum, synthetic tensors on the GPU; it is
 skipped where torch does not import. Several nets at once: K `caffe time` processes on the same GPU, started together;
@@ -20,6 +22,7 @@ in the form `transfer plan simulate --figures FILE` reads (transfer/speeds/h100.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -115,7 +118,8 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
             layer.transform_param.mean_file = str(mean)
     net_file, solver_file, log_file = work / "train.prototxt", work / "solver.prototxt", work / "train.log"
     net_file.write_text(text_format.MessageToString(net))
-    solver = pb.SolverParameter(net=str(net_file), base_lr=0.01, lr_policy="fixed", momentum=0.9,
+    base_lr = 0.01 * batch / 256        # the paper's rate at its batch; linear in the batch below it
+    solver = pb.SolverParameter(net=str(net_file), base_lr=base_lr, lr_policy="fixed", momentum=0.9,
                                 weight_decay=0.0005, display=max(1, iterations // 10), max_iter=iterations,
                                 snapshot_after_train=False,
                                 solver_mode=pb.SolverParameter.CPU if gpu_id is None else pb.SolverParameter.GPU)
@@ -124,12 +128,18 @@ def train_with_data(work: Path, gpu_id: int | None, batch: int, iterations: int,
     with open(log_file, "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
                             env=precision_.caffe_environ(PrecisionSpec("fp32"),
-                                                        {**os.environ, "GLOG_logtostderr": "1"})).returncode
+                                                        {**os.environ, "GLOG_logtostderr": "1",
+                                                         "GLOG_minloglevel": "0"})).returncode
     text = log_file.read_text(errors="replace")
-    speed = logs.read_logs([log_file], strict=False).speed()
+    log = logs.read_logs([log_file], strict=False)
+    speed = log.speed()
     if rc or not speed:
         tail = "\n".join(text.strip().splitlines()[-12:])
         sys.exit(f"bench_gpu: `{' '.join(cmd)}` failed (exit {rc}):\n{tail}")
+    diverged = sorted(it for it, loss in log.train_loss.items() if not math.isfinite(loss))
+    if diverged:
+        sys.exit(f"bench_gpu: `caffe train` diverged: loss {log.train_loss[diverged[0]]} at iteration {diverged[0]} "
+                 f"(batch {batch}, base_lr {base_lr:g}); log: {log_file}")
     waits = [(int(n), float(ms)) for n, ms in WAITED.findall(text)]
     return 1000 / speed, sum(n for n, _ in waits), sum(ms for _, ms in waits)
 

@@ -67,7 +67,8 @@ def caffe_time_outputs(model: Path, gpu_id: int | None, iterations: int, prec: P
     cmd = [str(binary or caffe_binary()), "time", f"-model={model}", f"-iterations={iterations}"]
     if gpu_id is not None:
         cmd.append(f"-gpu={gpu_id}")
-    env = precision.caffe_environ(prec, {**os.environ, "GLOG_logtostderr": "1"})   # as training sets it
+    # as training sets it; INFO lines kept (an earlier pycaffe import in this process quiets glog)
+    env = precision.caffe_environ(prec, {**os.environ, "GLOG_logtostderr": "1", "GLOG_minloglevel": "0"})
 
     def one(_: int) -> str:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

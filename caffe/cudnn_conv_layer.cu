@@ -1,4 +1,4 @@
-// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cu by caffe/patch_gpu_speed.py: one
+// Installed over Caffe's src/caffe/layers/cudnn_conv_layer.cu by caffe/patches/0012: one
 // cuDNN call a direction for all groups (see caffe/cudnn_conv_layer.hpp).
 #ifdef USE_CUDNN
 #include <vector>
@@ -23,7 +23,7 @@ void CuDNNConvolutionLayer<Dtype>::Forward_gpu(
           bottom_descs_[i], bottom_data,
           filter_desc_, weight,
           conv_descs_[i],
-          fwd_algo_[i], workspace_[kFwd], workspace_fwd_sizes_[i],
+          algos_[i].fwd.algo, workspace_[kFwd], algos_[i].fwd.workspace,
           cudnn::dataType<Dtype>::zero,
           top_descs_[i], top_data));
 
@@ -77,8 +77,8 @@ void CuDNNConvolutionLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
             bottom_descs_[i], bottom_data,
             top_descs_[i], top_diff,
             bwd_filter_conv_descs_[i],
-            bwd_filter_algo_[i], workspace_[kBwdFilter],
-            workspace_bwd_filter_sizes_[i],
+            algos_[i].bwd_filter.algo, workspace_[kBwdFilter],
+            algos_[i].bwd_filter.workspace,
             cudnn::dataType<Dtype>::one,
             filter_desc_, weight_diff));
     }
@@ -94,8 +94,8 @@ void CuDNNConvolutionLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
             filter_desc_, weight,
             top_descs_[i], top_diff,
             bwd_data_conv_descs_[i],
-            bwd_data_algo_[i], workspace_[kBwdData],
-            workspace_bwd_data_sizes_[i],
+            algos_[i].bwd_data.algo, workspace_[kBwdData],
+            algos_[i].bwd_data.workspace,
             cudnn::dataType<Dtype>::zero,
             bottom_descs_[i], bottom_diff));
     }

@@ -1,7 +1,15 @@
-// See keyed_transform.hpp. Copied into the tree as src/caffe/util/keyed_transform.cpp.
+// See keyed_transform.hpp. Installed as src/caffe/util/keyed_transform.cpp by caffe/patches/0008.
+#include <sched.h>
 #include <stdint.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -28,13 +36,95 @@ inline int below(uint64_t bits, int n) {
   return static_cast<int>((static_cast<unsigned __int128>(bits) * static_cast<uint64_t>(n)) >> 64);
 }
 
+// CPUs this process may run on (sched_getaffinity), or 0 if unknown.
+int affinity_cpus() {
+  for (int n = 1024; n <= (1 << 16); n *= 4) {   // a larger mask on a machine with more CPUs
+    cpu_set_t* set = CPU_ALLOC(n);
+    if (set == NULL) return 0;
+    const size_t size = CPU_ALLOC_SIZE(n);
+    CPU_ZERO_S(size, set);
+    const int status = sched_getaffinity(0, size, set);
+    const int err = errno;
+    const int count = status == 0 ? CPU_COUNT_S(size, set) : 0;
+    CPU_FREE(set);
+    if (status == 0 || err != EINVAL) return count;
+  }
+  return 0;
+}
+
+// The CPU quota of a cgroup directory, in CPUs (v2 cpu.max "QUOTA PERIOD", v1 cpu.cfs_quota_us and
+// cpu.cfs_period_us); 0 for none ("max", -1) or none readable.
+double quota_cpus(const std::string& dir) {
+  double quota = 0, period = 0;
+  std::ifstream v2((dir + "/cpu.max").c_str());
+  std::string text;
+  if (v2 >> text) {
+    if (text == "max" || !(v2 >> period)) return 0;
+    quota = std::atof(text.c_str());
+  } else {
+    std::ifstream q((dir + "/cpu.cfs_quota_us").c_str()), p((dir + "/cpu.cfs_period_us").c_str());
+    if (!(q >> quota) || !(p >> period)) return 0;
+  }
+  return quota > 0 && period > 0 ? quota / period : 0;
+}
+
+// The smallest CPU quota on the way from this process's cgroup up to the hierarchy's root (a
+// parent's quota bounds its children), in CPUs; 0 if there is none. /proc/self/cgroup names the
+// cgroup: "0::PATH" (v2, under /sys/fs/cgroup) or "ID:cpu,cpuacct:PATH" (v1).
+double cgroup_cpus() {
+  std::ifstream in("/proc/self/cgroup");
+  double least = 0;
+  for (std::string line; std::getline(in, line);) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+    std::vector<std::string> mounts;
+    if (controllers == ",,") {               // v2; "unified" where v1 and v2 are mounted together
+      mounts.push_back("/sys/fs/cgroup");
+      mounts.push_back("/sys/fs/cgroup/unified");
+    } else if (controllers.find(",cpu,") != std::string::npos) {
+      mounts.push_back("/sys/fs/cgroup/cpu,cpuacct");
+      mounts.push_back("/sys/fs/cgroup/cpu");
+    } else {
+      continue;
+    }
+    for (size_t m = 0; m < mounts.size(); ++m) {
+      for (std::string path = line.substr(b + 1);; path = path.substr(0, path.rfind('/'))) {
+        const double cpus = quota_cpus(mounts[m] + path);
+        if (cpus > 0 && (least == 0 || cpus < least)) least = cpus;
+        if (path.empty() || path == "/") break;
+      }
+    }
+  }
+  return least;
+}
+
+// What AutoThreads returns (logged).
+int count_threads() {
+  const int affinity = affinity_cpus();
+  const double quota = cgroup_cpus();
+  int cpus = affinity > 0 ? affinity : static_cast<int>(std::thread::hardware_concurrency());
+  if (quota > 0) cpus = std::min(cpus, static_cast<int>(std::ceil(quota)));
+  const int threads = std::max(1, std::min(cpus, 8));
+  std::ostringstream q;
+  if (quota > 0) q << quota; else q << "none";
+  LOG(INFO) << "batch transform: " << threads << " thread(s) by default (CPU affinity "
+            << affinity << ", cgroup CPU quota " << q.str() << ", at most 8)";
+  return threads;
+}
+
+int usable_threads() {
+  static const int threads = count_threads();   // once a process (thread-safe)
+  return threads;
+}
+
 }  // namespace
 
 template <typename Dtype>
 KeyedTransform<Dtype>::KeyedTransform(const TransformationParameter& param, Phase phase,
                                       uint64_t key)
     : param_(param), phase_(phase), key_(key),
-      mean_channels_(0), mean_height_(0), mean_width_(0) {
+      mean_channels_(0), mean_height_(0), mean_width_(0), one_thread_(false) {
   CHECK(!(param_.has_mean_file() && param_.mean_value_size() > 0))
       << "Cannot specify mean_file and mean_value at the same time";
   if (param_.has_mean_file()) {
@@ -160,19 +250,28 @@ void KeyedTransform<Dtype>::Batch(const std::vector<const Datum*>& datums, uint6
       Apply(d, Choose(first_index + i, d.height(), d.width()), out + i * step);
     }
   };
+  auto part = [&](int t) { return static_cast<int>(static_cast<int64_t>(n) * t / workers); };
   std::vector<std::thread> pool;
-  for (int t = 1; t < workers; ++t) {
-    pool.emplace_back(run, static_cast<int>(static_cast<int64_t>(n) * t / workers),
-                      static_cast<int>(static_cast<int64_t>(n) * (t + 1) / workers));
+  int started = 1;                  // parts 1 .. started-1 run on threads of their own
+  for (; started < workers && !one_thread_; ++started) {
+    try {
+      pool.emplace_back(run, part(started), part(started + 1));
+    } catch (const std::exception& e) {   // std::system_error: no thread (EAGAIN: a limit)
+      if (!one_thread_.exchange(true)) {
+        LOG(WARNING) << "batch transform: cannot start a thread (" << e.what()
+                     << "); transforming on one thread from now on";
+      }
+      break;
+    }
   }
-  run(0, n / workers);
+  run(0, part(1));
+  for (int t = started; t < workers; ++t) run(part(t), part(t + 1));  // the parts no thread took
   for (size_t t = 0; t < pool.size(); ++t) pool[t].join();
 }
 
 template <typename Dtype>
 int KeyedTransform<Dtype>::AutoThreads() {
-  const unsigned hw = std::thread::hardware_concurrency();
-  return static_cast<int>(std::max(1u, std::min(hw, 8u)));
+  return usable_threads();
 }
 
 template class KeyedTransform<float>;

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from transfer import REPO
 from transfer.caffe import doctor
 from transfer.core.errors import TransferError
 
@@ -25,6 +26,11 @@ def test_doctor_passes_here():
     out = proc.stdout
     assert "all checks passed" in out
     assert "caffe root :" in out and "source     :" in out and "mode       :" in out
+    # the build's patch series, every patch of caffe/patches by name (this is a build of the sdist)
+    series = sorted(p.name for p in (REPO / "caffe" / "patches").glob("*.patch"))
+    assert f"patches    : {len(series)} of {len(series)} applied (sdist tree)" in out, out
+    for name in series:
+        assert f"  {name}  sha256 " in out, name
     for name in doctor.PAPER_LAYERS:
         assert name in out
 
@@ -51,3 +57,14 @@ def test_bad_build_info_names_the_file(tmp_path: Path):
     with pytest.raises(TransferError, match="BUILD_INFO is not valid JSON"):
         doctor.root_info(tmp_path)
     assert doctor.root_info(tmp_path / "other") == {"source": "external"}
+
+
+def test_doctor_lists_the_patch_series_as_built():
+    info = {"patches": {"mode": "foreign", "series": [
+        {"name": "0001-a.patch", "sha256": "ab" * 32, "applied": True},
+        {"name": "0002-b.patch", "sha256": "cd" * 32, "applied": False, "reason": "hunk 1 of x.cpp: ..."}]}}
+    assert doctor.patch_lines(info) == [
+        "patches    : 1 of 2 applied (foreign tree)",
+        f"  0001-a.patch  sha256 {'ab' * 6}  applied",
+        f"  0002-b.patch  sha256 {'cd' * 6}  NOT APPLIED: hunk 1 of x.cpp: ..."]
+    assert doctor.patch_lines({"source": "external"})[0].startswith("patches    : none recorded")

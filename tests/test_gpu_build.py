@@ -1,5 +1,6 @@
-"""The CUDA build's inputs, without compiling: the patch step's GPU fixes on the real sdist, and the
-build script's refusal of bad GPU options. (`make check-gpu-build` compiles and links it all.)"""
+"""The CUDA build's inputs, without compiling: the patch series' GPU fixes on the real sdist, and the
+build script's refusal of bad GPU options. (`make check-gpu-build` compiles and links it all; the
+series as a whole: tests/test_patches.py.)"""
 from __future__ import annotations
 
 import os
@@ -12,8 +13,6 @@ import pytest
 
 from transfer import REPO
 
-sys.path.insert(0, str(REPO / "caffe"))
-import patch_tree  # noqa: E402
 import tinyrun  # noqa: E402
 
 NO_KERNELS = {"relu6": "ReLU6Layer", "hardswish": "HardSwishLayer", "hardsigmoid": "HardSigmoidLayer",
@@ -22,15 +21,13 @@ NO_KERNELS = {"relu6": "ReLU6Layer", "hardswish": "HardSwishLayer", "hardsigmoid
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    tree = tinyrun.sdist_tree(tmp_path_factory.mktemp("sdist"))
-    (tree / "python" / "caffe").mkdir(parents=True)   # patch_tree copies into the tree; python/ unused here
-    return tree
+    """The sdist with the patch series applied."""
+    return tinyrun.patched_sdist(tmp_path_factory.mktemp("series"))[1]
 
 
-def test_gpu_fixes_apply_once_and_only_where_needed(tree):
+def test_gpu_fixes_define_what_the_cuda_build_needs_and_leave_cpu_only_alone(tree):
+    """(Which files the series changes, and nothing else: tests/test_patches.py.)"""
     layers = tree / "src" / "caffe" / "layers"
-    before = {p.name: p.read_text() for p in layers.glob("*")}
-    done = patch_tree.patch_tree(tree)
     proposal = (layers / "proposal_layer.cu").read_text()
     assert proposal.count("ProposalLayer<Dtype>::Backward_gpu(") == 1
     assert proposal.index("ProposalLayer<Dtype>::Backward_gpu(") < proposal.index(
@@ -42,36 +39,6 @@ def test_gpu_fixes_apply_once_and_only_where_needed(tree):
         assert f"void {cls}<Dtype>::Forward_gpu(" in text and "Forward_cpu(bottom, top);" in text
         assert f"void {cls}<Dtype>::Backward_gpu(" in text and "Backward_cpu(top, propagate_down, bottom);" in text
         assert text.index("#else") < text.index("Forward_gpu(") < text.index("#endif", text.index("#else"))
-    changed = {name for name, text in before.items() if (layers / name).read_text() != text}
-    # those six, the proposal layer, the cuDNN convolution (patch_gpu_speed.py) and the Data layers'
-    # batch transform (patch_data.py); never another layer with its own .cu
-    assert changed == {f"{s}_layer.cpp" for s in NO_KERNELS} | {
-        "proposal_layer.cu", "cudnn_conv_layer.cpp", "cudnn_conv_layer.cu", "data_layer.cpp",
-        "base_data_layer.cpp", "base_data_layer.cu"}
-    assert any("ProposalLayer::Backward_gpu" in line for line in done)
-    assert patch_tree.gpu_via_cpu(tree) == []                   # a second run changes nothing
-    assert not [line for line in patch_tree.patch_tree(tree) if "layers/" in line]
-
-
-
-def test_batch_transform_edits_the_data_layer_whole_or_not_at_all(tree, tmp_path):
-    patch_tree.patch_tree(tree)   # idempotent: whatever ran before, the tree is patched once
-    layer = (tree / "src/caffe/layers/data_layer.cpp").read_text()
-    assert layer.count("keyed_->Batch(items, images_done_, top_data, transform_threads_);") == 1
-    assert "data_transformer_->Transform(datum" not in layer          # the sequential loop is gone
-    assert (tree / "src/caffe/util/keyed_transform.cpp").is_file()
-    assert "optional uint32 transform_threads = 13" in (tree / "src/caffe/proto/caffe.proto").read_text()
-    # a Data layer of another shape (BVLC master reads its cursor itself) is left alone, every file of it
-    other = tmp_path / "other"
-    for rel in ("src/caffe/proto/caffe.proto", "include/caffe/layers/data_layer.hpp"):
-        (other / rel).parent.mkdir(parents=True, exist_ok=True)
-        (other / rel).write_text((tree / rel).read_text().replace("transform_threads", "x"))
-    (other / "src/caffe/layers").mkdir(parents=True)
-    (other / "src/caffe/layers/data_layer.cpp").write_text("// a different Data layer\n")
-    before = {p: p.read_text() for p in other.rglob("*") if p.is_file()}
-    (line,) = patch_tree.keyed_data_layer(other)
-    assert "sequential transform kept" in line
-    assert {p: p.read_text() for p in other.rglob("*") if p.is_file()} == before
 
 
 def test_cuda_units_include_every_cu_file_once_and_keep_clashing_ones_apart(tree, tmp_path):

@@ -22,9 +22,6 @@ from transfer.train.jobscript import JobOptions, job_script
 from transfer.train.options import RunOptions
 from transfer.caffe.precision import PrecisionSpec
 
-sys.path.insert(0, str(REPO / "caffe"))
-import patch_gpu_speed  # noqa: E402
-import patch_tree  # noqa: E402
 import tinyrun  # noqa: E402
 
 
@@ -170,17 +167,16 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
 
 # ---------------------------------------------------------------------------- the Caffe patch
 
-def gpu_speed_edits(tree: Path) -> list[str]:
-    """What patch_tree.py applies of caffe/patch_gpu_speed.py."""
-    return patch_tree.apply_fixes(tree, patch_gpu_speed.FIXES) + patch_gpu_speed.replace_files(tree)
-
-
-def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
-    tree = tinyrun.sdist_tree(tmp_path)
-    done = gpu_speed_edits(tree)
-    assert {line.split(":")[0] for line in done} == {
-        "src/caffe/common.cpp", "include/caffe/util/cudnn.hpp", "include/caffe/layers/cudnn_conv_layer.hpp",
-        "src/caffe/layers/cudnn_conv_layer.cpp", "src/caffe/layers/cudnn_conv_layer.cu"}
+def test_caffe_patches_read_the_variables(tmp_path):
+    _, tree, records = tinyrun.patched_sdist(tmp_path)
+    files = {r["name"].split("-", 1)[1]: set(r["files"]) for r in records
+             if "cublas" in r["name"] or "cudnn" in r["name"]}
+    assert files == {
+        "cublas-math-from-caffe-tf32.patch": {"src/caffe/common.cpp"},
+        "cudnn-deterministic-max-pooling.patch": {"include/caffe/util/cudnn.hpp"},
+        "cudnn-convolution-layer.patch": {
+            "include/caffe/layers/cudnn_conv_layer.hpp", "src/caffe/layers/cudnn_conv_layer.cpp",
+            "src/caffe/layers/cudnn_conv_layer.cu"}}
     common = (tree / "src/caffe/common.cpp").read_text()
     # every cuBLAS handle gets its math mode: the one of Caffe() and the one of SetDevice()
     assert common.count("cublasCreate(") == 2 and common.count("caffe_set_cublas_math(") == 3
@@ -192,8 +188,7 @@ def test_caffe_patch_reads_the_variables_and_applies_once(tmp_path):
                    "p.determinism != CUDNN_DETERMINISTIC", "cudaMemGetInfo"):
         assert needed in conv, needed
     # deterministic mode: heuristic ranking (a timed one can differ between reruns), deterministic pooling
-    assert "deterministic_ ? heuristic(__VA_ARGS__) : find(__VA_ARGS__)" in conv
+    assert "ChooseAll(i, deterministic_ ? kHeuristic : kFind, limit, &fallback)" in conv
     assert "CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_MAX" in (tree / "include/caffe/util/cudnn.hpp").read_text()
     cu = (tree / "src/caffe/layers/cudnn_conv_layer.cu").read_text()
     assert "for (int g = 0" not in cu   # one call for all groups
-    assert gpu_speed_edits(tree) == []   # a second run changes nothing

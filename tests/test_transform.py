@@ -1,8 +1,12 @@
 """The Data layer's batch transform (caffe/keyed_transform.hpp) through pycaffe on a real LMDB: the same
 blobs whatever the thread count, each image's crop and mirror from the keyed stream, Caffe's arithmetic
-(mean file, scale), Caffe's distribution of crops and mirrors, and the centre crop outside TRAIN."""
+(mean file, scale), Caffe's distribution of crops and mirrors, and the centre crop outside TRAIN; the
+default thread count from the CPUs the process may use, and one thread when no other can start."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,13 +56,35 @@ def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
     return lmdb_dir, mean, images, labels
 
 
+def net_file(db, tmp_path: Path, mirror: bool = True, **data_param: object) -> Path:
+    lmdb_dir, mean = db[0], db[1]
+    return tinyrun.data_net(
+        tmp_path / f"data-{abs(hash(tuple(data_param.items())))}-{mirror}.prototxt", lmdb_dir, BATCH,
+        f'mirror: {str(mirror).lower()} crop_size: {CROP} mean_file: "{mean}" scale: 0.5', **data_param)
+
+
 def forward(db, tmp_path: Path, phase: str = "TRAIN", batches: int = 3, seed: int | None = None,
             mirror: bool = True, **data_param: object) -> list[tuple[np.ndarray, np.ndarray]]:
-    lmdb_dir, mean = db[0], db[1]
-    net_file = tinyrun.data_net(
-        tmp_path / f"data-{phase}-{abs(hash(tuple(data_param.items())))}-{seed}-{mirror}.prototxt", lmdb_dir, BATCH,
-        f'mirror: {str(mirror).lower()} crop_size: {CROP} mean_file: "{mean}" scale: 0.5', **data_param)
-    return tinyrun.data_batches(net_file, batches, phase, seed)
+    return tinyrun.data_batches(net_file(db, tmp_path, mirror, **data_param), batches, phase, seed)
+
+
+def child(net: str, out: str, seed: int) -> None:
+    """Run in a child process: three TRAIN batches of `net`, saved to `out`."""
+    batches = tinyrun.data_batches(Path(net), 3, "TRAIN", seed)
+    np.savez(out, **{f"{kind}{b}": arrays[k] for b, arrays in enumerate(batches)
+                     for k, kind in enumerate(("data", "label"))})
+
+
+def forward_in_child(net: Path, out: Path, seed: int, prefix: list[str], env: dict[str, str]) -> tuple[
+        list[tuple[np.ndarray, np.ndarray]], str]:
+    """(the batches, the glog output) of `child` run as `prefix` + python (e.g. taskset -c 0)."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_transform as t; "
+            f"t.child({str(net)!r}, {str(out)!r}, {seed})")
+    proc = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GLOG_logtostderr": "1", "GLOG_minloglevel": "0", **env})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(out)
+    return [(got[f"data{b}"], got[f"label{b}"]) for b in range(3)], proc.stderr
 
 
 def test_thread_count_does_not_change_a_seeded_run(db, tmp_path):
@@ -102,3 +128,30 @@ def test_test_phase_takes_the_centre_crop(db, tmp_path):
     for i in range(BATCH):
         want = ((images[i].astype(np.float32) - mean) * np.float32(0.5))[:, c:c + CROP, c:c + CROP]
         assert np.array_equal(data[i], want)
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="no taskset (util-linux)")
+def test_default_thread_count_is_the_cpus_the_process_may_use(db, tmp_path):
+    """transform_threads unset (0): one thread on one CPU (taskset -c 0), logged once, and the same
+    batches as four threads give."""
+    one_cpu = str(sorted(os.sched_getaffinity(0))[0])
+    batches, log = forward_in_child(net_file(db, tmp_path), tmp_path / "auto.npz", 11, ["taskset", "-c", one_cpu], {})
+    assert log.count("batch transform: 1 thread(s) by default (CPU affinity 1, cgroup CPU quota") == 1, log
+    assert "data: batch transform on 1 threads" in log
+    four = forward(db, tmp_path, seed=11, transform_threads=4)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(batches, four))
+
+
+def test_a_thread_that_cannot_start_leaves_the_transform_on_one_thread(db, tmp_path):
+    """pthread_create fails in the prefetch thread (tests/shims: as at a thread limit): a warning,
+    once; the run goes on, on one thread, with the batches four threads give."""
+    cc = shutil.which("cc") or pytest.skip("no C compiler for the LD_PRELOAD shim")
+    shim = tmp_path / "threads_only_from_main.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(shim), str(Path(__file__).parent / "shims" /
+                    "threads_only_from_main.c"), "-ldl"], check=True, timeout=120)
+    net = net_file(db, tmp_path, transform_threads=4)
+    batches, log = forward_in_child(net, tmp_path / "shim.npz", 11, [], {"LD_PRELOAD": str(shim)})
+    assert log.count("batch transform: cannot start a thread (") == 1, log
+    assert "transforming on one thread from now on" in log
+    four = forward(db, tmp_path, seed=11, transform_threads=4)
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(batches, four))

@@ -7,6 +7,7 @@ The data: the synthetic dataset of the tiny plan, through the real data stages (
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ import yaml
 from transfer import REPO
 from transfer.plan.model import Plan
 from transfer.plan.load import load_plan
+
+sys.path.insert(0, str(REPO / "caffe"))
+import apply_patches  # noqa: E402  (caffe/apply_patches.py: the build's patch step)
 
 TINY = REPO / "transfer" / "plans" / "tiny.yaml"
 _cache: dict[str, object] = {}
@@ -114,17 +118,25 @@ SDIST = CACHE / "sources" / "brocolli-caffe-9.0.2.tar.gz"
 
 
 def sdist_tree(root: Path) -> Path:
-    """The Caffe sdist's include/ and src/ unpacked under `root` (what the patches edit); the test is
-    skipped where `make caffe` has not downloaded the sdist."""
+    """The pinned Caffe sdist unpacked under `root` (what caffe/patches is made against); the test is
+    skipped where `make caffe` has not downloaded it."""
     import tarfile
     import pytest
     if not SDIST.is_file():
         pytest.skip(f"the Caffe sdist is not in the cache ({SDIST}); `make caffe` downloads it")
     with tarfile.open(SDIST) as tar:
-        members = [m for m in tar.getmembers() if "/src/" in m.name or "/include/" in m.name]
-        tar.extractall(root, members=members, filter="data")
+        tar.extractall(root, filter="data")
     (tree,) = root.iterdir()
     return tree
+
+
+def patched_sdist(root: Path) -> tuple[Path, Path, list[dict]]:
+    """(the pinned sdist, a copy of it with the patch series applied, the series' records), both under
+    `root`: what `make caffe` compiles, without compiling it."""
+    sdist = sdist_tree(root / "sdist")
+    tree = root / "patched"
+    shutil.copytree(sdist, tree, symlinks=True)
+    return sdist, tree, apply_patches.run(tree, foreign=False)
 
 
 def data_net(path: Path, source: Path, batch: int, transform: str = "", **data_param: object) -> Path:

@@ -50,11 +50,25 @@ def test_tiny_plan_trains_end_to_end(gpu_plan, device):
             assert attempt["device"] and attempt["driver"] and attempt["cuda_build"], attempt
             log = run.log_files()[-1].read_text()
             assert f"Using GPUs {device}" in log, log[:2000]
-            # the plan's precision (fp32: no TF32) reached the patched Caffe (caffe/patch_gpu_speed.py)
+            # the plan's precision (fp32: no TF32) reached the patched Caffe (caffe/patches/0010-*, 0012-*)
             assert (attempt["precision"], attempt["deterministic"]) == ("fp32", False), attempt
             assert "cuBLAS math: fp32" in log, log[:2000]
-            if attempt["cudnn"]:   # measured algorithms, logged once per layer and input shape
-                assert "cuDNN convolution conv1 input " in log and "(fp32, measured, workspace bound" in log, log[:4000]
+            if attempt["cudnn"]:
+                cudnn_choices(log)
+
+
+def cudnn_choices(log: str) -> None:
+    """The cudnn_conv_algos lines (format: caffe/cudnn_conv_layer.hpp): one per layer, phase and input
+    shape; the TRAIN net's algorithms measured, the TEST net's backward never searched; fp32."""
+    lines = [dict(f.split("=", 1) for f in line.split("cudnn_conv_algos ", 1)[1].split())
+             for line in log.splitlines() if "cudnn_conv_algos " in line]
+    keys = [(c["layer"], c["phase"], c["input"]) for c in lines]
+    assert keys and len(keys) == len(set(keys)), log[:4000]
+    assert {(c["precision"], c["deterministic"], c["fallback"]) for c in lines} == {("fp32", "0", "none")}, lines
+    train = [c for c in lines if c["phase"] == "TRAIN"]
+    test = [c for c in lines if c["phase"] == "TEST"]
+    assert train and all(c["fwd_by"] == c["bwd_filter_by"] == c["bwd_data_by"] == "find" for c in train), train
+    assert test and all(c["fwd_by"] == "find" and c["bwd_filter_by"] == c["bwd_data_by"] == "none" for c in test), test
 
 
 def test_report_of_the_gpu_run(gpu_plan, tmp_path):

@@ -64,6 +64,20 @@ def root_info(root: Path) -> dict:
     return info
 
 
+def patch_lines(info: dict) -> list[str]:
+    """The Caffe patch series BUILD_INFO records (caffe/patches): one line per patch, applied or not."""
+    record = info.get("patches")
+    if not isinstance(record, dict) or not isinstance(record.get("series"), list):
+        return ["patches    : none recorded (not built by scripts/build-caffe.sh from caffe/patches)"]
+    series = record["series"]
+    applied = sum(bool(p.get("applied")) for p in series)
+    lines = [f"patches    : {applied} of {len(series)} applied ({record.get('mode', '?')} tree)"]
+    for p in series:
+        state = "applied" if p.get("applied") else f"NOT APPLIED: {p.get('reason', '?')}"
+        lines.append(f"  {p.get('name', '?')}  sha256 {str(p.get('sha256', '?'))[:12]}  {state}")
+    return lines
+
+
 def check_binary() -> Check:
     try:
         exe = caffe_env.caffe_binary()
@@ -194,7 +208,7 @@ def diagnose() -> tuple[list[str], list[Check]]:
         build = gpu.build_of(root)
     except TransferError as exc:
         return header, [Check("build info", False, str(exc), FIX_BUILD), check_packages()]
-    header += [f"source     : {source}", f"mode       : {build.describe()}"]
+    header += [f"source     : {source}", f"mode       : {build.describe()}", *patch_lines(info)]
     binary = check_binary()
     gpu_lines, gpu_run = check_gpu(build) if binary.ok else ([], Check("gpu run", True, "skipped: no caffe binary",
                                                                         skipped=True))

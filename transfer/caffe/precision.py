@@ -3,7 +3,7 @@
 The choice reaches caffe as environment variables of its process:
 - NVIDIA_TF32_OVERRIDE=0 (fp32): NVIDIA's switch that keeps cuDNN and cuBLAS off TF32 whatever a
   program asks for; it is removed for tf32 (a 0 inherited from the shell would veto it);
-- CAFFE_TF32=1|0 and CAFFE_CUDNN_DETERMINISTIC=1|0: read by the patched Caffe (caffe/patch_gpu_speed.py),
+- CAFFE_TF32=1|0 and CAFFE_CUDNN_DETERMINISTIC=1|0: read by the patched Caffe (caffe/patches/0010-*, 0012-*),
   which sets the cuBLAS math mode and the cuDNN math type and algorithms accordingly.
 The CPU computes in fp32 whatever is asked: a CPU attempt records "fp32".
 """
