@@ -21,9 +21,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_datasets import _cli, _corpus, _items, _write_list  # noqa: E402
 
-from transfer.data import datasets  # noqa: E402
+from transfer.data.build import build  # noqa: E402
+from transfer.data.derive import derive  # noqa: E402
+from transfer.data.means import compute_mean, read_mean  # noqa: E402
+from transfer.data.verify import check_label_range, verify  # noqa: E402
 from transfer.core.errors import Exit, TransferError  # noqa: E402
-from transfer.data.lmdb_store import data_file_extent  # noqa: E402
+from transfer.data.lmdb_store import data_file_extent, read_manifest  # noqa: E402
 
 SIZE = 24
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +42,7 @@ def corpus(tmp_path):
 @pytest.fixture()
 def built(pb2, corpus, tmp_path):
     root, lst, _ = corpus
-    return datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    return build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
 
 
 # ------------------------------------------------------------------------------ damaged databases
@@ -87,7 +90,7 @@ def test_damaged_source_stops_derive(built, corpus, tmp_path):
     _damage(built, "truncated")
     sub = _write_list(tmp_path / "sub.txt", [f"{ln.split()[0]} 0" for ln in lines[:4]])
     with pytest.raises(TransferError, match=r"data.mdb: truncated"):
-        datasets.derive(str(built), str(sub), str(tmp_path / "derived"))
+        derive(str(built), str(sub), str(tmp_path / "derived"))
     assert not (tmp_path / "derived").exists() and not (tmp_path / "derived.partial").exists()
 
 
@@ -104,7 +107,7 @@ def test_truncated_partial_build_refuses_to_resume(pb2, corpus, tmp_path):
     data = tmp_path / "db.partial" / "data.mdb"
     os.truncate(data, 4096 * 3)
     with pytest.raises(TransferError, match=r"db.partial/data.mdb: (truncated|not an LMDB).*delete .*db.partial"):
-        datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
+        build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
     assert not (tmp_path / "db").exists()
 
 
@@ -134,7 +137,7 @@ def test_resume_with_another_root_is_refused_naming_both(pb2, corpus, tmp_path, 
     # finished: another root is refused too, the database is kept
     code, err = _cli(capsys, *args, "--root", str(other))
     assert code == Exit.ERROR and "not built from this list with these options" in err and str(other) in err
-    assert datasets.verify(str(tmp_path / "db")) == []
+    assert verify(str(tmp_path / "db")) == []
 
 
 def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):
@@ -147,8 +150,8 @@ def test_a_build_recorded_without_its_root_still_resumes(pb2, corpus, tmp_path):
     record = json.loads(info.read_text())
     del record["root"], record["about"]
     info.write_text(json.dumps(record))
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
-    assert datasets.verify(str(db)) == []
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=4, jobs=1)
+    assert verify(str(db)) == []
 
 
 # ------------------------------------------------------------------------------ lists
@@ -181,17 +184,17 @@ def test_crlf_list_and_final_newline_are_fine(pb2, corpus, tmp_path):
     root, _, lines = corpus
     lst = tmp_path / "crlf.txt"
     lst.write_bytes(("\r\n".join(lines[:5]) + "\r\n").encode())
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1, num_classes=4)
-    assert datasets.read_manifest(db)["count"] == 5
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1, num_classes=4)
+    assert read_manifest(db)["count"] == 5
 
 
 # ------------------------------------------------------------------------------ labels against a net
 
 def test_label_range_against_the_net(built, tmp_path):
-    assert datasets.check_label_range(built, 4) == {0: 8, 1: 8, 2: 7, 3: 7}
+    assert check_label_range(built, 4) == {0: 8, 1: 8, 2: 7, 3: 7}
     with pytest.raises(TransferError, match=r"manifest.json: 7 images have labels outside 0..2 \(e.g. 3\), "
                                             r"but the net has 3 classes"):
-        datasets.check_label_range(built, 3)
+        check_label_range(built, 3)
 
 
 def test_label_range_of_a_database_without_manifest(pb2, tmp_path):
@@ -203,9 +206,9 @@ def test_label_range_of_a_database_without_manifest(pb2, tmp_path):
             d = pb2.Datum(channels=1, height=2, width=2, data=bytes(4), label=label)
             txn.put(f"{i:08d}_x{i}.JPEG".encode(), d.SerializeToString())
     env.close()
-    assert datasets.check_label_range(db, 10) == {0: 1, 1: 1, 9: 1, 2: 1}
+    assert check_label_range(db, 10) == {0: 1, 1: 1, 9: 1, 2: 1}
     with pytest.raises(TransferError, match=r"foreign: 1 images have labels outside 0..4 \(e.g. 9\)"):
-        datasets.check_label_range(db, 5)
+        check_label_range(db, 5)
 
 
 # ------------------------------------------------------------------------------ means
@@ -213,7 +216,7 @@ def test_label_range_of_a_database_without_manifest(pb2, tmp_path):
 @pytest.mark.parametrize("how", ["truncated", "not a blob", "wrong size"])
 def test_damaged_mean_is_named(built, tmp_path, pb2, how):
     mean = tmp_path / "mean.binaryproto"
-    datasets.compute_mean(str(built), str(mean))
+    compute_mean(str(built), str(mean))
     raw = mean.read_bytes()
     if how == "truncated":
         mean.write_bytes(raw[: len(raw) // 2])
@@ -224,7 +227,7 @@ def test_damaged_mean_is_named(built, tmp_path, pb2, how):
         blob.height = SIZE + 1
         mean.write_bytes(blob.SerializeToString())
     with pytest.raises(TransferError, match=rf"{mean}: (not a mean file|a mean of 3x{SIZE + 1}x{SIZE} needs)"):
-        datasets.read_mean(str(mean))
+        read_mean(str(mean))
 
 
 # ------------------------------------------------------------------------------ disk full
@@ -282,7 +285,7 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):
     code, err = got["second"]
     assert code == 0 and "resuming" in err, err
     assert got["verify"] == 0
-    ref = datasets.build(str(lst), str(root), str(tmp_path / "ref"), size=96, jobs=1)
+    ref = build(str(lst), str(root), str(tmp_path / "ref"), size=96, jobs=1)
     h = hashlib.sha256()
     for k, v in _items(ref):
         h.update(k + v)

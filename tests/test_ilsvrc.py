@@ -14,7 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinyrun  # noqa: E402
 
 from transfer import REPO
-from transfer.data import datasets, ilsvrc, splits  # noqa: E402
+from transfer.data import ilsvrc, splits  # noqa: E402
+from transfer.data.build import build  # noqa: E402
+from transfer.data.lmdb_store import read_manifest  # noqa: E402
+from transfer.data.verify import verify  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
 
 sio = pytest.importorskip("scipy.io")
@@ -220,14 +223,14 @@ def test_prepare_from_imagenet_equals_caffes_lists(imagenet, tmp_path):
     # The same databases from the hand-written Caffe lists, built as prepare builds the whole set.
     (tmp_path / "train.txt").write_text(CAFFE_TRAIN)
     (tmp_path / "val.txt").write_text(CAFFE_VAL)
-    ref_train = datasets.build(str(tmp_path / "train.txt"), str(imagenet / "train"), str(tmp_path / "ref_train"),
+    ref_train = build(str(tmp_path / "train.txt"), str(imagenet / "train"), str(tmp_path / "ref_train"),
                                size=32, shuffle=True, seed=0, jobs=1)
-    ref_val = datasets.build(str(tmp_path / "val.txt"), str(imagenet / "val"), str(tmp_path / "ref_val"),
+    ref_val = build(str(tmp_path / "val.txt"), str(imagenet / "val"), str(tmp_path / "ref_val"),
                              size=32, jobs=1)
     for got, ref in ((data / "all" / "train_lmdb", ref_train), (data / "all" / "val_lmdb", ref_val)):
         assert _items(got) == _items(ref) and len(_items(got)) > 0
-    assert datasets.read_manifest(data / "all" / "val_lmdb")["labels"] == {"0": 2, "1": 2, "2": 1, "3": 1}
-    assert datasets.verify(str(data / "half0A" / "train_lmdb")) == []
+    assert read_manifest(data / "all" / "val_lmdb")["labels"] == {"0": 2, "1": 2, "2": 1, "3": 1}
+    assert verify(str(data / "half0A" / "train_lmdb")) == []
 
 
 def _items(db: Path) -> list[tuple[bytes, bytes]]:

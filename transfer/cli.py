@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "plan.cli",          # transfer plan show / simulate
     "data.labelsets",    # transfer labels list / show
     "plan.netfiles",     # transfer nets write
-    "data.datasets",     # transfer data build / verify / mean / derive
+    "data.cli",          # transfer data build / derive / relabel / verify / mean
     "data.ilsvrc",       # transfer ilsvrc lists: Caffe's train.txt / val.txt from ILSVRC2012 as distributed
     "data.prepare",      # transfer prepare --plan P: lists, LMDBs, means, net files
     "data.synthetic",    # transfer synthetic make

@@ -11,7 +11,10 @@ import argparse
 import os
 from pathlib import Path
 
-from . import budgets, datasets, ilsvrc, labelsets, splits, synthetic, targets
+from . import budgets, ilsvrc, labelsets, splits, synthetic, targets
+from .build import build
+from .derive import derive, read_label_map, relabel
+from .means import compute_mean
 from ..plan import netfiles as nets
 from ..core.errors import TransferError
 from ..core.console import stage
@@ -116,10 +119,10 @@ def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: boo
         _link(out.train, whole.train)
         _link(out.mean, whole.mean)
     else:
-        datasets.derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED,
+        derive(str(whole.train), str(train_list), str(out.train), shuffle=True, seed=SHUFFLE_SEED,
                         num_classes=n_classes)
     if not train_only:
-        datasets.derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val),
+        derive(str(whole.val), str(lists / "val" / name / "files.txt"), str(out.val),
                         num_classes=n_classes)
 
 
@@ -131,7 +134,7 @@ def _means(plan: Plan, used: list[str]) -> None:
             continue
         manifest = files.train / "manifest.json"
         if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
-            datasets.compute_mean(str(files.train), str(files.mean))
+            compute_mean(str(files.train), str(files.mean))
 
 
 def dataset_kinds(plan: Plan, derived: list[str]) -> dict[str, list[str]]:
@@ -176,22 +179,22 @@ def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
                 atomic_write(out.labels, text)
         else:
             log.info(f"dataset {name}: the whole set relabelled to {lset.num_labels} labels")
-            datasets.relabel(str(whole.train), label_map, str(out.train), name=name)
+            relabel(str(whole.train), label_map, str(out.train), name=name)
             if name in validated:
-                datasets.relabel(str(whole.val), label_map, str(out.val), name=name)
+                relabel(str(whole.val), label_map, str(out.val), name=name)
         if len(label_map) == split.num_classes:
             _link(out.mean, whole_mean)   # the same images: the same mean
         elif name in views and (not out.mean.is_file() or out.mean.stat().st_mtime < out.labels.stat().st_mtime):
-            datasets.compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
+            compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
 
 
 def _budget_val(plan: Plan, name: str, lists: Path) -> None:
     """A fewer-classes budget is validated on the whole validation set of its classes, relabelled as its list."""
-    label_map = datasets.read_label_map(lists / "train" / name / "idxmap.txt")
+    label_map = read_label_map(lists / "train" / name / "idxmap.txt")
     if len(label_map) != plan.datasets[name]:
         raise TransferError(f"{plan.path}: datasets.{name}: {plan.datasets[name]} classes declared, but its list "
                             f"keeps {len(label_map)} ({lists / 'train' / name / 'idxmap.txt'})")
-    datasets.relabel(str(plan.dataset(WHOLE).val), label_map, str(plan.dataset(name).val), name=name)
+    relabel(str(plan.dataset(WHOLE).val), label_map, str(plan.dataset(name).val), name=name)
 
 
 def _target(plan: Plan, name: str, jobs: int) -> None:
@@ -200,9 +203,9 @@ def _target(plan: Plan, name: str, jobs: int) -> None:
     train_root, train_list, val_root, val_list = targets.target_lists(spec, files.train.parent)
     log.info(f"target dataset {name} ({spec.classes} classes) -> {files.train.parent}")
     size = plan.model.image_size
-    datasets.build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
+    build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs, num_classes=spec.classes)
-    datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
+    build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
 
 
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
@@ -233,9 +236,9 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     split = splits.load_split_dir(split_dir)
     total = split.num_classes  # every label checked against the class count of the set it enters
     log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
-    datasets.build(str(train_whole), str(train_root_p), str(whole.train), size=size, shuffle=True,
+    build(str(train_whole), str(train_root_p), str(whole.train), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
-    datasets.build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs, num_classes=total)
+    build(str(val_whole), str(val_root_p), str(whole.val), size=size, jobs=jobs, num_classes=total)
     whole_sha = digest(train_whole)
     for name in kinds["list"]:
         log.info(f"dataset {name}")
@@ -245,7 +248,7 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
             _budget_val(plan, name, lists)
     if kinds["labelset"]:
         if not whole.mean.is_file() or whole.mean.stat().st_mtime < (whole.train / "manifest.json").stat().st_mtime:
-            datasets.compute_mean(str(whole.train), str(whole.mean))
+            compute_mean(str(whole.train), str(whole.mean))
         _label_sets(plan, kinds["labelset"], whole.mean)
     for name in kinds["target"]:
         _target(plan, name, jobs)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..data import datasets
+from ..data.derive import read_label_map
+from ..data.means import read_mean
+from ..data.verify import check_label_range
 from ..core.errors import NoSpaceError, TransferError
 from ..core.files import repo_path, shown
 from ..data.lmdb_store import open_read
@@ -52,7 +54,7 @@ def _existing(path: Path) -> Path:
 
 
 def _check_view(label_map: Path, classes: int) -> None:
-    new = sorted(set(datasets.read_label_map(label_map).values()))
+    new = sorted(set(read_label_map(label_map).values()))
     if not new:
         raise TransferError(f"{label_map}: the label map keeps no class")
     if new[-1] >= classes:
@@ -71,7 +73,7 @@ def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[st
                 if view:   # read through a label map: the labels the net sees are the map's
                     _check_view(repo_path(view), net.num_classes)
                 else:
-                    datasets.check_label_range(db, net.num_classes)
+                    check_label_range(db, net.num_classes)
                 seen[key] = None
             except TransferError as exc:
                 seen[key] = str(exc)
@@ -81,7 +83,7 @@ def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[st
     key = (str(mean), 0)
     if key not in seen:
         try:
-            datasets.read_mean(str(mean))
+            read_mean(str(mean))
             seen[key] = None
         except TransferError as exc:
             seen[key] = str(exc)

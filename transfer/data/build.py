@@ -1,0 +1,55 @@
+"""`transfer data build`: a Caffe list's images decoded, warped and stored as raw Datums, as Caffe's
+convert_imageset does; resumable and atomic (transfer/data/dbwrite.py).
+
+Pixels come from transfer/data/images.py, decoded in parallel by transfer/data/decode.py.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..caffe.env import caffe_pb2
+from ..core.errors import TransferError
+from ..core.files import digest
+from . import dbwrite
+from .decode import decoded_blocks
+from .images import read_list
+
+log = dbwrite.log
+
+
+def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
+          jobs: int = 0, skip_bad: bool = False, block: int = dbwrite.DEFAULT_BLOCK,
+          num_classes: int | None = None) -> Path:
+    """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable).
+    A build carries its identity (list content, image root, options) and resumes only the same one.
+    num_classes: the target's class count, which every label must be below."""
+    caffe_pb2()  # fail before any work if Caffe is not configured
+    if size < 1:
+        raise TransferError(f"--size must be positive, got {size}")
+    if not Path(root).is_dir():
+        raise TransferError(f"image root {root} is not a directory")
+    entries = read_list(list_path, num_classes)
+    identity = {"kind": "build", "list_sha256": digest(list_path), "root": os.path.realpath(root),
+                "size": [size, size], "shuffle": bool(shuffle), "seed": seed if shuffle else None}
+    about = {"list_sha256": str(list_path)}
+    out_p = Path(out)
+    if dbwrite.up_to_date(out_p, identity, about):
+        log.info("%s is up to date", out)
+        return out_p
+    out_p.parent.mkdir(parents=True, exist_ok=True)
+    order = dbwrite.order_entries(entries, shuffle, seed)
+    writer = dbwrite.start(out_p, identity, dbwrite.estimate_bytes(len(order), 3, size, size), about)
+    with dbwrite.writing(writer.path, writer.path, writer, catch=(BaseException,)):
+        todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
+        jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
+        results = decoded_blocks(todo, block, jobs, root, size, size)
+        state = dbwrite.write_all(writer, order, results, list_path,
+                                  lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
+    manifest = {"identity": identity, "tool": "transfer data build",
+                "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
+                "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
+                "options": {"root": str(root), "size": size, "shuffle": bool(shuffle), "seed": seed,
+                            "skip_bad": bool(skip_bad), "jobs": jobs}}
+    dbwrite.finish(writer, state, manifest, skip_bad)
+    return out_p
