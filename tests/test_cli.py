@@ -27,3 +27,35 @@ def test_every_option_has_help_and_help_says_where_to_start():
     assert "start here" in text and "transfer doctor" in text and "transfer demo --plan small" in text
     for code in Exit:   # each exit status listed once, with its meaning
         assert len(re.findall(rf"^\s+{int(code)}  \S", text, re.M)) == 1, code
+
+
+def test_an_internal_error_has_its_own_exit_code(tmp_path, capsys, monkeypatch):
+    """An exception no check turned into a message is a bug: exit 70 with its traceback, never 1 (which
+    says "caffe failed" or "a check found a difference") and never a bare Python traceback."""
+    import errno
+
+    from transfer import cli
+    from transfer.core.errors import Exit
+    from transfer.data import cli as data_cli
+
+    def bug(*_a, **_k):
+        return {}["no such key"]
+
+    monkeypatch.setattr(data_cli, "build", bug)
+    args = ["data", "build", "--list", str(tmp_path / "l.txt"), "--root", str(tmp_path), "--out", str(tmp_path / "db")]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == Exit.INTERNAL == 70
+    assert "Traceback" in err and "transfer data: internal error (exit 70): KeyError: 'no such key'" in err
+    assert "a bug in transfer" in err
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "db" / "x"))
+
+    monkeypatch.setattr(data_cli, "build", full)
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == Exit.NO_SPACE and f"{tmp_path / 'db' / 'x'}: No space left on device" in err
+    assert "Traceback" not in err
+    help_text = cli.build_parser().format_help()
+    assert re.search(r"^\s+70  internal error: a bug in transfer", help_text, re.M)
