@@ -290,3 +290,30 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):
     for k, v in _items(ref):
         h.update(k + v)
     assert got["digest"] == h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ options out of range
+
+@pytest.mark.parametrize("cmd, option, value", [
+    ("build", "--commit-every", "0"), ("build", "--commit-every", "-3"), ("build", "--seed", "-1"),
+    ("build", "--jobs", "-2"), ("build", "--size", "0"), ("derive", "--commit-every", "0"),
+    ("derive", "--seed", "-1"), ("relabel", "--commit-every", "0"), ("relabel", "--commit-every", "-3")])
+def test_options_out_of_range_are_named_and_nothing_is_written(built, corpus, tmp_path, capsys, cmd, option,
+                                                               value):
+    root, lst, lines = corpus
+    out = tmp_path / "out"
+    args = {"build": ["--list", str(lst), "--root", str(root), "--shuffle"],
+            "derive": ["--from", str(built), "--list", str(lst), "--shuffle"],
+            "relabel": ["--from", str(built), "--map", str(_write_list(tmp_path / "map.txt", ["0 0", "1 1"]))]}[cmd]
+    with pytest.raises(SystemExit) as stop:
+        _cli(capsys, "data", cmd, *args, "--out", str(out), option, value)
+    err = capsys.readouterr().err
+    assert stop.value.code == Exit.ERROR and f"argument {option}: must be" in err and f"got {value}" in err, err
+    assert "Traceback" not in err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("out")]   # no out, out.partial, lock
+    # the functions themselves refuse them too (callers in code), before anything is written
+    with pytest.raises(TransferError, match=r"--commit-every must be a whole number of at least 1, got 0"):
+        derive(str(built), str(lst), str(out), block=0)
+    with pytest.raises(TransferError, match=r"--seed must be in 0\.\.4294967295, got -1"):
+        build(str(lst), str(root), str(out), size=SIZE, shuffle=True, seed=-1)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("out")]

@@ -220,3 +220,27 @@ def test_errors_name_the_path(tmp_path: Path) -> None:
                               "--no-figures"])
     assert args.func(args) == 0
     assert (tmp_path / "r" / "report.json").exists()
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--resamples", "0", "must be at least 40 (a 95% interval needs a resample in each 2.5% tail), got 0"),
+    ("--resamples", "-5", "must be at least 40"), ("--seed", "-1", "must be in 0..4294967295, got -1")])
+def test_bad_bootstrap_options_are_refused_before_any_report(tmp_path: Path, capsys, option, value, says) -> None:
+    """The whole command line: exit 2 naming the option and value, no report written (it used to be an
+    IndexError or numpy's ValueError traceback after reading every log)."""
+    from transfer import cli
+
+    plan = load_plan("tiny")
+    runs = tmp_path / "runs"
+    for net in plan.nets:
+        d = RunDir(runs / net.name, net.name, net.max_iter).logs_dir
+        d.mkdir(parents=True)
+        (d / "20260101-000000.log").write_text(log_2014(values_for(0.5)))
+    out = tmp_path / "rep"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["report", "--plan", "tiny", "--logs", str(runs), "--out", str(out), "--no-figures", option, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {option}: {says}" in err and "Traceback" not in err
+    assert not out.exists()
+    args = cli.build_parser().parse_args(["report", "--plan", "tiny", "--resamples", "40"])
+    assert args.resamples == 40   # the least it takes

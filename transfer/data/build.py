@@ -25,8 +25,11 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     A build carries its identity (list content, image root, options) and resumes only the same one.
     num_classes: the target's class count, which every label must be below."""
     caffe_pb2()  # fail before any work if Caffe is not configured
+    dbwrite.check_options(block, seed)
     if size < 1:
         raise TransferError(f"--size must be positive, got {size}")
+    if jobs < 0:
+        raise TransferError(f"--jobs must be 0 (every core) or more, got {jobs}")
     if not Path(root).is_dir():
         raise TransferError(f"image root {root} is not a directory")
     entries = read_list(list_path, num_classes)

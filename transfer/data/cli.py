@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core import argtypes
 from ..core.errors import Exit, TransferError
 from .build import build
 from .dbwrite import DEFAULT_BLOCK, log
@@ -73,13 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--classes", type=int, metavar="N",
+        p.add_argument("--classes", type=argtypes.whole(1), metavar="N",
                        help="class count of the nets that will read it: every label must be below N")
         p.add_argument("--shuffle", action="store_true", help="store in a seeded random order")
-        p.add_argument("--seed", type=int, default=0, help="seed of --shuffle (default 0)")
+        p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of --shuffle (default 0)")
         p.add_argument("--skip-bad", action="store_true",
                        help="leave out unusable images, listed in DB.skipped.tsv, instead of stopping")
-        p.add_argument("--commit-every", type=int, default=DEFAULT_BLOCK, metavar="N",
+        p.add_argument("--commit-every", type=argtypes.whole(1), default=DEFAULT_BLOCK, metavar="N",
                        help=f"images a transaction (default {DEFAULT_BLOCK})")
 
     b = sub.add_parser("build", help="decode and warp a Caffe list into an LMDB (as convert_imageset)")
@@ -88,8 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="directory the list's paths are relative to (part of what the build is: resuming it "
                         "with another root is refused)")
     b.add_argument("--out", required=True, help="database directory to create")
-    b.add_argument("--size", type=int, default=256, help="warp to SIZE x SIZE (default 256)")
-    b.add_argument("--jobs", type=int, default=0, help="decoding processes (default: all cores)")
+    b.add_argument("--size", type=argtypes.whole(1), default=256, help="warp to SIZE x SIZE (default 256)")
+    b.add_argument("--jobs", type=argtypes.whole(0), default=0, help="decoding processes (default 0: all cores)")
     common(b)
     b.set_defaults(func=_cmd_build)
 
@@ -107,14 +108,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--map", help="instead: a file of 'old_label new_label' lines; unlisted labels are dropped")
     r.add_argument("--splits", type=Path, help="split directory of the whole set's classes (default: the repo's)")
     r.add_argument("--wordnet", type=Path, help="WordNet 3.0 dict directory")
-    r.add_argument("--commit-every", type=int, default=DEFAULT_BLOCK, metavar="N",
+    r.add_argument("--commit-every", type=argtypes.whole(1), default=DEFAULT_BLOCK, metavar="N",
                    help=f"source Datums a transaction (default {DEFAULT_BLOCK})")
     r.set_defaults(func=_cmd_relabel)
 
     v = sub.add_parser("verify", help="re-read a database and check it against its manifest",
                        description="Exit status 0: it matches; 1: it differs (listed); 2: it cannot be read.")
     v.add_argument("db", help="finished database directory (holding data.mdb and manifest.json)")
-    v.add_argument("--classes", type=int, metavar="N",
+    v.add_argument("--classes", type=argtypes.whole(1), metavar="N",
                    help="also check that every label is below N (the class count of the nets reading it)")
     v.set_defaults(func=_cmd_verify)
 

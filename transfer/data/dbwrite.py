@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 import lmdb
 import numpy as np
 
+from ..core.argtypes import SEED_MAX
 from ..core.console import Progress, stage
 from ..core.errors import TransferError
 from ..core.files import atomic_write
@@ -25,6 +26,15 @@ from .lmdb_store import MANIFEST, PartialDB, datum_key, identity_diff, read_mani
 FORMAT = "transfer-lmdb/1"
 DEFAULT_BLOCK = 250  # images a commit (~50 MB at 256x256); also the unit of work handed to the pool
 log = stage("data")
+
+
+def check_options(block: int, seed: int = 0) -> None:
+    """Options every writer takes, checked before anything is written (the command line's types check
+    them too; this is for callers in code)."""
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise TransferError(f"--commit-every must be a whole number of at least 1, got {block!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise TransferError(f"--seed must be in 0..{SEED_MAX}, got {seed!r}")
 
 
 def order_entries(entries: list[Entry], shuffle: bool, seed: int) -> list[Entry]:
@@ -124,6 +134,7 @@ def finish(writer: PartialDB, state: dict[str, Any], manifest: dict[str, Any], s
         lines = ["line\tpath\treason"] + [f"{ln}\t{p}\t{r}" for ln, p, r in state["skipped"]]
         atomic_write(report, "\n".join(lines) + "\n")
     if state["count"] == 0:
+        writer.close()  # its lock goes; DB.partial stays, holding the progress (every image skipped)
         raise TransferError(f"no image of {manifest['list']['path']} could be used; nothing to write")
     manifest.update(format=FORMAT, count=state["count"], labels=state["labels"],
                     num_labels=len(state["labels"]), skipped=len(state["skipped"]),

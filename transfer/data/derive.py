@@ -60,6 +60,7 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
     """A subset database from a finished whole one: same Datums, new labels, keys in the subset's order.
     Byte-identical to building the subset list directly (nothing is decoded again)."""
     caffe_pb2()  # fail before any work if Caffe is not configured
+    dbwrite.check_options(block, seed)
     whole = read_manifest(source)
     entries = read_list(list_path, num_classes)
     identity = {"kind": "derive", "from_list_sha256": whole["list"]["sha256"], "from_size": whole["identity"]["size"],
@@ -140,6 +141,7 @@ def relabel(source: str, label_map: dict[int, int], out: str, name: str | None =
     Keys, order and pixels stay as they are (only the Datum's label field changes; nothing is decoded), so the
     derived set is exactly the whole set's images of the kept classes. Resumable and atomic like `build`."""
     caffe_pb2()  # fail before any work if Caffe is not configured
+    dbwrite.check_options(block)
     whole = read_manifest(source)
     _check_label_map(source, whole, label_map)
     canonical = json.dumps(sorted(label_map.items()))

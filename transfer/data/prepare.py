@@ -16,6 +16,7 @@ from .build import build
 from .derive import derive, read_label_map, relabel
 from .means import compute_mean
 from ..plan import netfiles as nets
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.console import stage
 from ..core.files import atomic_write, digest, repo_path
@@ -276,5 +277,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-list", help="Caffe list of every training image (path label)")
     p.add_argument("--val-root", help="folder the validation list's paths are relative to")
     p.add_argument("--val-list", help="Caffe list of every validation image")
-    p.add_argument("--jobs", type=int, default=0, help="decoding processes (0: every core this process may use)")
+    p.add_argument("--jobs", type=argtypes.whole(0), default=0, help="decoding processes (0: every core this process may use)")
     p.set_defaults(func=_cmd)

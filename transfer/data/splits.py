@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import REPO
 from . import wordnet
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.files import atomic_write, digest
 
@@ -395,7 +396,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_show)
 
     t = sub.add_parser("table", help="the WordNet synsets with most classes below them (supplementary C)")
-    t.add_argument("--top", type=int, default=20, help="how many synsets to list (default 20)")
+    t.add_argument("--top", type=argtypes.whole(1), default=20, help="how many synsets to list (default 20)")
     t.add_argument("--splits", type=Path, help="split directory (default: splits/ of the repo)")
     t.add_argument("--wordnet", type=Path, help="WordNet 3.0 dict directory")
     t.set_defaults(func=_cmd_table)

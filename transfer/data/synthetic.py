@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.files import digest
 from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, WORDS, Recipe, make_recipe, render
@@ -281,7 +282,7 @@ def register(subparsers) -> None:
     make.add_argument("--train-per-class", type=int, default=260, help="train images per class")
     make.add_argument("--val-per-class", type=int, default=50, help="val images per class")
     make.add_argument("--size", type=int, default=64, help="image side in pixels (64)")
-    make.add_argument("--seed", type=int, default=0, help="seed of the drawn images (default 0)")
+    make.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the drawn images (default 0)")
     make.add_argument("--quality", type=int, default=90, help="JPEG quality (90)")
     make.add_argument("--sheet", metavar="PNG", help="also save a contact sheet of the classes")
     make.set_defaults(func=_cmd_make)

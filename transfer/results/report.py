@@ -18,6 +18,7 @@ from typing import Any
 from .. import REPO
 from . import huh_tables as huh_report, metrics, published
 from ..caffe import precision as precision_
+from ..core import argtypes
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write, repo_path
 from ..caffe.logs import LogError, NetLog, log_files, read_logs
@@ -433,7 +434,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output directory (default: reports/<plan>)")
     p.add_argument("--top-k", type=int, default=metrics.TOP_K,
                    help="a net's number is the mean of its K highest validation accuracies")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for Table 1")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--resamples", type=argtypes.whole(40, why=" (a 95% interval needs a resample in each 2.5% tail)"),
+                   default=2000, help="bootstrap resamples for Table 1 (at least 40)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="bootstrap seed")
     p.add_argument("--no-figures", action="store_true", help="write report.json and report.md only")
     p.set_defaults(func=_cmd)
