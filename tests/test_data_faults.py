@@ -9,9 +9,11 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import lmdb
@@ -317,3 +319,96 @@ def test_options_out_of_range_are_named_and_nothing_is_written(built, corpus, tm
     with pytest.raises(TransferError, match=r"--seed must be in 0\.\.4294967295, got -1"):
         build(str(lst), str(root), str(out), size=SIZE, shuffle=True, seed=-1)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("out")]
+
+
+# ------------------------------------------------------------------------------ decompression bombs
+
+def _header_says(src: Path, dst: Path, width: int, height: int) -> Path:
+    """A copy of a real JPEG whose frame header (SOF0) claims another size: the data stay those of
+    the small image, so a decoder runs out of data and fills the rest with grey."""
+    raw = bytearray(src.read_bytes())
+    at = raw.find(b"\xff\xc0")
+    assert at > 0
+    raw[at + 5:at + 9] = struct.pack(">HH", height, width)
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def _png_bomb(path: Path, width: int, height: int) -> Path:
+    """A valid grey PNG of width x height zeros: a few hundred KB that decode to width*height*3 bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = bytes(width + 1)   # filter byte 0, then the row
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_jpeg_whose_header_promises_more_than_its_data_is_bad(pb2, corpus, tmp_path, capsys):
+    """A 1 KB JPEG whose header says 20000x20000: it used to be stored as an all-grey image (exit 0,
+    2.4 GB of memory). Now its list line is named and nothing is decoded; --skip-bad leaves it out."""
+    root, _, lines = corpus
+    bomb = _header_says(root / lines[5].split()[0], root / "n01" / "bomb.JPEG", 20000, 20000)
+    assert bomb.stat().st_size < 4096
+    lst = _write_list(tmp_path / "files.txt", lines[:8] + ["n01/bomb.JPEG 1"] + lines[8:12])
+    args = ["data", "build", "--list", str(lst), "--root", str(root), "--out", str(tmp_path / "db"),
+            "--size", str(SIZE), "--jobs", "2"]
+    code, err = _cli(capsys, *args)
+    assert code == Exit.ERROR, err
+    assert f"{lst}:9: {bomb}: its header says 20000x20000 pixels, but it holds" in err
+    assert "the header is damaged and the image would decode to grey" in err
+    assert not (tmp_path / "db").exists()                          # nothing looks finished
+    code, err = _cli(capsys, *args, "--skip-bad")
+    assert code == 0, err
+    report = (tmp_path / "db.skipped.tsv").read_text().splitlines()
+    assert report[1].startswith("9\tn01/bomb.JPEG\tits header says 20000x20000") and len(report) == 2
+    assert read_manifest(tmp_path / "db")["count"] == 12 and verify(str(tmp_path / "db")) == []
+
+
+def test_progressive_and_big_header_jpegs_pass_the_header_check(pb2, tmp_path):
+    """The header check reads past APP segments (EXIF, ICC) and accepts progressive JPEGs."""
+    from PIL import Image
+
+    from test_datasets import _expected, _textured
+
+    root = tmp_path / "img"
+    root.mkdir()
+    rgb = _textured(np.random.default_rng(3), 40, 50)
+    Image.fromarray(rgb).save(root / "prog.JPEG", quality=90, progressive=True)
+    Image.fromarray(rgb).save(root / "icc.JPEG", quality=90, icc_profile=bytes(range(256)) * 300)
+    lst = _write_list(tmp_path / "l.txt", ["prog.JPEG 0", "icc.JPEG 1"])
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    for (_, value), name in zip(_items(db), ["prog.JPEG", "icc.JPEG"]):
+        assert np.frombuffer(pb2.Datum.FromString(value).data, np.uint8).tobytes() == _expected(root / name).tobytes()
+
+
+def test_image_over_the_pixel_limit_is_not_decoded(pb2, corpus, tmp_path):
+    """A valid PNG of 110 megapixels (480 KB of zeros): refused from its header, in bounded memory
+    (the build process stays below the 330 MB one decoded copy of it takes), exit 2, its line named.
+    A real image over a small --max-pixels is refused the same way, and builds when the limit is raised."""
+    root, _, lines = corpus
+    _png_bomb(root / "n00" / "huge.png", 11000, 10000)
+    lst = _write_list(tmp_path / "files.txt", lines[:3] + ["n00/huge.png 0"])
+    build_cmd = [sys.executable, "-m", "transfer", "data", "build", "--list", str(lst), "--root", str(root),
+                 "--out", str(tmp_path / "db"), "--size", str(SIZE), "--jobs", "1"]
+    wrapper = ("import json, resource, subprocess, sys\n"
+               "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "print(json.dumps([r.returncode, r.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    res = subprocess.run([sys.executable, "-c", wrapper, *build_cmd], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
+    code, err, peak_kib = json.loads(res.stdout)
+    assert code == Exit.ERROR, err
+    assert f"{lst}:4: {root / 'n00' / 'huge.png'}: its header says 11000x10000 = 110,000,000 pixels, " \
+           "over the limit of 100,000,000 (--max-pixels)" in err
+    assert peak_kib * 1024 < 3 * 11000 * 10000, peak_kib       # never decoded
+    assert not (tmp_path / "db").exists()
+    small = _write_list(tmp_path / "small.txt", lines[:3])
+    with pytest.raises(TransferError, match=r"small.txt:1: .*img_000.JPEG: its header says \d+x\d+ = [\d,]+ "
+                                            r"pixels, over the limit of 100 \(--max-pixels\)"):
+        build(str(small), str(root), str(tmp_path / "db2"), size=SIZE, jobs=1, max_pixels=100)
+    assert not (tmp_path / "db2").exists()
+    assert read_manifest(build(str(small), str(root), str(tmp_path / "db2"), size=SIZE, jobs=1,
+                               max_pixels=3600))["count"] == 3

@@ -14,20 +14,24 @@ from ..core.files import digest
 from . import dbwrite
 from .decode import decoded_blocks
 from .images import read_list
+from .imagesize import DEFAULT_MAX_PIXELS
 
 log = dbwrite.log
 
 
 def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
           jobs: int = 0, skip_bad: bool = False, block: int = dbwrite.DEFAULT_BLOCK,
-          num_classes: int | None = None) -> Path:
+          num_classes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
     """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable).
     A build carries its identity (list content, image root, options) and resumes only the same one.
-    num_classes: the target's class count, which every label must be below."""
+    num_classes: the target's class count, which every label must be below. max_pixels: an image whose
+    header says more is bad (a decompression bomb, or a damaged header), never decoded."""
     caffe_pb2()  # fail before any work if Caffe is not configured
     dbwrite.check_options(block, seed)
     if size < 1:
         raise TransferError(f"--size must be positive, got {size}")
+    if max_pixels < 1:
+        raise TransferError(f"--max-pixels must be at least 1, got {max_pixels}")
     if jobs < 0:
         raise TransferError(f"--jobs must be 0 (every core) or more, got {jobs}")
     if not Path(root).is_dir():
@@ -46,13 +50,13 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     with dbwrite.writing(writer.path, writer.path, writer, catch=(BaseException,)):
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]
         jobs = jobs or len(os.sched_getaffinity(0))  # the cores we may use, not all the machine has
-        results = decoded_blocks(todo, block, jobs, root, size, size)
+        results = decoded_blocks(todo, block, jobs, root, size, size, max_pixels)
         state = dbwrite.write_all(writer, order, results, list_path,
                                   lambda e: os.path.join(root, e.path), skip_bad, f"build {out_p.name}")
     manifest = {"identity": identity, "tool": "transfer data build",
                 "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
                 "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
                 "options": {"root": str(root), "size": size, "shuffle": bool(shuffle), "seed": seed,
-                            "skip_bad": bool(skip_bad), "jobs": jobs}}
+                            "skip_bad": bool(skip_bad), "jobs": jobs, "max_pixels": max_pixels}}
     dbwrite.finish(writer, state, manifest, skip_bad)
     return out_p

@@ -16,6 +16,7 @@ from ..core.errors import Exit, TransferError
 from .build import build
 from .dbwrite import DEFAULT_BLOCK, log
 from .derive import derive, read_label_map, relabel
+from .imagesize import DEFAULT_MAX_PIXELS
 from .lmdb_store import read_manifest
 from .means import compute_mean
 from .verify import check_label_range, verify
@@ -24,7 +25,7 @@ from .verify import check_label_range, verify
 
 def _cmd_build(a: argparse.Namespace) -> int:
     build(a.list, a.root, a.out, size=a.size, shuffle=a.shuffle, seed=a.seed, jobs=a.jobs,
-          skip_bad=a.skip_bad, block=a.commit_every, num_classes=a.classes)
+          skip_bad=a.skip_bad, block=a.commit_every, num_classes=a.classes, max_pixels=a.max_pixels)
     return 0
 
 
@@ -91,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, help="database directory to create")
     b.add_argument("--size", type=argtypes.whole(1), default=256, help="warp to SIZE x SIZE (default 256)")
     b.add_argument("--jobs", type=argtypes.whole(0), default=0, help="decoding processes (default 0: all cores)")
+    b.add_argument("--max-pixels", type=argtypes.whole(1), default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="an image whose header says more pixels is bad, never decoded (a decompression bomb "
+                        f"or a damaged header); bounds each decoding process's memory (default {DEFAULT_MAX_PIXELS:,})")
     common(b)
     b.set_defaults(func=_cmd_build)
 

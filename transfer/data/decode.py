@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from ..caffe.env import caffe_pb2
 from .images import ImageError, datum_bytes, load_warped
+from .imagesize import DEFAULT_MAX_PIXELS
 
 # Blocks queued to the workers beyond the one being written: a commit waits on the disk (fsync), and
 # the workers must have enough queued to stay busy meanwhile. Memory: (AHEAD + 1) blocks of Datums.
@@ -25,11 +26,15 @@ Result = tuple[bytes | memoryview | int | None, str | None]  # (serialized Datum
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(root: str, width: int, height: int, shm: mmap.mmap | None = None, slot: int = 0) -> None:
+def _init_worker(root: str, width: int, height: int, max_pixels: int, shm: mmap.mmap | None = None,
+                 slot: int = 0) -> None:
+    # OpenCV's own pixel limit, for formats whose header we cannot read (it is read at the first decode)
+    os.environ["CV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
     import cv2  # noqa: PLC0415 (keeps `transfer --help` fast)
 
     cv2.setNumThreads(1)  # one process a core already; OpenCV's own threads would only contend
-    _WORKER.update(root=root, width=width, height=height, pb2=caffe_pb2(), shm=shm, slot=slot)
+    _WORKER.update(root=root, width=width, height=height, max_pixels=max_pixels, pb2=caffe_pb2(), shm=shm,
+                   slot=slot)
 
 
 def _convert(task: tuple[int, str, int]) -> Result:
@@ -38,7 +43,7 @@ def _convert(task: tuple[int, str, int]) -> Result:
     index, path, label = task
     w = _WORKER
     try:
-        img = load_warped(os.path.join(w["root"], path), w["width"], w["height"])
+        img = load_warped(os.path.join(w["root"], path), w["width"], w["height"], w["max_pixels"])
         value = datum_bytes(w["pb2"], img, label)
     except ImageError as exc:
         return None, str(exc)
@@ -52,26 +57,26 @@ def _convert(task: tuple[int, str, int]) -> Result:
 
 
 def decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
-                   width: int, height: int) -> Iterator[list[Result]]:
+                   width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[list[Result]]:
     """Results block by block, in order. A block's Datums are valid until the next block is asked
-    for (their shared-memory slots are then reused)."""
+    for (their shared-memory slots are then reused). An image over `max_pixels` is not decoded."""
     if jobs <= 1:
-        _init_worker(root, width, height)
+        _init_worker(root, width, height, max_pixels)
         for s in range(0, len(tasks), block):
             yield [_convert((0, *t)) for t in tasks[s:s + block]]
         return
-    yield from _pooled_blocks(tasks, block, jobs, root, width, height)
+    yield from _pooled_blocks(tasks, block, jobs, root, width, height, max_pixels)
 
 
 def _pooled_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
-                   width: int, height: int) -> Iterator[list[Result]]:
+                   width: int, height: int, max_pixels: int) -> Iterator[list[Result]]:
     starts = iter(range(0, len(tasks), block))
     slot = 3 * width * height + 64  # a raw Datum: the pixels and a few header bytes
     ring = (AHEAD + 1) * block      # slots of the block being written and of those queued
     shm = mmap.mmap(-1, ring * slot)  # anonymous, shared with the forked workers
     view = memoryview(shm)
     with mp.get_context("fork").Pool(jobs, initializer=_init_worker,
-                                     initargs=(root, width, height, shm, slot)) as pool:
+                                     initargs=(root, width, height, max_pixels, shm, slot)) as pool:
         chunk = max(1, block // (jobs * 4))
         queued: deque = deque()
 
