@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -412,3 +413,59 @@ def test_image_over_the_pixel_limit_is_not_decoded(pb2, corpus, tmp_path):
     assert not (tmp_path / "db2").exists()
     assert read_manifest(build(str(small), str(root), str(tmp_path / "db2"), size=SIZE, jobs=1,
                                max_pixels=3600))["count"] == 3
+
+
+# ------------------------------------------------------------------------------ damaged manifests
+
+MANIFEST_DAMAGE = {
+    "cut short": (lambda raw: raw[:100], "the database's manifest is damaged or cut short: not JSON at line"),
+    "emptied": (lambda raw: b"", "the database's manifest is empty"),
+    "not a manifest": (lambda raw: b"[1, 2]\n", "not a manifest of this project's databases"),
+}
+
+
+@pytest.mark.parametrize("how", MANIFEST_DAMAGE)
+def test_damaged_manifest_is_named_with_how_to_recover(built, corpus, tmp_path, capsys, how):
+    """verify, mean, derive and a rebuild used to end in a JSONDecodeError traceback (mean even exited 0)."""
+    root, lst, lines = corpus
+    cut, says = MANIFEST_DAMAGE[how]
+    manifest = built / "manifest.json"
+    manifest.write_bytes(cut(manifest.read_bytes()))
+    sub = _write_list(tmp_path / "sub.txt", [f"{ln.split()[0]} 0" for ln in lines[:4]])
+    mean = tmp_path / "mean.binaryproto"
+    for cmd in (["verify", str(built)], ["mean", str(built), "--out", str(mean)],
+                ["derive", "--from", str(built), "--list", str(sub), "--out", str(tmp_path / "derived")],
+                ["build", "--list", str(lst), "--root", str(root), "--out", str(built), "--size", str(SIZE)]):
+        code, err = _cli(capsys, "data", *cmd)
+        assert code == Exit.ERROR, (cmd, err)
+        assert f"{manifest}: {says}" in err and f"delete {built} and build it again" in err, (cmd, err)
+        assert "Traceback" not in err
+    assert not mean.exists() and not (tmp_path / "derived").exists() and not (tmp_path / "derived.partial").exists()
+
+
+@pytest.mark.parametrize("how", ["emptied", "cut short", "another shape"])
+def test_damaged_mean_is_not_up_to_date(built, tmp_path, pb2, caplog, how):
+    """prepare's up-to-date decision for means (means.update_mean): a mean that is empty, cut short or of
+    another shape than the database's Datums is made again, saying why; read_mean names it."""
+    from transfer.data.means import mean_problem, update_mean
+
+    mean = tmp_path / "mean.binaryproto"
+    good = compute_mean(str(built), str(mean))
+    assert mean_problem(mean, built) is None
+    raw = mean.read_bytes()
+    if how == "emptied":
+        mean.write_bytes(b"")
+    elif how == "cut short":
+        mean.write_bytes(raw[:60])
+    else:
+        blob = pb2.BlobProto(num=1, channels=3, height=8, width=8)
+        blob.data.extend([1.0] * 192)
+        mean.write_bytes(blob.SerializeToString())
+    says = {"emptied": "empty (0 bytes)", "cut short": "not a mean file (no BlobProto in its 60 bytes)",
+            "another shape": f"a mean of 3x8x8, but the database's images are 3x{SIZE}x{SIZE}"}[how]
+    assert mean_problem(mean, built) == says
+    with pytest.raises(TransferError, match=re.escape(f"{mean}: {says}; make it again")):
+        read_mean(str(mean), (3, SIZE, SIZE))
+    update_mean(built, mean)
+    assert f"{mean}: {says}; making it again" in caplog.text
+    np.testing.assert_array_equal(read_mean(str(mean), (3, SIZE, SIZE)), good)

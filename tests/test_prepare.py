@@ -47,3 +47,42 @@ def test_reduced_sets_and_the_whole_set_are_shared_not_copied(tmp_path_factory):
 def test_a_plan_without_images_says_what_to_give():
     with pytest.raises(TransferError, match="give --imagenet DIR .*, or --train-root --train-list --val-root --val-list"):
         prepare_plan_data(tinyrun.load_plan("paper"))
+
+
+def test_damaged_manifest_or_mean_is_never_up_to_date(tmp_path):
+    """A mean emptied or cut short used to leave `transfer prepare` saying everything was up to date (only
+    training's preflight noticed); a manifest cut short ended prepare and train in a JSONDecodeError."""
+    from transfer.data.means import read_mean
+
+    plan = tinyrun.write_plan_copy(tmp_path, tmp_path / "data", write_nets=False)
+    prepare_plan_data(plan, jobs=2)
+    d = tmp_path / "data"
+    mean = d / "half0A" / "mean.binaryproto"
+    good = read_mean(str(mean), (3, 64, 64))
+    mean.write_bytes(b"")
+    (d / "half0B" / "mean.binaryproto").write_bytes(mean.read_bytes()[:40])
+    res = tinyrun.run_cli("prepare", "--plan", str(plan.path), "--jobs", "1")
+    assert res.returncode == 0, res.stderr
+    assert f"{mean}: empty (0 bytes); making it again" in res.stderr
+    assert f"{d / 'half0B' / 'mean.binaryproto'}: empty (0 bytes); making it again" in res.stderr
+    assert (read_mean(str(mean), (3, 64, 64)) == good).all()
+
+    manifest = d / "half0B" / "train_lmdb" / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes()[:100])
+    res = tinyrun.run_cli("prepare", "--plan", str(plan.path), "--jobs", "1")
+    assert res.returncode == 2 and f"{manifest}: the database's manifest is damaged or cut short" in res.stderr
+    assert f"{d / 'half0B' / 'train_lmdb'} is up to date" not in res.stderr and "Traceback" not in res.stderr
+    net = plan.net("base-half0B")
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == 2 and "not ready to train" in res.stderr and str(manifest) in res.stderr
+    assert not net.run.is_done() and not net.run.log_files()
+
+    # a mean of another image size than the net's data: training refuses it, naming both
+    manifest.write_bytes((d / "half0A" / "train_lmdb" / "manifest.json").read_bytes())   # a readable one again
+    from transfer.caffe.env import caffe_pb2
+    blob = caffe_pb2().BlobProto(num=1, channels=3, height=32, width=32)
+    blob.data.extend([100.0] * 3 * 32 * 32)
+    (d / "half0B" / "mean.binaryproto").write_bytes(blob.SerializeToString())
+    res = tinyrun.run_cli("train", net.name, "--plan", str(plan.path), "--cpu")
+    assert res.returncode == 2 and "a mean of 3x32x32, but the database's images are 3x64x64" in res.stderr
+    assert not net.run.is_done()

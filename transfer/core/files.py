@@ -6,8 +6,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .. import REPO
+from .errors import TransferError
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
@@ -43,6 +45,22 @@ def digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: str | os.PathLike, what: str, fix: str) -> Any:
+    """A JSON record this project wrote (a manifest, a build's identity): a missing, unreadable, cut-short
+    or non-JSON file is a TransferError naming the file, saying what it is and how to recover (`fix`)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TransferError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:   # JSONDecodeError, or bytes that are not UTF-8
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        state = "empty" if not raw.strip() else f"damaged or cut short: not JSON{where}, {len(raw)} bytes"
+        raise TransferError(f"{path}: {what} is {state}; {fix}") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import budgets, ilsvrc, labelsets, splits, synthetic, targets
 from .build import build
 from .derive import derive, read_label_map, relabel
-from .means import compute_mean
+from .means import update_mean
 from ..plan import netfiles as nets
 from ..core import argtypes
 from ..core.errors import TransferError
@@ -133,9 +133,7 @@ def _means(plan: Plan, used: list[str]) -> None:
         files = plan.dataset(name)
         if files.mean.is_symlink() or name in views:   # a view's mean is made with its label map
             continue
-        manifest = files.train / "manifest.json"
-        if not files.mean.is_file() or files.mean.stat().st_mtime < manifest.stat().st_mtime:
-            compute_mean(str(files.train), str(files.mean))
+        update_mean(files.train, files.mean)
 
 
 def dataset_kinds(plan: Plan, derived: list[str]) -> dict[str, list[str]]:
@@ -185,8 +183,9 @@ def _label_sets(plan: Plan, names: list[str], whole_mean: Path) -> None:
                 relabel(str(whole.val), label_map, str(out.val), name=name)
         if len(label_map) == split.num_classes:
             _link(out.mean, whole_mean)   # the same images: the same mean
-        elif name in views and (not out.mean.is_file() or out.mean.stat().st_mtime < out.labels.stat().st_mtime):
-            compute_mean(str(whole.train), str(out.mean), labels=set(label_map))
+        elif name in views:   # made again when the label map or the whole set is newer
+            since = max(out.labels, whole.train / "manifest.json", key=lambda p: p.stat().st_mtime)
+            update_mean(whole.train, out.mean, labels=set(label_map), since=since)
 
 
 def _budget_val(plan: Plan, name: str, lists: Path) -> None:
@@ -248,8 +247,7 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
         if budgets.is_budget_name(name) and name in validated:
             _budget_val(plan, name, lists)
     if kinds["labelset"]:
-        if not whole.mean.is_file() or whole.mean.stat().st_mtime < (whole.train / "manifest.json").stat().st_mtime:
-            compute_mean(str(whole.train), str(whole.mean))
+        update_mean(whole.train, whole.mean)
         _label_sets(plan, kinds["labelset"], whole.mean)
     for name in kinds["target"]:
         _target(plan, name, jobs)

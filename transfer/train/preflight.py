@@ -14,7 +14,7 @@ from ..data.means import read_mean
 from ..data.verify import check_label_range
 from ..core.errors import NoSpaceError, TransferError
 from ..core.files import repo_path, shown
-from ..data.lmdb_store import open_read
+from ..data.lmdb_store import MANIFEST, datum_shape, open_read
 from ..plan.model import Net, Plan
 from ..plan.spec import ModelSpec
 
@@ -61,6 +61,14 @@ def _check_view(label_map: Path, classes: int) -> None:
         raise TransferError(f"{label_map}: maps to label {new[-1]}, but the net has {classes} classes")
 
 
+def _shape(db: Path) -> tuple[int, int, int] | None:
+    """The Datum shape a database's manifest gives; None without a readable one (reported on its own)."""
+    try:
+        return datum_shape(db) if (db / MANIFEST).is_file() else None
+    except TransferError:
+        return None
+
+
 def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[str]:
     problems = []
     for what, rel, view in (("training data", net.files.train_data, net.files.train_labels),
@@ -79,11 +87,11 @@ def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[st
                 seen[key] = str(exc)
         if seen[key]:
             problems.append(f"{net.name}: {what}: {seen[key]}")
-    mean = repo_path(net.files.mean)
-    key = (str(mean), 0)
+    mean, train_db = repo_path(net.files.mean), repo_path(net.files.train_data)
+    key = (f"{mean}|{train_db}", 0)
     if key not in seen:
         try:
-            read_mean(str(mean))
+            read_mean(str(mean), _shape(train_db))   # the mean is subtracted from these Datums: same shape
             seen[key] = None
         except TransferError as exc:
             seen[key] = str(exc)
