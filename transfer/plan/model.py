@@ -14,11 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from ..data import budgets
 from ..core.errors import TransferError
 from ..core.files import repo_path
+from ..core.yamlfile import load_yaml
 from .rundir import RunDir
 from .schedule import order
 from .spec import Block, DirsSpec, ModelSpec, PrecisionSpec, SolverSpec, SyntheticSpec, TargetSpec, read_dirs, \
@@ -192,10 +191,7 @@ def plan_path(name_or_path: str) -> Path:
 
 def load_plan(name_or_path: str) -> Plan:
     path = plan_path(name_or_path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TransferError(f"{path}: not valid YAML: {exc}") from None
+    config = load_yaml(path)   # refuses a key given twice (two `solver:` blocks), naming both lines
     return expand(config, path)
 
 
