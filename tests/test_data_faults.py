@@ -469,3 +469,37 @@ def test_damaged_mean_is_not_up_to_date(built, tmp_path, pb2, caplog, how):
     update_mean(built, mean)
     assert f"{mean}: {says}; making it again" in caplog.text
     np.testing.assert_array_equal(read_mean(str(mean), (3, SIZE, SIZE)), good)
+
+
+# ------------------------------------------------------------------------------ paths outside the root
+
+@pytest.mark.parametrize("kind", ["absolute", "parent", "parent inside"])
+def test_list_paths_outside_the_root_are_refused(pb2, corpus, tmp_path, capsys, kind):
+    """A list's paths are relative to --root; one that is absolute or climbs with '..' would read any file
+    (it used to be read and stored). Refused naming the line, unless --allow-outside-root."""
+    root, _, lines = corpus
+    outside = tmp_path / "elsewhere.JPEG"
+    shutil.copy(root / lines[0].split()[0], outside)
+    path = {"absolute": str(outside), "parent": "../elsewhere.JPEG",
+            "parent inside": "n00/../n01/img_001.JPEG"}[kind]
+    lst = _write_list(tmp_path / "files.txt", lines[:4] + [f"{path} 1"])
+    args = ["data", "build", "--list", str(lst), "--root", str(root), "--out", str(tmp_path / "db"),
+            "--size", str(SIZE), "--jobs", "1"]
+    code, err = _cli(capsys, *args)
+    assert code == Exit.ERROR and f"{lst}:5: {path!r} " in err and "--allow-outside-root" in err, err
+    assert ("is an absolute path" if kind == "absolute" else "climbs out of the image root with '..'") in err
+    assert not (tmp_path / "db").exists() and not (tmp_path / "db.partial").exists()
+    code, err = _cli(capsys, *args, "--allow-outside-root")
+    assert code == 0, err
+    assert read_manifest(tmp_path / "db")["count"] == 5
+
+
+def test_symlinks_under_the_root_are_followed(pb2, corpus, tmp_path):
+    """A class folder linked onto another disk is the root owner's choice, not the list's: it is read."""
+    root, _, lines = corpus
+    other = tmp_path / "other_disk"
+    shutil.move(root / "n01", other)
+    (root / "n01").symlink_to(other)
+    lst = _write_list(tmp_path / "files.txt", lines[:6])
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    assert read_manifest(db)["count"] == 6

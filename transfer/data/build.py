@@ -13,19 +13,37 @@ from ..core.errors import TransferError
 from ..core.files import digest
 from . import dbwrite
 from .decode import decoded_blocks
-from .images import read_list
+from .images import Entry, read_list
 from .imagesize import DEFAULT_MAX_PIXELS
 
 log = dbwrite.log
 
 
+def check_inside_root(entries: list[Entry], list_path: str, root: str) -> None:
+    """Refuse a list line whose path is absolute or has a '..' component: it would read a file outside
+    the image root (a list from elsewhere naming /etc/..., or ../other_set/...). A '..' is refused even
+    where it stays inside textually: after a symlinked folder it climbs from the link's target.
+    Symlinks under the root are followed: the root's owner put them there (class folders on other disks)."""
+    for e in entries:
+        if os.path.isabs(e.path):
+            why = "is an absolute path"
+        elif ".." in e.path.split("/"):
+            why = "climbs out of the image root with '..'"
+        else:
+            continue
+        raise TransferError(f"{list_path}:{e.line}: {e.path!r} {why}; a list's paths are read relative to "
+                            f"--root {root}: fix the list, or pass --allow-outside-root to read it anyway")
+
+
 def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = False, seed: int = 0,
           jobs: int = 0, skip_bad: bool = False, block: int = dbwrite.DEFAULT_BLOCK,
-          num_classes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
+          num_classes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+          allow_outside_root: bool = False) -> Path:
     """Decode, warp and store every image of a Caffe list as convert_imageset does (resumable).
     A build carries its identity (list content, image root, options) and resumes only the same one.
     num_classes: the target's class count, which every label must be below. max_pixels: an image whose
-    header says more is bad (a decompression bomb, or a damaged header), never decoded."""
+    header says more is bad (a decompression bomb, or a damaged header), never decoded.
+    allow_outside_root: accept list paths that are absolute or climb out of `root` with '..'."""
     caffe_pb2()  # fail before any work if Caffe is not configured
     dbwrite.check_options(block, seed)
     if size < 1:
@@ -37,6 +55,8 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
     if not Path(root).is_dir():
         raise TransferError(f"image root {root} is not a directory")
     entries = read_list(list_path, num_classes)
+    if not allow_outside_root:
+        check_inside_root(entries, list_path, root)
     identity = {"kind": "build", "list_sha256": digest(list_path), "root": os.path.realpath(root),
                 "size": [size, size], "shuffle": bool(shuffle), "seed": seed if shuffle else None}
     about = {"list_sha256": str(list_path)}
@@ -57,6 +77,7 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
                 "datum": {"channels": 3, "height": size, "width": size, "encoded": False},
                 "list": {"path": str(list_path), "sha256": identity["list_sha256"], "lines": len(entries)},
                 "options": {"root": str(root), "size": size, "shuffle": bool(shuffle), "seed": seed,
-                            "skip_bad": bool(skip_bad), "jobs": jobs, "max_pixels": max_pixels}}
+                            "skip_bad": bool(skip_bad), "jobs": jobs, "max_pixels": max_pixels,
+                            "allow_outside_root": bool(allow_outside_root)}}
     dbwrite.finish(writer, state, manifest, skip_bad)
     return out_p

@@ -25,7 +25,8 @@ from .verify import check_label_range, verify
 
 def _cmd_build(a: argparse.Namespace) -> int:
     build(a.list, a.root, a.out, size=a.size, shuffle=a.shuffle, seed=a.seed, jobs=a.jobs,
-          skip_bad=a.skip_bad, block=a.commit_every, num_classes=a.classes, max_pixels=a.max_pixels)
+          skip_bad=a.skip_bad, block=a.commit_every, num_classes=a.classes, max_pixels=a.max_pixels,
+          allow_outside_root=a.allow_outside_root)
     return 0
 
 
@@ -92,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, help="database directory to create")
     b.add_argument("--size", type=argtypes.whole(1), default=256, help="warp to SIZE x SIZE (default 256)")
     b.add_argument("--jobs", type=argtypes.whole(0), default=0, help="decoding processes (default 0: all cores)")
+    b.add_argument("--allow-outside-root", action="store_true",
+                   help="accept list paths that are absolute or climb out of --root with '..' (refused by "
+                        "default: a list from elsewhere could read any file); symlinks under --root are followed")
     b.add_argument("--max-pixels", type=argtypes.whole(1), default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="an image whose header says more pixels is bad, never decoded (a decompression bomb "
                         f"or a damaged header); bounds each decoding process's memory (default {DEFAULT_MAX_PIXELS:,})")
