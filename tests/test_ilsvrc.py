@@ -163,6 +163,17 @@ def _break(top: Path, case: str) -> str:
     if case == "no devkit":
         (kit / "meta.mat").unlink()
         return "no ILSVRC2012 devkit found"
+    if case == "symlink loop":
+        # as a copy made with `cp -rs` gone wrong: listed as an image, the build failed later
+        (top / "train" / "n01751748" / "n01751748_7.JPEG").symlink_to("n01751748_7.JPEG")
+        return (f"{top / 'train' / 'n01751748' / 'n01751748_7.JPEG'}: a symbolic link that loops "
+                f"({top / 'train' / 'n01751748' / 'n01751748_7.JPEG'} -> n01751748_7.JPEG), not an image file")
+    if case == "link to nothing":
+        (top / "val" / "ILSVRC2012_val_00000007.JPEG").symlink_to("/nonexistent/x.JPEG")
+        return "ILSVRC2012_val_00000007.JPEG: a symbolic link to nothing"
+    if case == "folder named like an image":
+        (top / "train" / "n01440764" / "n01440764_5.JPEG").mkdir()
+        return "n01440764_5.JPEG: a folder, not an image file"
     if case == "space in a file name":
         (top / "train" / "n01440764" / "a b.JPEG").write_bytes(b"")
         return "a b.JPEG"
@@ -172,7 +183,8 @@ def _break(top: Path, case: str) -> str:
 @pytest.mark.parametrize("case", [
     "class folder missing", "foreign class folder", "class still packed", "val image missing",
     "val sorted into folders", "ground truth out of range", "ground truth not numbers",
-    "meta.mat lacks a field", "meta.mat not MATLAB", "no devkit", "space in a file name"])
+    "meta.mat lacks a field", "meta.mat not MATLAB", "no devkit", "space in a file name", "symlink loop",
+    "link to nothing", "folder named like an image"])
 def test_bad_layout_is_named_and_writes_nothing(imagenet, tmp_path, case, capsys):
     from transfer import cli
 

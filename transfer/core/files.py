@@ -1,9 +1,11 @@
 """Writing files so that nothing half-written looks finished, and hashing them."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,22 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a regular file or a link to one (a link that loops or points
+    nowhere, a folder, a device); None when it is one."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic link that loops ({path} -> {os.readlink(path)})"
+        if path.is_symlink():
+            return f"a symbolic link to nothing ({path} -> {os.readlink(path)})"
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
 
 
 def duration(seconds: float | None) -> str:
