@@ -242,20 +242,76 @@ def _userns() -> bool:
         return False
 
 
+# The build of the full-disk test, run in a child whose LMDB puts are counted: after the 12th Datum,
+# another program (the filler) takes every free byte of the disk, as a download beside a build would.
+# The build passed its own estimate of the space it needs; what it meets then is a disk full mid-way.
+FILLED_BUILD = """
+import errno, os, sys
+import lmdb
+from transfer import cli
+from transfer.data import lmdb_store
+
+filler, left = sys.argv[1], 12
+
+
+class Txn:
+    def __init__(self, txn):
+        self.txn = txn
+
+    def __enter__(self):
+        self.txn.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.txn.__exit__(*exc)
+
+    def put(self, key, value, **kw):
+        global left
+        done = self.txn.put(key, value, **kw)
+        if key != lmdb_store.PROGRESS_KEY:
+            left -= 1
+            if left == 0:
+                with open(filler, "wb") as f:
+                    try:
+                        while True:
+                            f.write(b"x" * 4096)
+                            f.flush()
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self.txn, name)
+
+
+class Env:
+    def __init__(self, env):
+        self.env = env
+
+    def begin(self, write=False, **kw):
+        txn = self.env.begin(write=write, **kw)
+        return Txn(txn) if write else txn
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+
+real_open = lmdb.open
+lmdb.open = lambda *a, **kw: Env(real_open(*a, **kw))
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
 DRIVER = """
 import hashlib, json, os, subprocess, sys
-disk, lst, root, out_json = sys.argv[1:5]
+disk, lst, root, out_json, filled_build = sys.argv[1:6]
 db = os.path.join(disk, "db")
-build = [sys.executable, "-m", "transfer", "data", "build", "--list", lst, "--root", root, "--out", db,
-         "--size", "96", "--commit-every", "4", "--jobs", "1"]
+args = ["data", "build", "--list", lst, "--root", root, "--out", db, "--size", "96", "--commit-every", "4",
+        "--jobs", "1"]
 filler = os.path.join(disk, "filler")
-st = os.statvfs(disk)
-with open(filler, "wb") as f:  # leave about 400 KiB: some 15 of the 30 Datums (27 KiB, 7 pages each)
-    f.write(b"x" * (st.f_bavail * st.f_frsize - 400 * 1024))
-first = subprocess.run(build, capture_output=True, text=True)
+first = subprocess.run([sys.executable, filled_build, filler, *args], capture_output=True, text=True)
 after_first = sorted(os.listdir(disk))
 os.unlink(filler)
-second = subprocess.run(build, capture_output=True, text=True)
+second = subprocess.run([sys.executable, "-m", "transfer", *args], capture_output=True, text=True)
 verify = subprocess.run([sys.executable, "-m", "transfer", "data", "verify", db], capture_output=True, text=True)
 import lmdb
 h = hashlib.sha256()
@@ -276,8 +332,10 @@ def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):
     disk, driver, result = tmp_path / "disk", tmp_path / "driver.py", tmp_path / "result.json"
     disk.mkdir()
     driver.write_text(textwrap.dedent(DRIVER))
+    filled = tmp_path / "filled_build.py"
+    filled.write_text(FILLED_BUILD)
     script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && cd {REPO} && "
-              f"exec {sys.executable} {driver} {disk} {lst} {root} {result}")
+              f"exec {sys.executable} {driver} {disk} {lst} {root} {result} {filled}")
     res = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     got = json.loads(result.read_text())
@@ -503,3 +561,46 @@ def test_symlinks_under_the_root_are_followed(pb2, corpus, tmp_path):
     lst = _write_list(tmp_path / "files.txt", lines[:6])
     db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
     assert read_manifest(db)["count"] == 6
+
+
+SMALL_DISK = """
+import json, os, subprocess, sys
+disk, lst, root, whole, mapfile, out_json = sys.argv[1:7]
+t = [sys.executable, "-m", "transfer", "data"]
+runs = {
+    "build": subprocess.run(t + ["build", "--list", lst, "--root", root, "--out", os.path.join(disk, "db"),
+                                 "--size", "256", "--jobs", "1"], capture_output=True, text=True),
+    "derive": subprocess.run(t + ["derive", "--from", whole, "--list", lst, "--out", os.path.join(disk, "sub")],
+                             capture_output=True, text=True),
+    "relabel": subprocess.run(t + ["relabel", "--from", whole, "--map", mapfile, "--out", os.path.join(disk, "rel")],
+                              capture_output=True, text=True),
+}
+st = os.statvfs(disk)
+json.dump({"runs": {k: [r.returncode, r.stderr] for k, r in runs.items()}, "left": sorted(os.listdir(disk)),
+           "used": (st.f_blocks - st.f_bfree) * st.f_frsize}, open(out_json, "w"))
+"""
+
+
+@pytest.mark.skipif(not _userns(), reason="needs a user namespace (unshare -rm) to mount a small tmpfs")
+def test_database_larger_than_the_free_disk_is_refused_before_writing(pb2, corpus, tmp_path):
+    """30 images of 3x256x256 (about 5.7 MiB) onto a 2 MiB disk: build, derive and relabel used to start and
+    fill the disk to its last byte before exit 74. Now each is refused with the numbers before writing."""
+    root, lst, _ = corpus
+    whole = build(str(lst), str(root), str(tmp_path / "whole"), size=256, jobs=1)
+    mapfile = _write_list(tmp_path / "map.txt", ["0 0", "1 1", "2 2", "3 3"])
+    disk, driver, result = tmp_path / "disk", tmp_path / "driver.py", tmp_path / "result.json"
+    disk.mkdir()
+    driver.write_text(textwrap.dedent(SMALL_DISK))
+    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && cd {REPO} && "
+              f"exec {sys.executable} {driver} {disk} {lst} {root} {whole} {mapfile} {result}")
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(result.read_text())
+    for name, (code, err) in got["runs"].items():
+        assert code == Exit.NO_SPACE, (name, err)
+        out = disk / {"build": "db", "derive": "sub", "relabel": "rel"}[name]
+        assert re.search(rf"{out}: its 30 images of 3x256x256 need "
+                         rf"about 5\.\d MiB, and {disk} has 2\.0 MiB free; free space or write the database "
+                         r"elsewhere", err), (name, err)
+        assert "Traceback" not in err
+    assert got["left"] == [] and got["used"] == 0     # nothing written, not even a lock or DB.partial

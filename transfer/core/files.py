@@ -105,6 +105,15 @@ def not_a_file(path: Path) -> str | None:
     return "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
 
 
+def size_text(n: float) -> str:
+    """A byte count for messages: 512 B, 1.5 KiB, 11.8 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
 def duration(seconds: float | None) -> str:
     """A short human duration for progress lines: 42s -> 0m42s, 2h05m, 3d04h; '-' when unknown."""
     if seconds is None or seconds != seconds or seconds == float("inf"):

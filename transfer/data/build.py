@@ -66,6 +66,7 @@ def build(list_path: str, root: str, out: str, size: int = 256, shuffle: bool = 
         return out_p
     out_p.parent.mkdir(parents=True, exist_ok=True)
     order = dbwrite.order_entries(entries, shuffle, seed)
+    dbwrite.check_space(out_p, len(order), (3, size, size))
     writer = dbwrite.start(out_p, identity, dbwrite.estimate_bytes(len(order), 3, size, size), about)
     with dbwrite.writing(writer.path, writer.path, writer, catch=(BaseException,)):
         todo = [(e.path, e.label) for e in order[writer.state["next"]:]]

@@ -6,6 +6,7 @@ finished database, nothing decoded); the resumable, atomic database: transfer/da
 """
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,8 +18,8 @@ import numpy as np
 
 from ..core.argtypes import SEED_MAX
 from ..core.console import Progress, stage
-from ..core.errors import TransferError
-from ..core.files import atomic_write
+from ..core.errors import NoSpaceError, TransferError
+from ..core.files import atomic_write, size_text
 from .decode import Result
 from .images import Entry
 from .lmdb_store import MANIFEST, PartialDB, datum_key, identity_diff, read_manifest, space_error
@@ -49,6 +50,59 @@ def estimate_bytes(n: int, channels: int, height: int, width: int) -> int:
     """The LMDB map to start with for n raw Datums (generous: the map grows when it fills)."""
     page = 4096  # a Datum bigger than a page goes to its own overflow pages
     return n * (-(-(channels * height * width + 64) // page) + 1) * page
+
+
+def datum_disk_bytes(channels: int, height: int, width: int, key: int = 64) -> int:
+    """Disk an LMDB of raw Datums takes an image: a Datum bigger than half a page goes to its own overflow
+    pages (16 bytes of header), its leaf node (key, 24 bytes) shares a leaf page; a smaller one lives in
+    the leaf. Leaves are taken as half full (their worst case after splits)."""
+    page = 4096
+    value = channels * height * width + 24   # the pixels and the Datum's fields around them
+    if key + value > page // 2:
+        return -(-(value + 16) // page) * page + 2 * (key + 24 + 8)
+    return 2 * (key + value + 24)
+
+
+def allocated(path: Path) -> int:
+    """Bytes of disk a file (or every file of a folder) holds: the blocks, not the sparse length."""
+    if path.is_dir():
+        return sum(p.stat().st_blocks * 512 for p in path.iterdir() if p.is_file())
+    return path.stat().st_blocks * 512 if path.is_file() else 0
+
+
+def db_bytes(count: int, shape: tuple[int, int, int]) -> int:
+    """Disk a finished database of `count` raw Datums of `shape` takes (an estimate)."""
+    return count * datum_disk_bytes(*shape) + 4 * 4096   # and the two meta pages, a root, a branch
+
+
+def to_write(out: Path, count: int, shape: tuple[int, int, int]) -> int:
+    """Bytes still to write for a database of `count` Datums at `out`: none when it is finished (or a link
+    to one), less what an unfinished build already holds in `out.partial/`."""
+    if out.exists() or out.is_symlink():
+        return 0
+    return max(0, db_bytes(count, shape) - allocated(Path(str(out) + ".partial")))
+
+
+def free_space(path: Path) -> tuple[int, Path]:
+    """(bytes free, the existing folder measured) on the file system `path` will be written to."""
+    where = path
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return shutil.disk_usage(where).free, where
+
+
+def check_space(out: Path, count: int, shape: tuple[int, int, int]) -> None:
+    """Refuse, before anything is written, a database the disk cannot hold (estimated from its Datums):
+    a build that starts anyway fills the disk to its last byte before it stops, and other programs there
+    fail meanwhile."""
+    need = to_write(out, count, shape)
+    free, where = free_space(out.parent)
+    if need > free:
+        held = Path(str(out) + ".partial")
+        kept = f" beyond the {size_text(allocated(held))} {held} holds" if held.exists() else ""
+        raise NoSpaceError(f"{out}: its {count:,} images of {'x'.join(map(str, shape))} need about "
+                           f"{size_text(need)}{kept}, and {where} has {size_text(free)} free; free space or "
+                           "write the database elsewhere")
 
 
 def up_to_date(out: Path, identity: dict[str, Any], about: dict[str, str] | None = None) -> bool:

@@ -84,6 +84,7 @@ def derive(source: str, list_path: str, out: str, shuffle: bool = False, seed: i
             raise TransferError(f"{len(missing)} images of the list are not in {source}: {listed}"
                                 + (" ..." if len(missing) > 5 else "") + " (pass --skip-bad to leave them out)")
         d = whole["datum"]
+        dbwrite.check_space(out_p, len(order) - len(missing), (d["channels"], d["height"], d["width"]))
         expected = dbwrite.estimate_bytes(len(order), d["channels"], d["height"], d["width"])
         writer = dbwrite.start(out_p, identity, expected, about)
         with dbwrite.writing(writer.path, writer.path, writer, catch=(BaseException,)):
@@ -154,6 +155,7 @@ def relabel(source: str, label_map: dict[int, int], out: str, name: str | None =
     out_p.parent.mkdir(parents=True, exist_ok=True)
     expected = sum(v for k, v in whole["labels"].items() if int(k) in label_map)
     d = whole["datum"]
+    dbwrite.check_space(out_p, expected, (d["channels"], d["height"], d["width"]))
     writer = PartialDB(out_p, identity, dbwrite.estimate_bytes(expected, d["channels"], d["height"], d["width"]))
     if writer.resumed:
         log.info("relabel %s: resuming %s at %d/%d", out_p.name, writer.path, writer.state["next"], whole["count"])
