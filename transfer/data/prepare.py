@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import budgets, ilsvrc, labelsets, splits, synthetic, targets
 from .build import build
+from .dbwrite import db_bytes, free_space, to_write
 from .derive import derive, read_label_map, relabel
 from .means import update_mean
 from ..plan import netfiles as nets
 from ..core import argtypes
-from ..core.errors import TransferError
+from ..core.errors import NoSpaceError, TransferError
 from ..core.console import stage
-from ..core.files import atomic_write, digest, repo_path
+from ..core.files import atomic_write, digest, repo_path, size_text
 from ..plan.model import Plan, load_plan
 
 WHOLE = "all"     # the dataset of every class: built from the images, the others derive from it
@@ -27,7 +29,6 @@ SHUFFLE_SEED = 0  # training databases are shuffled, as the released convert_ima
 
 
 log = stage("prepare")
-KIB_PER_IMAGE = 196  # a raw 3x256x256 Datum with its LMDB pages; scaled by area for other sizes
 
 
 def image_source(plan: Plan, train_root: str | None, train_list: str | None, val_root: str | None,
@@ -73,29 +74,63 @@ def _lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def disk_estimate(plan: Plan, train_list: Path, val_list: Path, derived: list[str],
-                  kinds: dict[str, list[str]] | None = None) -> str:
-    """What the databases will take, before any is written: each derived set copies its Datums."""
-    kinds = kinds or {}
-    size = plan.model.image_size
-    kib = KIB_PER_IMAGE * size * size / (256 * 256)
+@dataclass(frozen=True)
+class DiskEstimate:
+    """What a plan's databases take, before any is written."""
+
+    images: int                 # Datums in the databases that will be copies (linked and viewed sets: none)
+    total: int                  # their bytes on disk
+    to_write: int               # bytes of the databases not written yet (the rest is there already)
+    linked: tuple[str, ...]     # sets whose training list is the whole set's: linked to it, no copy
+
+    def text(self) -> str:
+        out = f"{self.images:,} images, about {size_text(self.total)}"
+        if self.to_write != self.total:
+            out += f" ({size_text(self.to_write)} still to write)"
+        if self.linked:
+            out += f"; linked to {WHOLE} (their list is the whole set's, no copy): {', '.join(self.linked)}"
+        return out
+
+
+def disk_estimate(plan: Plan, train_list: Path, val_list: Path, kinds: dict[str, list[str]], lists: Path,
+                  val_sets: list[str]) -> DiskEstimate:
+    """What the databases will take, from the lists already written (`lists`, `val_sets`: the sets with a
+    validation list of their own): each derived set copies its Datums, except a set whose training list
+    is the whole one (linked, as _derived does) and a label set read as a view."""
+    shape = (3, plan.model.image_size, plan.model.image_size)
     n_train, n_val = _lines(train_list), _lines(val_list)
-    classes = plan.datasets
     total = splits.load_split_dir(repo_path(plan.dirs.split)).num_classes
-    images = n_train + n_val
-    for name in derived:
-        budget = budgets.budget_total(name)
-        per_class = budgets.IMAGES_RE.fullmatch(name) or splits.REDUCED_RE.fullmatch(name)
-        if per_class:
-            images += min(n_train, int(per_class.group(1)) * total)
-        elif budget:
-            images += min(n_train, budget[0])
-        elif name in kinds.get("labelset", ()):
-            images += 0 if name in view_datasets(plan) else n_train + n_val   # a relabelled copy, or a view
-        elif name not in kinds.get("target", ()):
-            images += (n_train + n_val) * classes[name] / total
-    mib = images * kib / 1024
-    return f"{images:,.0f} images, about " + (f"{mib / 1024:,.1f} GiB" if mib >= 1024 else f"{mib:,.0f} MiB")
+    whole_sha = digest(train_list)
+    validated = {n.val_dataset for n in plan.nets}
+    views = view_datasets(plan)
+    parts = [(plan.dataset(WHOLE).train, n_train), (plan.dataset(WHOLE).val, n_val)]
+    linked = []
+    for name in kinds.get("list", ()):
+        files, own = plan.dataset(name), lists / "train" / name / "files.txt"
+        if digest(own) == whole_sha:
+            linked.append(name)
+        else:
+            parts.append((files.train, _lines(own)))
+        if name in val_sets:
+            parts.append((files.val, _lines(lists / "val" / name / "files.txt")))
+        elif budgets.is_budget_name(name) and name in validated:   # the whole val set of its classes
+            parts.append((files.val, n_val * plan.datasets[name] // total))
+    for name in kinds.get("labelset", ()):   # a relabelled copy of the whole set, or a view (no copy)
+        if name not in views:
+            files = plan.dataset(name)
+            parts += [(files.train, n_train)] + ([(files.val, n_val)] if name in validated else [])
+    images = sum(n for _, n in parts)
+    return DiskEstimate(images, sum(db_bytes(n, shape) for _, n in parts),
+                        sum(to_write(db, n, shape) for db, n in parts), tuple(linked))
+
+
+def _check_disk(plan: Plan, estimate: DiskEstimate) -> None:
+    """Refuse a plan's data the disk cannot hold, before any database is written."""
+    free, where = free_space(repo_path(plan.dirs.data))
+    if estimate.to_write > free:
+        raise NoSpaceError(f"plan {plan.name}'s databases need about {size_text(estimate.to_write)} more under "
+                           f"{repo_path(plan.dirs.data)} ({estimate.text()}), and {where} has {size_text(free)} "
+                           "free; free space, or give the plan another data_dir")
 
 
 def _link(path: Path, target: Path) -> None:
@@ -117,6 +152,8 @@ def _derived(plan: Plan, name: str, lists: Path, whole_sha: str, train_only: boo
     if digest(train_list) == whole_sha:
         # e.g. reduced1300 keeps every image: the derived database would be the whole one again
         # (some 250 GB for ImageNet), so it is the whole one, mean included.
+        log.info(f"dataset {name}: its training list is the whole set's, image for image (it keeps every "
+                 f"image of every class): linked to {whole.train} and its mean, no copy")
         _link(out.train, whole.train)
         _link(out.mean, whole.mean)
     else:
@@ -224,13 +261,14 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     validated = {n.val_dataset for n in plan.nets}
     # Validated on another set (the reduced sets and per-class budgets: on the whole validation set).
     train_only = [d for d in kinds["list"] if d not in validated]
-    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {repo_path(plan.dirs.data)}; "
-             f"{disk_estimate(plan, train_whole, val_whole, derived, kinds)}")
-
     lists = repo_path(plan.dirs.data) / "lists"
     splits.write_lists(train_whole, lists / "train", kinds["list"], split_dir)
     val_lists = [d for d in kinds["list"] if d not in train_only and not budgets.is_budget_name(d)]
     splits.write_lists(val_whole, lists / "val", val_lists, split_dir)
+    estimate = disk_estimate(plan, train_whole, val_whole, kinds, lists, val_lists)
+    log.info(f"datasets of plan {plan.name}: {', '.join(used)} -> {repo_path(plan.dirs.data)}; {estimate.text()}"
+             + ("; the target sets' images not counted" if kinds["target"] else ""))
+    _check_disk(plan, estimate)
 
     whole = plan.dataset(WHOLE)
     split = splits.load_split_dir(split_dir)
