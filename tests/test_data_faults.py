@@ -604,3 +604,81 @@ def test_database_larger_than_the_free_disk_is_refused_before_writing(pb2, corpu
                          r"elsewhere", err), (name, err)
         assert "Traceback" not in err
     assert got["left"] == [] and got["used"] == 0     # nothing written, not even a lock or DB.partial
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+
+def _slow_build(tmp_path: Path) -> list[str]:
+    """The command of a build slow enough to be stopped in the middle: 200 decodes of a 1000x1000 JPEG."""
+    from PIL import Image
+
+    root = tmp_path / "img"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (1000, 1000, 3), dtype=np.uint8)).save(root / "big.JPEG", quality=90)
+    lst = _write_list(tmp_path / "big.txt", [f"big.JPEG {i % 4}" for i in range(200)])
+    return [sys.executable, "-m", "transfer", "data", "build", "--list", str(lst), "--root", str(root),
+            "--out", str(tmp_path / "db"), "--size", "16", "--jobs", "2", "--commit-every", "4"]
+
+
+def _started(proc: subprocess.Popen, partial: Path) -> None:
+    """Wait until a build writes into `partial` with its decoding processes started."""
+    import time
+
+    import tinyrun
+
+    end = time.time() + 120
+    while time.time() < end and proc.poll() is None and not (
+            (partial / "data.mdb").is_file() and len(tinyrun.children_of(proc.pid)) >= 2):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the build ended before it could be stopped"
+
+
+def test_ctrl_c_stops_a_build_with_130_and_a_rerun_resumes(pb2, tmp_path):
+    """Ctrl-C (SIGINT to the foreground group: the command and its decoding processes) stops any command
+    but train/run with 130, as `transfer --help` says, keeping DB.partial; the same command continues.
+    (A decoding process used to take the KeyboardInterrupt and die with its task: the build then hung,
+    or went on to the end and exited 0.)"""
+    import signal
+
+    cmd = _slow_build(tmp_path)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _started(proc, tmp_path / "db.partial")
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == Exit.CTRL_C == 130, err
+    assert "transfer data: interrupted" in err and "Traceback" not in err and "Exception ignored" not in err
+    assert (tmp_path / "db.partial").is_dir() and not (tmp_path / "db").exists()
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "resuming" in res.stderr, res.stderr
+    assert read_manifest(tmp_path / "db")["count"] == 200 and verify(str(tmp_path / "db")) == []
+
+
+def test_a_decoding_process_that_dies_is_an_error_not_a_hang(pb2, tmp_path):
+    """Decoding processes killed mid-build (as the kernel's OOM killer would): the build stops naming it,
+    exit 2, DB.partial kept; it used to wait for ever on the task a dead worker took with it."""
+    import signal
+    import time
+
+    from PIL import Image
+
+    import tinyrun
+
+    cmd = _slow_build(tmp_path)
+    # after the first block, images that take a while to decode: the workers are busy when killed
+    noise = np.random.default_rng(1).integers(0, 255, (2500, 2500, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "img" / "slow.JPEG", quality=90)
+    lst = _write_list(tmp_path / "big.txt", ["big.JPEG 0"] * 4 + ["slow.JPEG 1"] * 30)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started(proc, tmp_path / "db.partial")
+    time.sleep(1.0)   # into the slow images: both workers mid-decode (each takes a good part of a second)
+    workers = tinyrun.children_of(proc.pid)
+    assert len(workers) == 2, workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == Exit.ERROR, err
+    assert "a decoding process died (killed by SIGKILL) while decoding the images from place" in err, err
+    assert (tmp_path / "db.partial").is_dir() and not (tmp_path / "db").exists()
+    assert lst.is_file()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import mmap
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from typing import Any, Iterator
 
 from ..caffe.env import caffe_pb2
+from ..core.errors import TransferError
 from .images import ImageError, datum_bytes, load_warped
 from .imagesize import DEFAULT_MAX_PIXELS
 
@@ -68,6 +70,33 @@ def decoded_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: st
     yield from _pooled_blocks(tasks, block, jobs, root, width, height, max_pixels)
 
 
+def _start_pool(jobs: int, initargs: tuple) -> Any:
+    """A pool of forked decoding processes that never see SIGINT: Ctrl-C reaches this process alone,
+    which stops them. (A worker that took the KeyboardInterrupt died with its task, the pool forked a
+    new one and the build waited for ever, or went on to the end as if nothing had been pressed.) The
+    workers are forked with SIGINT blocked, and keep it blocked."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return mp.get_context("fork").Pool(jobs, initializer=_init_worker, initargs=initargs)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _wait(pending: Any, workers: list[Any], start: int) -> list[Result]:
+    """A block's results; a decoding process that died meanwhile (killed for memory, a crash in a
+    decoder) is an error, not a wait for ever on the task it took with it."""
+    while not pending.ready():
+        pending.wait(1.0)
+        dead = next((p for p in workers if p.exitcode is not None), None)
+        if dead is not None and not pending.ready():
+            code = dead.exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+            raise TransferError(f"a decoding process died ({how}) while decoding the images from place "
+                                f"{start + 1} of the list on (out of memory? see the system log); "
+                                "rerun to continue from the last commit")
+    return pending.get()
+
+
 def _pooled_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: str,
                    width: int, height: int, max_pixels: int) -> Iterator[list[Result]]:
     starts = iter(range(0, len(tasks), block))
@@ -75,8 +104,8 @@ def _pooled_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: st
     ring = (AHEAD + 1) * block      # slots of the block being written and of those queued
     shm = mmap.mmap(-1, ring * slot)  # anonymous, shared with the forked workers
     view = memoryview(shm)
-    with mp.get_context("fork").Pool(jobs, initializer=_init_worker,
-                                     initargs=(root, width, height, max_pixels, shm, slot)) as pool:
+    with _start_pool(jobs, (root, width, height, max_pixels, shm, slot)) as pool:
+        workers = list(pool._pool)  # noqa: SLF001 (the processes, to notice one that dies)
         chunk = max(1, block // (jobs * 4))
         queued: deque = deque()
 
@@ -90,7 +119,7 @@ def _pooled_blocks(tasks: list[tuple[str, int]], block: int, jobs: int, root: st
             submit()
         while queued:
             s, pending = queued.popleft()
-            results = pending.get()
+            results = _wait(pending, workers, s)
             submit()
             out: list[Result] = []
             for i, (value, reason) in enumerate(results):
