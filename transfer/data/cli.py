@@ -70,21 +70,19 @@ def _cmd_mean(a: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="LMDB datasets and mean files")
-    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    sub.required = True
+def _common(p: argparse.ArgumentParser) -> None:
+    """The options of the writers from a list (build, derive)."""
+    p.add_argument("--classes", type=argtypes.whole(1), metavar="N",
+                   help="class count of the nets that will read it: every label must be below N")
+    p.add_argument("--shuffle", action="store_true", help="store in a seeded random order")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of --shuffle (default 0)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unusable images, listed in DB.skipped.tsv, instead of stopping")
+    p.add_argument("--commit-every", type=argtypes.whole(1), default=DEFAULT_BLOCK, metavar="N",
+                   help=f"images a transaction (default {DEFAULT_BLOCK})")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--classes", type=argtypes.whole(1), metavar="N",
-                       help="class count of the nets that will read it: every label must be below N")
-        p.add_argument("--shuffle", action="store_true", help="store in a seeded random order")
-        p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of --shuffle (default 0)")
-        p.add_argument("--skip-bad", action="store_true",
-                       help="leave out unusable images, listed in DB.skipped.tsv, instead of stopping")
-        p.add_argument("--commit-every", type=argtypes.whole(1), default=DEFAULT_BLOCK, metavar="N",
-                       help=f"images a transaction (default {DEFAULT_BLOCK})")
 
+def _build_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="decode and warp a Caffe list into an LMDB (as convert_imageset)")
     b.add_argument("--list", required=True, help="Caffe list: 'relative/path label' per line")
     b.add_argument("--root", required=True,
@@ -99,14 +97,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--max-pixels", type=argtypes.whole(1), default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="an image whose header says more pixels is bad, never decoded (a decompression bomb "
                         f"or a damaged header); bounds each decoding process's memory (default {DEFAULT_MAX_PIXELS:,})")
-    common(b)
+    _common(b)
     b.set_defaults(func=_cmd_build)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="LMDB datasets and mean files")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+    _build_parser(sub)
 
     d = sub.add_parser("derive", help="subset database from a whole one, relabelled, without decoding")
     d.add_argument("--from", dest="source", required=True, help="finished whole database")
     d.add_argument("--list", required=True, help="subset list (paths of the whole list, new labels)")
     d.add_argument("--out", required=True, help="database directory to create")
-    common(d)
+    _common(d)
     d.set_defaults(func=_cmd_derive)
 
     r = sub.add_parser("relabel", help="a whole database's Datums of the kept classes with new labels (no decoding)")
