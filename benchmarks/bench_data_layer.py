@@ -20,7 +20,9 @@ import tempfile
 from pathlib import Path
 
 from transfer.caffe import env as caffe_env
-from transfer.data import datasets, synthetic
+from transfer.data import synthetic
+from transfer.data.build import build
+from transfer.data.means import compute_mean
 
 CHILD = r"""
 import json, os, sys, time
@@ -69,10 +71,10 @@ def imagenet_sized(work: Path, images: int) -> tuple[Path, Path]:
     classes = 16
     syn = synthetic.make_synthetic(work / "syn", num_classes=classes, train_per_class=max(1, images // classes),
                                    val_per_class=1, size=64)
-    db = Path(datasets.build(str(syn / "train.txt"), str(syn), str(work / f"train{images}"), size=256, jobs=0))
+    db = Path(build(str(syn / "train.txt"), str(syn), str(work / f"train{images}"), size=256, jobs=0))
     mean = work / f"mean{images}.binaryproto"    # one per database: a rerun with another size gets its own
     if not mean.is_file():
-        datasets.compute_mean(str(db), str(mean))
+        compute_mean(str(db), str(mean))
     return db, mean
 
 

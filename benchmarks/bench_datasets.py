@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from transfer import REPO
-from transfer.data import datasets
+from transfer.data.build import build
 from transfer.caffe.env import caffe_pb2
 from transfer.data.images import datum_bytes, read_list
 from transfer.data.lmdb_store import datum_key, iter_items, open_read
@@ -163,7 +163,7 @@ def main() -> None:
             elif name.startswith("baseline"):
                 baseline(root, lst, out)
             else:
-                datasets.build(str(lst), str(root), str(out), size=SIZE, jobs=a.jobs)
+                build(str(lst), str(root), str(out), size=SIZE, jobs=a.jobs)
             runs[name].append(time.perf_counter() - t)
             cpu[name].append(_cpu() - c)
     identical = same_records((a.db_dir or a.work) / "convert-db", (a.db_dir or a.work) / "bench-db") if tool else None

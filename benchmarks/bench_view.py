@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from transfer.data import datasets, synthetic
+from transfer.data import synthetic
+from transfer.data.build import build
+from transfer.data.derive import relabel
 from transfer.caffe.env import import_caffe
 
 CLASSES = 20
@@ -60,7 +62,7 @@ def main() -> None:
     work = Path(a.work)
     syn = synthetic.make_synthetic(work / "syn", num_classes=CLASSES, train_per_class=a.per_class,
                                    val_per_class=1, size=64)
-    whole = datasets.build(str(syn / "train.txt"), str(syn), str(work / f"whole{a.per_class}"), size=256,
+    whole = build(str(syn / "train.txt"), str(syn), str(work / f"whole{a.per_class}"), size=256,
                            shuffle=True, jobs=0)
     caffe = import_caffe()
     caffe.set_mode_cpu()
@@ -69,7 +71,7 @@ def main() -> None:
     print("| derived set | copy: images/s | view: images/s | view / copy | copy on disk |")
     print("|---|---|---|---|---|")
     for i, (name, label_map) in enumerate(CASES.items()):
-        copy = datasets.relabel(str(whole), label_map, str(work / f"copy{a.per_class}-{i}"))
+        copy = relabel(str(whole), label_map, str(work / f"copy{a.per_class}-{i}"))
         labels = work / f"labels{i}.txt"
         labels.write_text("".join(f"{o} {n}\n" for o, n in label_map.items()))
         rc = rate(caffe, net_file(work / f"c{i}.prototxt", copy, a.batch, None), a.batches, a.batch)

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer.data import datasets
+from transfer.data.build import build
+from transfer.data.derive import derive
+from transfer.data.means import compute_mean, read_mean
+from transfer.data.verify import verify
 from transfer.core.errors import TransferError
-from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
+from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read, read_manifest
 
 cv2 = pytest.importorskip("cv2")
 SIZE = 24
@@ -65,7 +68,7 @@ def corpus(tmp_path):
 
 def test_build_stores_convert_imageset_datums(pb2, corpus, tmp_path):
     root, lst, lines = corpus
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=7)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=7)
     items = _items(db)
     assert [k for k, _ in items] == [f"{i:08d}_{ln.split()[0]}".encode() for i, ln in enumerate(lines)]
     for (key, value), line in zip(items, lines):
@@ -75,7 +78,7 @@ def test_build_stores_convert_imageset_datums(pb2, corpus, tmp_path):
         ref = pb2.Datum(channels=3, height=SIZE, width=SIZE, data=want.tobytes(), label=int(label), encoded=False)
         assert value == ref.SerializeToString()
     assert not Path(str(db) + ".partial").exists()
-    assert datasets.verify(str(db)) == []
+    assert verify(str(db)) == []
 
 
 def test_odd_images_decode_right(pb2, tmp_path):
@@ -90,7 +93,7 @@ def test_odd_images_decode_right(pb2, tmp_path):
     exif[0x0112] = 6  # Orientation: rotate 90 degrees on display
     Image.fromarray(rgb).save(root / "exif.JPEG", quality=95, exif=exif)
     lst = _write_list(tmp_path / "odd.txt", ["gray.JPEG 0", "cmyk.JPEG 1", "png.JPEG 2", "exif.JPEG 3"])
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
     got = [np.frombuffer(pb2.Datum.FromString(v).data, np.uint8).reshape(3, SIZE, SIZE) for _, v in _items(db)]
     gray, cmyk, png, rotated = got
     assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()  # grey replicated to BGR
@@ -121,7 +124,7 @@ def test_bad_image_stops_build_with_path_and_line(pb2, corpus, tmp_path, bad):
         target.write_bytes(b"not an image at all" * 10)
     lst = _write_list(tmp_path / "files.txt", lines)
     with pytest.raises(TransferError) as err:
-        datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=5)
+        build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=5)
     msg = str(err.value)
     assert f"{lst}:18:" in msg and str(target) in msg
     assert {"truncated": "truncated", "missing": "not found", "garbage": "not a decodable"}[bad] in msg
@@ -134,16 +137,16 @@ def test_skip_bad_writes_report(pb2, corpus, tmp_path):
     t = root / lines[20].split()[0]
     t.write_bytes(t.read_bytes()[:300])
     lst = _write_list(tmp_path / "files.txt", lines + ["n00/nowhere.JPEG 1"])
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=4, skip_bad=True)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2, block=4, skip_bad=True)
     report = (tmp_path / "db.skipped.tsv").read_text().splitlines()
     assert report[0] == "line\tpath\treason"
     assert [r.split("\t")[:2] for r in report[1:]] == [
         ["4", lines[3].split()[0]], ["21", lines[20].split()[0]], ["31", "n00/nowhere.JPEG"]]
-    m = datasets.read_manifest(db)
+    m = read_manifest(db)
     assert m["count"] == 28 and m["skipped"] == 3 and m["skipped_report"] == "db.skipped.tsv"
     keys = [k for k, _ in _items(db)]
     assert keys[3].startswith(b"00000004_")  # skipped positions leave gaps, as convert_imageset
-    assert datasets.verify(str(db)) == []
+    assert verify(str(db)) == []
 
 
 # A child process running datasets.build that SIGKILLs itself after a number of Datum puts: a crash
@@ -152,7 +155,7 @@ _KILLER = """
 import ast, os, signal, sys
 import lmdb
 from transfer.data import lmdb_store
-from transfer.data.datasets import build
+from transfer.data.build import build
 
 left = int(sys.argv[1])
 
@@ -234,17 +237,17 @@ def test_resume_after_kill_equals_uninterrupted(pb2, corpus, tmp_path, capsys):
     code, err = _cli(capsys, *args, "--seed", "3")
     assert code == 0 and "resuming" in err and "at 12/30" in err and not partial.exists()
 
-    ref = datasets.build(str(lst), str(root), str(tmp_path / "ref"), size=SIZE, **opts)
+    ref = build(str(lst), str(root), str(tmp_path / "ref"), size=SIZE, **opts)
     assert _items(out) == _items(ref)
-    assert datasets.read_manifest(out)["labels"] == datasets.read_manifest(ref)["labels"]
+    assert read_manifest(out)["labels"] == read_manifest(ref)["labels"]
     assert _cli(capsys, "data", "verify", str(out))[0] == 0
     assert (out / "data.mdb").stat().st_size == (ref / "data.mdb").stat().st_size  # sparse map tail trimmed
 
 
 def test_shuffle_is_seeded_permutation(pb2, corpus, tmp_path):
     root, lst, lines = corpus
-    a = datasets.build(str(lst), str(root), str(tmp_path / "a"), size=SIZE, shuffle=True, seed=7, jobs=2)
-    b = datasets.build(str(lst), str(root), str(tmp_path / "b"), size=SIZE, shuffle=True, seed=7, jobs=1)
+    a = build(str(lst), str(root), str(tmp_path / "a"), size=SIZE, shuffle=True, seed=7, jobs=2)
+    b = build(str(lst), str(root), str(tmp_path / "b"), size=SIZE, shuffle=True, seed=7, jobs=1)
     assert _items(a) == _items(b)
     paths = [k[9:].decode() for k, _ in _items(a)]
     assert sorted(paths) == sorted(ln.split()[0] for ln in lines) and paths != [ln.split()[0] for ln in lines]
@@ -253,44 +256,44 @@ def test_shuffle_is_seeded_permutation(pb2, corpus, tmp_path):
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_derive_equals_direct_build(pb2, corpus, tmp_path, shuffle):
     root, lst, lines = corpus
-    whole = datasets.build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, shuffle=True, seed=1, jobs=2)
+    whole = build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, shuffle=True, seed=1, jobs=2)
     # a derived list as the split module writes it: input order kept, kept labels renumbered
     keep = {1: 0, 3: 1}
     sub = [f"{p} {keep[int(lb)]}" for p, lb in (ln.split() for ln in lines) if int(lb) in keep]
     sub_list = _write_list(tmp_path / "sub.txt", sub)
-    derived = datasets.derive(str(whole), str(sub_list), str(tmp_path / "derived"), shuffle=shuffle, seed=5, block=4)
-    direct = datasets.build(str(sub_list), str(root), str(tmp_path / "direct"), size=SIZE, shuffle=shuffle,
+    derived = derive(str(whole), str(sub_list), str(tmp_path / "derived"), shuffle=shuffle, seed=5, block=4)
+    direct = build(str(sub_list), str(root), str(tmp_path / "direct"), size=SIZE, shuffle=shuffle,
                             seed=5, jobs=2)
     assert _items(derived) == _items(direct) and len(_items(derived)) == len(sub)
-    assert datasets.read_manifest(derived)["labels"] == {"0": 8, "1": 7}
-    assert datasets.verify(str(derived)) == []
+    assert read_manifest(derived)["labels"] == {"0": 8, "1": 7}
+    assert verify(str(derived)) == []
 
 
 def test_derive_refuses_unknown_path(pb2, corpus, tmp_path):
     root, lst, _ = corpus
-    whole = datasets.build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, jobs=1)
+    whole = build(str(lst), str(root), str(tmp_path / "whole"), size=SIZE, jobs=1)
     sub_list = _write_list(tmp_path / "sub.txt", ["n00/img_000.JPEG 0", "n01/elsewhere.JPEG 1"])
     with pytest.raises(TransferError, match=r"sub.txt:2: n01/elsewhere.JPEG"):
-        datasets.derive(str(whole), str(sub_list), str(tmp_path / "derived"))
+        derive(str(whole), str(sub_list), str(tmp_path / "derived"))
 
 
 def test_mean_is_numpy_mean_of_warped_images(pb2, corpus, tmp_path):
     root, lst, lines = corpus
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
     out = tmp_path / "mean.binaryproto"
-    datasets.compute_mean(str(db), str(out))
+    compute_mean(str(db), str(out))
     want = np.mean([_expected(root / ln.split()[0]).astype(np.float64) for ln in lines], axis=0)
     blob = pb2.BlobProto.FromString(out.read_bytes())
     assert (blob.num, blob.channels, blob.height, blob.width) == (1, 3, SIZE, SIZE)
     assert not blob.HasField("shape")  # compute_image_mean writes the legacy dims only
-    np.testing.assert_allclose(datasets.read_mean(str(out)), want, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(read_mean(str(out)), want, rtol=0, atol=1e-4)
 
 
 def test_verify_catches_tampering(pb2, corpus, tmp_path, capsys):
     import lmdb
 
     root, lst, _ = corpus
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=1)
     assert _cli(capsys, "data", "verify", str(db))[0] == 0
     env = lmdb.open(str(db), map_size=1 << 26)
     with env.begin(write=True) as txn:
@@ -302,7 +305,7 @@ def test_verify_catches_tampering(pb2, corpus, tmp_path, capsys):
         last = list(txn.cursor().iternext(values=False))[-1]
         txn.delete(last)
     env.close()
-    problems = datasets.verify(str(db))
+    problems = verify(str(db))
     text = "\n".join(problems)
     assert "count: manifest 30, database 29" in text and "label histogram differs" in text
     assert "Datum (3, 23, 24)" in text
@@ -325,11 +328,11 @@ def test_unfinished_database_is_not_a_database(pb2, corpus, tmp_path, capsys):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with pytest.raises(TransferError, match="another process is writing"):
-            datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
+            build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
     finally:
         os.close(fd)
-    datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
-    assert datasets.verify(str(tmp_path / "db")) == []
+    build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, block=5, jobs=1)
+    assert verify(str(tmp_path / "db")) == []
     assert not (tmp_path / "db.partial.lock").exists()  # a finished build leaves nothing beside it
 
 
@@ -349,9 +352,9 @@ def _caffe():
 def test_caffe_data_layer_reads_database(pb2, corpus, tmp_path):
     caffe = _caffe()
     root, lst, lines = corpus
-    db = datasets.build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
+    db = build(str(lst), str(root), str(tmp_path / "db"), size=SIZE, jobs=2)
     mean_file = tmp_path / "mean.binaryproto"
-    mean = datasets.compute_mean(str(db), str(mean_file))
+    mean = compute_mean(str(db), str(mean_file))
     crop, batch = 17, 10
     proto = tmp_path / "data.prototxt"
     proto.write_text(f"""name: "data_only"
@@ -382,4 +385,4 @@ def test_rebuild_is_up_to_date_and_other_options_refused(pb2, corpus, tmp_path, 
 def test_malformed_list_line_is_named(pb2, tmp_path):
     lst = _write_list(tmp_path / "files.txt", ["a.JPEG 0", "b.JPEG 1", "c.JPEG x"])
     with pytest.raises(TransferError, match=r"files.txt:3: expected 'relative/path label'"):
-        datasets.build(str(lst), str(tmp_path), str(tmp_path / "db"), size=SIZE)
+        build(str(lst), str(tmp_path), str(tmp_path / "db"), size=SIZE)

@@ -124,6 +124,10 @@ def test_target_folders_become_caffe_lists(tmp_path):
         "classes": 4, "train": str(tmp_path / "img/train"), "val": str(tmp_path / "img/train")}}}).targets[0]
     with pytest.raises(TransferError, match=r"targets\.scenes: the images have 3 classes, the plan says classes: 4"):
         targets.target_lists(spec4, tmp_path / "out2")
+    (tmp_path / "img" / "val" / "dock").rename(tmp_path / "dock")
+    (tmp_path / "img" / "train" / "cafe" / "2.jpg").symlink_to("2.jpg")   # a link that loops is no image
+    with pytest.raises(TransferError, match=r"cafe/2.jpg: a symbolic link that loops .*not an image file"):
+        targets.target_lists(spec, tmp_path / "out3")
 
 
 def test_report_tables_and_figures_from_net_numbers(tmp_path):

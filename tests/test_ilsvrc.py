@@ -13,7 +13,10 @@ from PIL import Image
 import tinyrun  # noqa: E402
 
 from transfer import REPO
-from transfer.data import classlists as splits, datasets, ilsvrc  # noqa: E402
+from transfer.data import classlists as splits, ilsvrc  # noqa: E402
+from transfer.data.build import build  # noqa: E402
+from transfer.data.lmdb_store import read_manifest  # noqa: E402
+from transfer.data.verify import verify  # noqa: E402
 from transfer.core.errors import TransferError  # noqa: E402
 
 sio = pytest.importorskip("scipy.io")
@@ -159,6 +162,17 @@ def _break(top: Path, case: str) -> str:
     if case == "no devkit":
         (kit / "meta.mat").unlink()
         return "no ILSVRC2012 devkit found"
+    if case == "symlink loop":
+        # as a copy made with `cp -rs` gone wrong: listed as an image, the build failed later
+        (top / "train" / "n01751748" / "n01751748_7.JPEG").symlink_to("n01751748_7.JPEG")
+        return (f"{top / 'train' / 'n01751748' / 'n01751748_7.JPEG'}: a symbolic link that loops "
+                f"({top / 'train' / 'n01751748' / 'n01751748_7.JPEG'} -> n01751748_7.JPEG), not an image file")
+    if case == "link to nothing":
+        (top / "val" / "ILSVRC2012_val_00000007.JPEG").symlink_to("/nonexistent/x.JPEG")
+        return "ILSVRC2012_val_00000007.JPEG: a symbolic link to nothing"
+    if case == "folder named like an image":
+        (top / "train" / "n01440764" / "n01440764_5.JPEG").mkdir()
+        return "n01440764_5.JPEG: a folder, not an image file"
     if case == "space in a file name":
         (top / "train" / "n01440764" / "a b.JPEG").write_bytes(b"")
         return "a b.JPEG"
@@ -168,7 +182,8 @@ def _break(top: Path, case: str) -> str:
 @pytest.mark.parametrize("case", [
     "class folder missing", "foreign class folder", "class still packed", "val image missing",
     "val sorted into folders", "ground truth out of range", "ground truth not numbers",
-    "meta.mat lacks a field", "meta.mat not MATLAB", "no devkit", "space in a file name"])
+    "meta.mat lacks a field", "meta.mat not MATLAB", "no devkit", "space in a file name", "symlink loop",
+    "link to nothing", "folder named like an image"])
 def test_bad_layout_is_named_and_writes_nothing(imagenet, tmp_path, case, capsys):
     from transfer import cli
 
@@ -219,14 +234,14 @@ def test_prepare_from_imagenet_equals_caffes_lists(imagenet, tmp_path):
     # The same databases from the hand-written Caffe lists, built as prepare builds the whole set.
     (tmp_path / "train.txt").write_text(CAFFE_TRAIN)
     (tmp_path / "val.txt").write_text(CAFFE_VAL)
-    ref_train = datasets.build(str(tmp_path / "train.txt"), str(imagenet / "train"), str(tmp_path / "ref_train"),
+    ref_train = build(str(tmp_path / "train.txt"), str(imagenet / "train"), str(tmp_path / "ref_train"),
                                size=32, shuffle=True, seed=0, jobs=1)
-    ref_val = datasets.build(str(tmp_path / "val.txt"), str(imagenet / "val"), str(tmp_path / "ref_val"),
+    ref_val = build(str(tmp_path / "val.txt"), str(imagenet / "val"), str(tmp_path / "ref_val"),
                              size=32, jobs=1)
     for got, ref in ((data / "all" / "train_lmdb", ref_train), (data / "all" / "val_lmdb", ref_val)):
         assert _items(got) == _items(ref) and len(_items(got)) > 0
-    assert datasets.read_manifest(data / "all" / "val_lmdb")["labels"] == {"0": 2, "1": 2, "2": 1, "3": 1}
-    assert datasets.verify(str(data / "half0A" / "train_lmdb")) == []
+    assert read_manifest(data / "all" / "val_lmdb")["labels"] == {"0": 2, "1": 2, "2": 1, "3": 1}
+    assert verify(str(data / "half0A" / "train_lmdb")) == []
 
 
 def _items(db: Path) -> list[tuple[bytes, bytes]]:

@@ -14,11 +14,14 @@ import pytest
 from PIL import Image
 
 from transfer import REPO, cli
-from transfer.data import budgets, classlists as splits, datasets, filelists, labelsets, synthetic
+from transfer.data import budgets, classlists as splits, filelists, labelsets, synthetic
+from transfer.data.build import build
+from transfer.data.derive import relabel
+from transfer.data.verify import verify
 from transfer.plan.datasets import Kind, class_budget_set, sample_set
 from transfer.plan.load import PLAN_DIR, expand
 from transfer.core.errors import TransferError
-from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read
+from transfer.data.lmdb_store import PROGRESS_KEY, iter_items, open_read, read_manifest
 
 from test_datasets import _KILLER  # noqa: E402
 
@@ -332,7 +335,7 @@ def whole_db(pb2, tmp_path_factory) -> Path:
         Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp / "img" / f"{i}.JPEG")
         lines.append(f"img/{i}.JPEG {i % 4}\n")
     (tmp / "files.txt").write_text("".join(lines))
-    return datasets.build(str(tmp / "files.txt"), str(tmp), str(tmp / "whole"), size=12, shuffle=True, jobs=1)
+    return build(str(tmp / "files.txt"), str(tmp), str(tmp / "whole"), size=12, shuffle=True, jobs=1)
 
 
 def _datums(pb2, db: Path) -> dict[bytes, tuple[int, bytes]]:
@@ -343,25 +346,25 @@ def _datums(pb2, db: Path) -> dict[bytes, tuple[int, bytes]]:
 
 def test_relabel_keeps_keys_and_pixels(pb2, whole_db, tmp_path, capsys):
     mapping = {3: 0, 1: 1, 2: 1}             # class 0 dropped, classes 1 and 2 merged
-    out = datasets.relabel(str(whole_db), mapping, str(tmp_path / "r"), name="test", block=5)
+    out = relabel(str(whole_db), mapping, str(tmp_path / "r"), name="test", block=5)
     whole, derived = _datums(pb2, whole_db), _datums(pb2, out)
     assert list(derived) == [k for k in whole if whole[k][0] in mapping]      # same keys, same order
     for key, (label, data) in derived.items():
         assert label == mapping[whole[key][0]] and data == whole[key][1]
-    m = datasets.read_manifest(out)
+    m = read_manifest(out)
     assert m["count"] == 18 and m["labels"] == {"0": 6, "1": 12} and m["label_map"] == {"1": 1, "2": 1, "3": 0}
-    assert datasets.verify(str(out)) == [] and not Path(str(out) + ".partial").exists()
-    assert datasets.relabel(str(whole_db), mapping, str(out)) == out and "up to date" in capsys.readouterr().err
+    assert verify(str(out)) == [] and not Path(str(out) + ".partial").exists()
+    assert relabel(str(whole_db), mapping, str(out)) == out and "up to date" in capsys.readouterr().err
     with pytest.raises(TransferError, match="not built from this list with these options"):
-        datasets.relabel(str(whole_db), {0: 0}, str(out))
+        relabel(str(whole_db), {0: 0}, str(out))
     with pytest.raises(TransferError, match=r"labels \[7\] are not in"):
-        datasets.relabel(str(whole_db), {7: 0}, str(tmp_path / "bad"))
+        relabel(str(whole_db), {7: 0}, str(tmp_path / "bad"))
 
 
 def test_relabel_resumes_after_kill(pb2, whole_db, tmp_path, capsys):
     out = tmp_path / "r"
     # the crash-mid-commit child of the data tests, running relabel instead of build
-    code = _KILLER.replace("from transfer.data.datasets import build", "from transfer.data.datasets import relabel").replace(
+    code = _KILLER.replace("from transfer.data.build import build", "from transfer.data.derive import relabel").replace(
         "build(*sys.argv[2:5], **ast.literal_eval(sys.argv[5]))",
         f"relabel({str(whole_db)!r}, {{0: 0, 1: 1}}, {str(out)!r}, block=6)")
     killed = subprocess.run([sys.executable, "-c", code, "8"], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -371,7 +374,7 @@ def test_relabel_resumes_after_kill(pb2, whole_db, tmp_path, capsys):
     code, _, err = run_cli(capsys, "data", "relabel", "--from", str(whole_db), "--map", str(mapfile),
                            "--out", str(out), "--commit-every", "6")
     assert code == 0 and "resuming" in err
-    ref = datasets.relabel(str(whole_db), {0: 0, 1: 1}, str(tmp_path / "ref"))
+    ref = relabel(str(whole_db), {0: 0, 1: 1}, str(tmp_path / "ref"))
     assert _datums(pb2, out) == _datums(pb2, ref)
     mapfile.write_text("0 0\n0 1\n")
     code, _, err = run_cli(capsys, "data", "relabel", "--from", str(whole_db), "--map", str(mapfile),
@@ -380,7 +383,7 @@ def test_relabel_resumes_after_kill(pb2, whole_db, tmp_path, capsys):
 
 
 def test_relabel_by_a_synthetic_label_set(pb2, syn, tmp_path, capsys):
-    whole = datasets.build(str(syn / "train.txt"), str(syn), str(tmp_path / "whole"), size=16, jobs=1)
+    whole = build(str(syn / "train.txt"), str(syn), str(tmp_path / "whole"), size=16, jobs=1)
     code, out, _ = run_cli(capsys, "data", "relabel", "--from", str(whole), "--labels", "minimal-B",
                            "--splits", str(syn), "--out", str(tmp_path / "b"))
     assert code == 0
@@ -389,4 +392,4 @@ def test_relabel_by_a_synthetic_label_set(pb2, syn, tmp_path, capsys):
     expected = labelsets.class_label_map(sets["minimal-B"], list(split.wnids))
     before, after = _datums(pb2, whole), _datums(pb2, tmp_path / "b")
     assert len(after) == 4 * 6 and all(lb == expected[before[k][0]] for k, (lb, _) in after.items())
-    assert datasets.read_manifest(tmp_path / "b")["label_set"] == "minimal-B"
+    assert read_manifest(tmp_path / "b")["label_set"] == "minimal-B"

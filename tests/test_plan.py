@@ -171,3 +171,48 @@ def test_replicates_multiply_every_net_and_random_splits_draw_more_splits():
     assert "half0A-3-half0B-r1" not in small.by_name and "half1A-3-half1B" in small.by_name
     with pytest.raises(TransferError, match="replicates: 0 is out of range"):
         expand_config({**tiny_config(), "replicates": 0})
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    """Two `solver:` blocks: YAML keeps the second without a word, and every net trained with it. Refused
+    at the top level and inside a block, through the command line, before anything runs."""
+    import subprocess
+    import sys
+
+    from transfer import REPO
+    text = TINY.read_text().replace("runs_dir: work/tiny/runs", f"runs_dir: {tmp_path / 'runs'}")
+    lines = text.splitlines()
+    first = lines.index("solver:") + 1
+    block = []
+    for ln in lines[first:]:
+        if not ln.startswith("  "):
+            break
+        block.append(ln.replace("base_lr: 0.01", "base_lr: 0.5"))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text + "solver:\n" + "\n".join(block) + "\n")
+    second = len(lines) + 1
+    for cmd in (["plan", "show", "--plan", str(twice)],
+                ["run", "--plan", str(twice), "--cpu", "--only", "base-half0A"]):
+        res = subprocess.run([sys.executable, "-m", "transfer", *cmd], cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert f"{twice}:{second}: key 'solver' is given twice in the same block (first at line {first})" \
+               in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and res.stdout == ""
+    assert not (tmp_path / "runs").exists()   # nothing trained, nothing written
+
+    inner = tmp_path / "inner.yaml"
+    at = text.index("  max_iter:")
+    line = text[:at].count("\n") + 1
+    inner.write_text(text[:at] + "  max_iter: 6000\n" + text[at:])
+    with pytest.raises(TransferError, match=rf"inner.yaml:{line + 1}: key 'max_iter' is given twice in the "
+                                            rf"same block \(first at line {line}\)"):
+        load_plan(str(inner))
+    # a merge may still override a key it brings in: that is what `<<` is for
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(text.replace("solver:\n", "solver: &solver\n", 1)
+                      + "schedules:\n  slow:\n    <<: *solver\n    base_lr: 0.001\n")
+    from transfer.core.yamlfile import load_yaml
+    slow = load_yaml(merged)["schedules"]["slow"]
+    assert slow["base_lr"] == 0.001 and slow["max_iter"] == 60
+    assert load_plan(str(merged)).name == "tiny"

@@ -233,6 +233,30 @@ def test_sigterm_and_time_limit_snapshot_and_exit_75(scratch):
 
 
 @pytest.mark.requires_caffe
+def test_ctrl_c_stops_run_with_a_snapshot_and_exit_75(scratch):
+    """Ctrl-C at a terminal: SIGINT to the whole foreground group (runner, `transfer train`, caffe).
+    The run ends 75, as `transfer --help` and the README say, with a snapshot to resume from."""
+    plan = scratch(max_iter=400, snapshot=1000, test_interval=1000)
+    net = plan.net("base-half0A")
+    proc = subprocess.Popen(tinyrun.transfer_cmd("run", "--plan", str(plan.path), "--only", net.name, "--cpu"),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    _wait_for(lambda: any("Iteration 20" in p.read_text() for p in net.run.logs_dir.glob("*.log")), 120, "training")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == Exit.INTERRUPTED == 75, out
+    assert f"stopped with a snapshot: {net.name}" in out and "Traceback" not in out
+    assert not net.run.is_done() and not net.run.failed_record()
+    stopped = net.run.resume_point()
+    assert stopped and 20 <= stopped[0] < 400, out   # caffe's snapshot on request, not one by schedule
+    from transfer.cli import build_parser
+    text = build_parser().format_help()
+    assert re.search(r"^\s+75  train/run stopped with a snapshot \(Ctrl-C, SIGTERM", text, re.M), text
+    assert "| 75 | `transfer train` / `run` stopped with a snapshot on request (Ctrl-C, SIGTERM" in \
+        (REPO / "README.md").read_text()
+
+
+@pytest.mark.requires_caffe
 def test_two_runners_train_each_net_once(scratch):
     plan = scratch(max_iter=40, snapshot=20)
     only = "half0B-*"   # two selffer nets; their base comes along

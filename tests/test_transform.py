@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer.data import datasets, synthetic
+from transfer.data import synthetic
+from transfer.data.build import build
+from transfer.data.means import compute_mean, read_mean
 from transfer.data.images import datum_array
 from transfer.data.lmdb_store import iter_items, open_read
 
@@ -43,9 +45,9 @@ def choice(key: int, index: int, span: int) -> tuple[int, int, bool]:
 def db(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray], list[int]]:
     root = tmp_path_factory.mktemp("transform")
     syn = synthetic.make_synthetic(root / "syn", num_classes=4, train_per_class=10, val_per_class=1, size=SIZE)
-    lmdb_dir = Path(datasets.build(str(syn / "train.txt"), str(syn), str(root / "train_lmdb"), size=SIZE, jobs=1))
+    lmdb_dir = Path(build(str(syn / "train.txt"), str(syn), str(root / "train_lmdb"), size=SIZE, jobs=1))
     mean = root / "mean.binaryproto"
-    datasets.compute_mean(str(lmdb_dir), str(mean))
+    compute_mean(str(lmdb_dir), str(mean))
     from transfer.caffe.env import caffe_pb2
     images, labels = [], []
     with open_read(lmdb_dir) as env:
@@ -98,7 +100,7 @@ def test_thread_count_does_not_change_a_seeded_run(db, tmp_path):
 
 def test_each_image_is_its_keyed_crop_of_the_mean_subtracted_datum(db, tmp_path):
     _, mean_path, images, labels = db
-    mean = datasets.read_mean(str(mean_path)).astype(np.float32)
+    mean = read_mean(str(mean_path)).astype(np.float32)
     key = 0x1234_5678_9ABC_DEF0
     out = forward(db, tmp_path, batches=3, transform_key=key, transform_threads=3)
     seen = []
@@ -122,7 +124,7 @@ def test_each_image_is_its_keyed_crop_of_the_mean_subtracted_datum(db, tmp_path)
 def test_test_phase_takes_the_centre_crop(db, tmp_path):
     """As the paper's validation net: TEST phase, mirror: false (Caffe mirrors in any phase when asked)."""
     _, mean_path, images, _ = db
-    mean = datasets.read_mean(str(mean_path)).astype(np.float32)
+    mean = read_mean(str(mean_path)).astype(np.float32)
     (data, _), = forward(db, tmp_path, phase="TEST", batches=1, mirror=False, transform_threads=4)
     c = (SIZE - CROP) // 2
     for i in range(BATCH):

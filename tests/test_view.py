@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from transfer import REPO
-from transfer.data import datasets, synthetic
-from transfer.data.lmdb_store import iter_items, open_read
+from transfer.data import synthetic
+from transfer.data.build import build
+from transfer.data.derive import relabel
+from transfer.data.lmdb_store import iter_items, open_read, read_manifest
 from transfer.plan.load import PLAN_DIR, load_plan
 
 import tinyrun  # noqa: E402
@@ -26,12 +28,12 @@ MAP = {0: 0, 2: 1, 3: 2, 5: 1}      # drops classes 1 and 4, merges 2 and 5
 def whole(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("view")
     syn = synthetic.make_synthetic(root / "syn", num_classes=6, train_per_class=8, val_per_class=1, size=16)
-    return datasets.build(str(syn / "train.txt"), str(syn), str(root / "whole"), size=16, shuffle=True, jobs=1)
+    return build(str(syn / "train.txt"), str(syn), str(root / "whole"), size=16, shuffle=True, jobs=1)
 
 
 def test_view_yields_exactly_the_relabelled_copy(whole, tmp_path):
-    copy = datasets.relabel(str(whole), MAP, str(tmp_path / "copy"))
-    count = datasets.read_manifest(copy)["count"]
+    copy = relabel(str(whole), MAP, str(tmp_path / "copy"))
+    count = read_manifest(copy)["count"]
     assert count == 4 * 8
     labels = tmp_path / "labels.txt"
     labels.write_text("# old new\n" + "".join(f"{o} {n}\n" for o, n in MAP.items()))

@@ -6,8 +6,10 @@ A module in COMMANDS defines `register(subparsers)`, which adds the parser of it
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 
 from .core import console, stopsig
 from .core.errors import Exit, TransferError, exit_codes_text
@@ -20,7 +22,7 @@ COMMANDS = {
     "plan": "plan.cli",                # plan show / simulate
     "labels": "data.labelsets",        # Huh et al.'s label sets
     "nets": "plan.netfiles",           # nets write: prototxt and solvers
-    "data": "data.datasets",           # data build / verify / mean / derive / relabel
+    "data": "data.cli",                # data build / verify / mean / derive / relabel
     "ilsvrc": "data.ilsvrc",           # Caffe's train.txt / val.txt from ILSVRC2012 as distributed
     "prepare": "data.prepare",         # a plan's lists, LMDBs, means, net files
     "synthetic": "data.synthetic",     # the built-in synthetic dataset
@@ -87,7 +89,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"transfer {args.command}: interrupted", file=sys.stderr)
         return Exit.CTRL_C
+    except Exception as exc:  # noqa: BLE001 (anything not a TransferError escaped a check: say so, with its code)
+        return _unexpected(args.command, exc)
     return int(code or 0)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _unexpected(command: str, exc: Exception) -> int:
+    """An exception no check turned into a TransferError: a full disk (or an I/O error) is Exit.NO_SPACE
+    with the file named; anything else is a bug, Exit.INTERNAL with its traceback, so that no script
+    takes it for "caffe failed" or "a check found a difference" (Exit.FAILED, Python's own 1)."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"transfer {command}: error: {where}{exc.strerror or exc}; free space and run the same "
+              "command again", file=sys.stderr)
+        return Exit.NO_SPACE
+    traceback.print_exception(exc)
+    print(f"transfer {command}: internal error (exit {int(Exit.INTERNAL)}): {type(exc).__name__}: {exc}\n"
+          "  This is a bug in transfer, not a verdict on your data or nets; please report it with the "
+          "traceback above.", file=sys.stderr)
+    return Exit.INTERNAL
 
 
 if __name__ == "__main__":

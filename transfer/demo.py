@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from .core import argtypes
 from .core.console import stage
 from .core.errors import TransferError
 from .core.files import duration
@@ -54,6 +55,6 @@ def _cmd(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on the synthetic dataset (CPU)")
     p.add_argument("--plan", default="small", help="a plan with a synthetic dataset (small, tiny, huh-small)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="nets trained at once")
+    p.add_argument("--jobs", type=argtypes.whole(1), default=os.cpu_count() or 1, help="nets trained at once")
     p.add_argument("--out", help="report directory (default: reports/<plan>)")
     p.set_defaults(func=_cmd)

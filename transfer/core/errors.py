@@ -15,10 +15,11 @@ class Exit(IntEnum):
     ERROR = 2           # bad input or usage: the message names the file, line, key or value to fix
     INCOMPLETE = 3      # a report on nets not all finished: some are still training, stopped, failed or
                         # never started (listed); rerun once they are DONE, or ask for `--partial` results
+    INTERNAL = 70       # EX_SOFTWARE: a bug in transfer (an unexpected exception), never a verdict on the work
     LOCKED = 73         # EX_CANTCREAT: another live process trains this net or writes this database
     NO_SPACE = 74       # EX_IOERR: the disk is full (or another write error); free space and rerun
-    INTERRUPTED = 75    # EX_TEMPFAIL: stopped with a snapshot (signal or time limit); run again to resume
-    CTRL_C = 130        # interrupted before anything could be saved (128 + SIGINT)
+    INTERRUPTED = 75    # EX_TEMPFAIL: `train`/`run` stopped with a snapshot (Ctrl-C, SIGTERM, time limit)
+    CTRL_C = 130        # 128 + SIGINT: any other command stopped by Ctrl-C (or train/run before training began)
 
 
 EXIT_MEANINGS = {
@@ -26,10 +27,11 @@ EXIT_MEANINGS = {
     Exit.FAILED: "the work ran and failed (caffe failed, or a check found problems)",
     Exit.ERROR: "bad input or usage; the message names the file, line, key or value",
     Exit.INCOMPLETE: "report incomplete: some nets are not DONE (listed); rerun later or pass --partial",
+    Exit.INTERNAL: "internal error: a bug in transfer (traceback shown), not a result; please report it",
     Exit.LOCKED: "another process holds the lock (trains this net, writes this database)",
     Exit.NO_SPACE: "disk full or write error; free space and rerun, work done is kept",
-    Exit.INTERRUPTED: "stopped with a snapshot (SIGTERM, time limit); rerun to continue",
-    Exit.CTRL_C: "interrupted (Ctrl-C)",
+    Exit.INTERRUPTED: "train/run stopped with a snapshot (Ctrl-C, SIGTERM, --max-seconds); rerun to continue",
+    Exit.CTRL_C: "interrupted by Ctrl-C (other commands; train/run before training began); rerun to continue",
 }
 
 

@@ -1,13 +1,17 @@
 """Writing files so that nothing half-written looks finished, and hashing them."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .. import REPO
+from .errors import TransferError
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
@@ -45,6 +49,22 @@ def digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def read_json(path: str | os.PathLike, what: str, fix: str) -> Any:
+    """A JSON record this project wrote (a manifest, a build's identity): a missing, unreadable, cut-short
+    or non-JSON file is a TransferError naming the file, saying what it is and how to recover (`fix`)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TransferError(f"{path}: cannot read {what} ({exc.strerror}); {fix}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:   # JSONDecodeError, or bytes that are not UTF-8
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        state = "empty" if not raw.strip() else f"damaged or cut short: not JSON{where}, {len(raw)} bytes"
+        raise TransferError(f"{path}: {what} is {state}; {fix}") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Records of an append-only JSON-lines file; a line cut short by a crash (or by a non-atomic
     append on a network file system) is skipped, not fatal."""
@@ -67,6 +87,31 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a regular file or a link to one (a link that loops or points
+    nowhere, a folder, a device); None when it is one."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"a symbolic link that loops ({path} -> {os.readlink(path)})"
+        if path.is_symlink():
+            return f"a symbolic link to nothing ({path} -> {os.readlink(path)})"
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+
+
+def size_text(n: float) -> str:
+    """A byte count for messages: 512 B, 1.5 KiB, 11.8 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
 
 
 def duration(seconds: float | None) -> str:

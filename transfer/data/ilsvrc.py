@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..core.console import stage
 from ..core.errors import TransferError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, not_a_file
 
 log = stage("ilsvrc")
 
@@ -118,6 +118,14 @@ def read_ground_truth(path: str | os.PathLike, num_classes: int) -> list[int]:
     return ids
 
 
+def _regular(entry: os.DirEntry) -> bool:
+    """A regular file, or a link to one (a link that loops or points nowhere, a folder: not)."""
+    try:
+        return entry.is_file()
+    except OSError:   # ELOOP: DirEntry.is_file only hides a missing target
+        return False
+
+
 def _images(folder: Path) -> tuple[list[str], int]:
     """Image file names in a folder, sorted bytewise, and how many other entries were left out."""
     names, other = [], 0
@@ -129,6 +137,9 @@ def _images(folder: Path) -> tuple[list[str], int]:
             if not _SAFE_NAME.fullmatch(e.name):
                 raise TransferError(f"{folder / e.name!r}: a space or newline in a file name cannot go in a "
                                     "Caffe list; rename it")
+            if not _regular(e):
+                raise TransferError(f"{folder / e.name}: {not_a_file(folder / e.name)}, not an image file; "
+                                    "remove it or fix the link")
             names.append(e.name)
     return sorted(names), other
 

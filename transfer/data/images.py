@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import TransferError
+from .imagesize import DEFAULT_MAX_PIXELS, header_problem
 
 # A JPEG ends with the EOI marker; a file cut short does not. libjpeg only warns on truncation and
 # returns the missing rows grey, so a truncated file must be caught here, not by cv2's result.
@@ -98,12 +99,17 @@ def _pillow_confirms_truncated(path: str) -> str | None:
     return None
 
 
-def load_warped(path: str, width: int, height: int) -> np.ndarray:
-    """The image at `path` as convert_imageset sees it: HxWx3 uint8 BGR, warped to (width, height)."""
+def load_warped(path: str, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image at `path` as convert_imageset sees it: HxWx3 uint8 BGR, warped to (width, height).
+    Its header is checked first (transfer/data/imagesize.py): an image over `max_pixels`, or one whose
+    header promises more than its data hold, is an ImageError before anything is decoded."""
     import cv2  # noqa: PLC0415 (keeps `transfer --help` fast)
 
     if not os.path.isfile(path):
         raise ImageError("file not found")
+    problem = header_problem(path, max_pixels)
+    if problem:
+        raise ImageError(problem)
     # The released databases came from OpenCV 2.4, which never applied a JPEG's EXIF orientation;
     # OpenCV >= 3.1 does unless told not to.
     img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)

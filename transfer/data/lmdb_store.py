@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import lmdb
 
 from ..core.errors import LockedError, NoSpaceError, TransferError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, read_json
 
 MANIFEST = "manifest.json"
 BUILD_INFO = "build.json"          # identity of an unfinished build, inside DB.partial/
@@ -40,12 +40,31 @@ def key_path(key: bytes) -> str:
 
 
 def read_manifest(db: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a finished database: the one reader of manifest.json. A missing one says the build
+    has not finished; a damaged one (cut short, emptied, not a manifest) names the file and how to recover."""
     db = Path(db)
     partial = Path(str(db) + PARTIAL_SUFFIX)
-    if not (db / MANIFEST).is_file():
+    path = db / MANIFEST
+    if not path.is_file():
         hint = f" ({partial} exists: its build has not finished; rerun it)" if partial.exists() else ""
         raise TransferError(f"{db} is not a finished database: no {MANIFEST}{hint}")
-    return json.loads((db / MANIFEST).read_text())
+    fix = (f"without it {db} cannot be trusted or resumed: delete {db} and build it again (`transfer prepare` "
+           "rebuilds a plan's), or copy manifest.json back from where the database came from")
+    m = read_json(path, "the database's manifest", fix)
+    datum = m.get("datum") if isinstance(m, dict) else None
+    ok = (isinstance(datum, dict) and all(isinstance(datum.get(k), int) for k in ("channels", "height", "width"))
+          and isinstance(m.get("count"), int) and isinstance(m.get("labels"), dict)
+          and isinstance(m.get("list"), dict))
+    if not ok:
+        raise TransferError(f"{path}: not a manifest of this project's databases (no count, labels, datum "
+                            f"shape or list); {fix}")
+    return m
+
+
+def datum_shape(db: str | os.PathLike) -> tuple[int, int, int]:
+    """(channels, height, width) of a finished database's Datums, from its manifest."""
+    d = read_manifest(db)["datum"]
+    return d["channels"], d["height"], d["width"]
 
 
 # LMDB's meta pages (pages 0 and 1, little-endian, 64-bit build): a 16-byte page header, then MDB_meta:

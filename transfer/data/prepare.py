@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import classlists, datasets, derived, filelists, ilsvrc, synthetic, targets
+from . import classlists, derived_sets as derived, filelists, ilsvrc, synthetic, targets
+from .build import build
+from .means import update_mean
+from ..core import argtypes
 from ..core.console import stage
 from ..core.errors import TransferError
 from ..core.files import digest, repo_path
@@ -18,7 +21,7 @@ from ..plan import netfiles
 from ..plan.datasets import WHOLE, DatasetSpec, Kind
 from ..plan.load import load_plan
 from ..plan.model import Plan
-from .derived import SHUFFLE_SEED
+from .derived_sets import SHUFFLE_SEED
 
 log = stage("prepare")
 
@@ -67,9 +70,9 @@ def _target(plan: Plan, name: str, jobs: int) -> None:
     train_root, train_list, val_root, val_list = targets.target_lists(spec, files.train.parent)
     log.info(f"target dataset {name} ({spec.classes} classes) -> {files.train.parent}")
     size = plan.model.image_size
-    datasets.build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
+    build(str(train_list), str(train_root), str(files.train), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs, num_classes=spec.classes)
-    datasets.build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
+    build(str(val_list), str(val_root), str(files.val), size=size, jobs=jobs, num_classes=spec.classes)
 
 
 def _class_lists(plan: Plan, split_dir: Path) -> None:
@@ -88,9 +91,9 @@ def _whole(plan: Plan, roots: tuple[Path, Path, Path, Path], total: int, jobs: i
     train_root, train_list, val_root, val_list = roots
     whole, size = plan.dataset(WHOLE), plan.model.image_size
     log.info(f"whole-set LMDBs ({size}x{size}) -> {whole.train.parent}")
-    datasets.build(str(train_list), str(train_root), str(whole.train), size=size, shuffle=True,
+    build(str(train_list), str(train_root), str(whole.train), size=size, shuffle=True,
                    seed=SHUFFLE_SEED, jobs=jobs, num_classes=total)
-    datasets.build(str(val_list), str(val_root), str(whole.val), size=size, jobs=jobs, num_classes=total)
+    build(str(val_list), str(val_root), str(whole.val), size=size, jobs=jobs, num_classes=total)
 
 
 def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str | None = None,
@@ -110,8 +113,11 @@ def prepare_plan_data(plan: Plan, train_root: str | None = None, train_list: str
     filelists.write_lists(roots[1], lists / "train", cut, split_dir)
     filelists.write_lists(roots[3], lists / "val", [s for s in cut if s.name in with_val], split_dir)
     other = [s for s in used if not s.cut_from_list and s.kind != Kind.WHOLE]
+    estimate = derived.disk_estimate(plan, roots[1], roots[3], lists, cut, with_val, other, validated)
     log.info(f"datasets of plan {plan.name}: {', '.join(s.name for s in used)} -> {repo_path(plan.dirs.data)}; "
-             f"{derived.disk_estimate(plan, roots[1], roots[3], lists, cut, with_val, other, validated)}")
+             f"{estimate.text()}" + ("; the target sets' images not counted" if any(s.kind == Kind.TARGET for s in other)
+                                     else ""))
+    derived.check_disk(plan, estimate)
     total = classlists.load_split_dir(split_dir).num_classes  # every label checked against its set's count
     _whole(plan, roots, total, jobs)
     whole_sha = digest(roots[1])
@@ -131,8 +137,7 @@ def _derive_rest(plan: Plan, other: list[DatasetSpec], split_dir: Path, validate
     sets = [s for s in other if s.kind == Kind.LABELSET]
     if sets:
         whole = plan.dataset(WHOLE)
-        if not whole.mean.is_file() or whole.mean.stat().st_mtime < (whole.train / "manifest.json").stat().st_mtime:
-            datasets.compute_mean(str(whole.train), str(whole.mean))
+        update_mean(whole.train, whole.mean)
         derived.label_sets(plan, sets, split_dir, validated)
     for spec in other:
         if spec.kind == Kind.TARGET:
@@ -160,5 +165,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-list", help="Caffe list of every training image (path label)")
     p.add_argument("--val-root", help="folder the validation list's paths are relative to")
     p.add_argument("--val-list", help="Caffe list of every validation image")
-    p.add_argument("--jobs", type=int, default=0, help="decoding processes (0: every core this process may use)")
+    p.add_argument("--jobs", type=argtypes.whole(0), default=0, help="decoding processes (0: every core this process may use)")
     p.set_defaults(func=_cmd)

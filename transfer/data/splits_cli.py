@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from . import wordnet
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..plan.datasets import DatasetSpec, class_budget_set, class_list_set, reduced_set, sample_set
 from .classlists import DEFAULT_LISTS, LIST_NAME, PAIRS, SPLIT_DIR, SplitSet, load_split_dir, make_splits
@@ -109,7 +110,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_show)
 
     t = sub.add_parser("table", help="the WordNet synsets with most classes below them (supplementary C)")
-    t.add_argument("--top", type=int, default=20, help="how many synsets to list (default 20)")
+    t.add_argument("--top", type=argtypes.whole(1), default=20, help="how many synsets to list (default 20)")
     t.add_argument("--splits", type=Path, help="split directory (default: splits/ of the repo)")
     t.add_argument("--wordnet", type=Path, help="WordNet 3.0 dict directory")
     t.set_defaults(func=_cmd_table)

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core import argtypes
 from ..core.errors import TransferError
-from ..core.files import digest
+from ..core.files import digest, read_json
 from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, WORDS, Recipe, make_recipe, render
 
 GENERATOR_VERSION = 1  # bump when the drawing changes, so old datasets are refused, not reused
@@ -160,7 +161,8 @@ def _reuse(out: Path, params: dict) -> bool:
     if not manifest.is_file():
         raise TransferError(f"{out} exists and is not a synthetic dataset "
                             f"(no manifest.json); choose another --out")
-    old = json.loads(manifest.read_text()).get("parameters")
+    record = read_json(manifest, "the synthetic dataset's manifest", f"delete {out} to draw it again")
+    old = record.get("parameters") if isinstance(record, dict) else None
     if old != params:
         diff = ", ".join(f"{k} {old.get(k) if old else None} != {v}"
                          for k, v in params.items() if not old or old.get(k) != v)
@@ -262,7 +264,7 @@ def _cmd_make(args: argparse.Namespace) -> int:
     out = make_synthetic(Path(args.out), num_classes=args.classes,
                          train_per_class=args.train_per_class, val_per_class=args.val_per_class,
                          size=args.size, seed=args.seed, quality=args.quality)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_json(out / "manifest.json", "the synthetic dataset's manifest", f"delete {out} to draw it again")
     counts = manifest["counts"]
     print(f"synthetic dataset at {out}: {counts['classes']} classes, "
           f"{counts['train']} train, {counts['val']} val images")
@@ -281,7 +283,7 @@ def register(subparsers) -> None:
     make.add_argument("--train-per-class", type=int, default=260, help="train images per class")
     make.add_argument("--val-per-class", type=int, default=50, help="val images per class")
     make.add_argument("--size", type=int, default=64, help="image side in pixels (64)")
-    make.add_argument("--seed", type=int, default=0, help="seed of the drawn images (default 0)")
+    make.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the drawn images (default 0)")
     make.add_argument("--quality", type=int, default=90, help="JPEG quality (90)")
     make.add_argument("--sheet", metavar="PNG", help="also save a contact sheet of the classes")
     make.set_defaults(func=_cmd_make)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import synthetic
 from ..core.errors import TransferError
-from ..core.files import atomic_write, repo_path
+from ..core.files import atomic_write, not_a_file, repo_path
 from ..plan.spec import TargetSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -28,6 +28,9 @@ def folder_list(root: Path, classes: list[str] | None = None) -> tuple[str, list
     lines = []
     for label, name in enumerate(found):
         images = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        odd = next((p for p in images if not_a_file(p) is not None), None)   # a link that loops or to nothing
+        if odd is not None:
+            raise TransferError(f"{odd}: {not_a_file(odd)}, not an image file; remove it or fix the link")
         if not images:
             raise TransferError(f"{root / name}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         lines += [f"{p.relative_to(root).as_posix()} {label}\n" for p in images]

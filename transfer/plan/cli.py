@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..core import argtypes
 from ..core.files import shown
 from .load import load_plan
 from ..core.errors import TransferError
@@ -92,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim = psub.add_parser("simulate", help="makespan of a plan on K GPUs under the project's order")
     sim.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file")
     sim.add_argument("--gpus", type=int, required=True, metavar="K", help="number of identical GPUs")
-    sim.add_argument("--sec-per-iter", type=float, metavar="S",
+    sim.add_argument("--sec-per-iter", type=argtypes.positive, metavar="S",
                      help=f"seconds per training iteration on one GPU (default {SEC_PER_ITER}, a K20; with "
                           "speed figures in use, theirs)")
     sim.add_argument("--only", help="simulate only nets matching these patterns (bases outside count as done)")

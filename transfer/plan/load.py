@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..core.errors import TransferError
+from ..core.yamlfile import load_yaml
 from .builder import Builder
 from .families import FAMILIES, huh_compare, targets
 from .model import Net, Plan
@@ -37,10 +36,7 @@ def plan_path(name_or_path: str) -> Path:
 
 def load_plan(name_or_path: str) -> Plan:
     path = plan_path(name_or_path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TransferError(f"{path}: not valid YAML: {exc}") from None
+    config = load_yaml(path)   # refuses a key given twice (two `solver:` blocks), naming both lines
     return expand(config, path)
 
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..core.errors import TransferError
+from ..core.yamlfile import load_yaml
 from .spec import Block
 
 DEFAULT_FIGURES = Path(__file__).resolve().parent.parent / "speeds" / "h100.yaml"
@@ -61,11 +60,9 @@ def load_figures(path: str | Path | None = None) -> Figures:
     """The figures file at `path` (default: the committed H100 one), checked key by key."""
     path = Path(path) if path else DEFAULT_FIGURES
     try:
-        data: Any = yaml.safe_load(path.read_text())
+        data: Any = load_yaml(path)
     except OSError as exc:
         raise TransferError(f"--figures {path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise TransferError(f"{path}: not valid YAML ({exc})") from None
     top = Block(path, "", data)
     top.check_keys(("gpu", "alone_ms_per_iter", "source", "packing", "multi_gpu"))
     pack = top.block("packing")

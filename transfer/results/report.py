@@ -23,6 +23,7 @@ from .counted import Numbers
 from .markdown import markdown
 from .model import Counts, Precision, Report, to_json
 from ..caffe import precision as precision_
+from ..core import argtypes
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write, repo_path
 from ..plan.load import load_plan

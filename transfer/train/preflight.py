@@ -9,10 +9,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..data import datasets
+from ..data.derive import read_label_map
+from ..data.means import read_mean
+from ..data.verify import check_label_range
 from ..core.errors import NoSpaceError, TransferError
 from ..core.files import repo_path, shown
-from ..data.lmdb_store import open_read
+from ..data.lmdb_store import MANIFEST, datum_shape, open_read
 from ..plan.model import Net, Plan
 from ..plan.spec import ModelSpec
 
@@ -52,11 +54,19 @@ def _existing(path: Path) -> Path:
 
 
 def _check_view(label_map: Path, classes: int) -> None:
-    new = sorted(set(datasets.read_label_map(label_map).values()))
+    new = sorted(set(read_label_map(label_map).values()))
     if not new:
         raise TransferError(f"{label_map}: the label map keeps no class")
     if new[-1] >= classes:
         raise TransferError(f"{label_map}: maps to label {new[-1]}, but the net has {classes} classes")
+
+
+def _shape(db: Path) -> tuple[int, int, int] | None:
+    """The Datum shape a database's manifest gives; None without a readable one (reported on its own)."""
+    try:
+        return datum_shape(db) if (db / MANIFEST).is_file() else None
+    except TransferError:
+        return None
 
 
 def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[str]:
@@ -71,17 +81,17 @@ def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[st
                 if view:   # read through a label map: the labels the net sees are the map's
                     _check_view(repo_path(view), net.num_classes)
                 else:
-                    datasets.check_label_range(db, net.num_classes)
+                    check_label_range(db, net.num_classes)
                 seen[key] = None
             except TransferError as exc:
                 seen[key] = str(exc)
         if seen[key]:
             problems.append(f"{net.name}: {what}: {seen[key]}")
-    mean = repo_path(net.files.mean)
-    key = (str(mean), 0)
+    mean, train_db = repo_path(net.files.mean), repo_path(net.files.train_data)
+    key = (f"{mean}|{train_db}", 0)
     if key not in seen:
         try:
-            datasets.read_mean(str(mean))
+            read_mean(str(mean), _shape(train_db))   # the mean is subtracted from these Datums: same shape
             seen[key] = None
         except TransferError as exc:
             seen[key] = str(exc)

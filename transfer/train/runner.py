@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import REPO
-from ..core import stopsig
+from ..core import argtypes, stopsig
 from ..core.console import relay, stage
 from ..core.errors import Exit, TransferError
 from ..core.files import duration, shown
@@ -308,9 +308,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="GPU ids to use, e.g. 0,1,2,3 (one net a GPU unless --nets-per-gpu)")
     add_run_options(p, "train up to K nets at once on each GPU")
     p.add_argument("--cpu", action="store_true", help="train on the CPU")
-    p.add_argument("--jobs", type=int, default=1, help="nets at once on the CPU (default 1)")
-    p.add_argument("--max-seconds", type=float, help="per net: snapshot and stop after S seconds")
-    p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
+    p.add_argument("--jobs", type=argtypes.whole(1), default=1, help="nets at once on the CPU (default 1)")
+    p.add_argument("--max-seconds", type=argtypes.positive, help="per net: snapshot and stop after S seconds")
+    p.add_argument("--progress-every", type=argtypes.positive, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines (default %(default)s)")
     p.set_defaults(func=_run_cmd)
 

@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.files import append_jsonl, read_jsonl, shown
 from ..plan.load import load_plan
@@ -290,10 +291,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ask --gres=shard:1 (a GPU share, where the cluster configures shards) instead of "
                         "--gres=gpu:N")
     p.add_argument("--cpu", action="store_true", help="train on CPU (no GPU requested)")
-    p.add_argument("--cpus-per-job", type=int, metavar="N", help="sbatch --cpus-per-task (default 1 with --cpu)")
+    p.add_argument("--cpus-per-job", type=argtypes.whole(1), metavar="N", help="sbatch --cpus-per-task (default 1 with --cpu)")
     p.add_argument("--signal-lead", type=int, default=120, metavar="S",
                    help="seconds before the time limit at which training is told to snapshot (default 120)")
-    p.add_argument("--nice-span", type=int, default=0, metavar="N",
+    p.add_argument("--nice-span", type=argtypes.whole(0), default=0, metavar="N",
                    help="lower the priority of nets off the critical path by up to N (sbatch --nice)")
     p.add_argument("--sbatch-arg", action="append", metavar="ARG",
                    help="extra '#SBATCH ARG' line, e.g. --sbatch-arg=--constraint=k20 (repeatable)")
@@ -304,6 +305,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Used by the job scripts themselves, not by hand.
     p.add_argument("--follow-up", metavar="NET", help=argparse.SUPPRESS)
     p.add_argument("--replaces", metavar="JOBID", help=argparse.SUPPRESS)
-    p.add_argument("--follow-ups", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--follow-ups", type=argtypes.whole(0), default=1, help=argparse.SUPPRESS)
     p.set_defaults(func=_submit_cmd)
 

@@ -22,6 +22,7 @@ from google.protobuf import text_format
 from ..caffe.env import caffe_pb2, import_caffe
 from ..caffe.caffemodel import blob_shape, layer_arrays, learned_layers, read_model
 from ..caffe.logs import describe_exit, first_error
+from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.files import atomic_write, digest, repo_path, shown
 from ..core.locks import LockHeld
@@ -209,6 +210,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("surgery", help="write a net's init.caffemodel (copied + freshly drawn layers)")
     p.add_argument("net", help="net name (see `transfer plan show`)")
     p.add_argument("--plan", default="paper", help="plan name (paper, small, tiny) or YAML file (default paper)")
-    p.add_argument("--seed", type=int, help="seed for the fresh layers (default: from the net's name)")
+    p.add_argument("--seed", type=argtypes.seed, help="seed for the fresh layers (default: from the net's name)")
     p.add_argument("--force", action="store_true", help="redraw even if init.caffemodel exists")
     p.set_defaults(func=_cmd)

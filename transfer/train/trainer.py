@@ -21,7 +21,7 @@ from ..caffe import gpu as gpu_info
 from ..caffe import logs
 from ..caffe import precision as precision_
 from ..caffe.caffemodel import identical_layers, read_model, read_state
-from ..core import locks, stopsig
+from ..core import argtypes, locks, stopsig
 from ..core.console import stage
 from ..core.errors import Exit, TransferError
 from ..core.files import duration, shown
@@ -242,10 +242,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu", type=parse_gpus, metavar="K", help="train on GPU K; K1,K2,..: on several GPUs at "
                    "once (caffe's data parallelism, the train batch split between them)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU (whatever the plan says)")
-    p.add_argument("--max-seconds", type=float, metavar="S",
+    p.add_argument("--max-seconds", type=argtypes.positive, metavar="S",
                    help="after S seconds, snapshot and exit 75 (e.g. inside a batch job's time limit)")
-    p.add_argument("--seed", type=int, help="seed of the fresh layers, if surgery has not run yet")
-    p.add_argument("--progress-every", type=float, default=PROGRESS_EVERY_S, metavar="S",
+    p.add_argument("--seed", type=argtypes.seed, help="seed of the fresh layers, if surgery has not run yet")
+    p.add_argument("--progress-every", type=argtypes.seconds, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines while caffe trains (0: none; default %(default)s)")
     precision_.add_options(p)
     p.set_defaults(func=_cmd)
