@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "runner",      # transfer run
     "status",      # transfer status
     "slurm",       # transfer submit
+    "analysis.analyze",  # transfer analyze: CKA between layers of the nets, weight movement
     "report",      # transfer report
     "demo",        # transfer demo: the whole pipeline on the synthetic dataset
 ]

@@ -22,6 +22,8 @@ from .files import atomic_write, repo_path
 from .logs import LogError, NetLog, log_files, read_logs
 from .plan import Net, Plan, load_plan
 from .rundir import RunDir
+from .analysis import result as analysis_result
+from .analysis.section import section as inside_nets_section
 
 LAYOUTS = ("runs", "released")
 # What each number is and where it comes from; the report links it (relative to the repository).
@@ -218,9 +220,11 @@ def _table1_md(report: dict[str, Any]) -> list[str]:
     return L
 
 
-def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
+def markdown(report: dict[str, Any], figure_files: list[str], inside: list[str] | None = None) -> str:
+    """`inside`: the lines of `transfer analyze`'s section (analysis.json in the report directory)."""
+    inside = ["", *inside] if inside else []
     if not _yosinski(report):   # a Huh et al. plan only
-        L = _head_md(report, figure_files) + huh_report.markdown(report["huh2016"] or {}, figure_files)
+        L = _head_md(report, figure_files) + huh_report.markdown(report["huh2016"] or {}, figure_files) + inside
         return "\n".join(_with_precision(L + _tail_md(report, qualitative=False), report)) + "\n"
     L = _head_md(report, figure_files) + _random_split_md(report) + _table1_md(report)
     fams = set(report.get("families", []))
@@ -238,7 +242,7 @@ def markdown(report: dict[str, Any], figure_files: list[str]) -> str:
         L += _reduced_md(report)
     if report.get("huh2016"):
         L += huh_report.markdown(report["huh2016"], figure_files)
-    L += _tail_md(report)
+    L += inside + _tail_md(report)
     return "\n".join(_with_precision(L, report)) + "\n"
 
 
@@ -384,9 +388,19 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
             files += huh_figures.figures(report["huh2016"], out, plan.name, figures.precision_note(report))
         files += figures.curves(report, curve_series(plan, logs), out)
     report["figures"] = files
+    inside = _inside_nets(out)
+    report["inside_nets"] = analysis_result.FILE if inside else None
     _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=_json_default) + "\n")
-    _write_text(out / "report.md", markdown(report, files))
+    _write_text(out / "report.md", markdown(report, files, inside))
     return report
+
+
+def _inside_nets(out: Path) -> list[str]:
+    """The section of `transfer analyze` when out/analysis.json exists (with its figures that are there)."""
+    if not (out / analysis_result.FILE).is_file():
+        return []
+    res = analysis_result.load(out)
+    return inside_nets_section(res, [f for f in res.figures if (out / f).is_file()])
 
 
 def _json_default(obj: Any) -> Any:
