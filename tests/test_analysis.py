@@ -3,6 +3,7 @@ plan yields, the result file, and (slow: real Caffe) the analysis of the trained
 layers give CKA 1 against their source and do not move."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -201,6 +202,14 @@ def test_pairs_come_from_the_plans_fields():
     assert {(p.net, p.ref) for p in pairs if p.kind == "init-init"} == {(p.net, p.ref) for p in base}
 
 
+def test_huh_pre_training_bases_are_compared_with_the_base_on_the_original_set():
+    plan = load_plan("huh-small")
+    huh = [p for p in plan_pairs(plan) if p.kind == "huh-base-all"]
+    pre = {n.name for n in plan.nets if n.family == "huh2016" and n.treatment == "base"} - {"base-all"}
+    assert {p.net for p in huh} == pre and {(p.ref, p.images) for p in huh} == {("base-all", "base-all")}
+    assert not [p for p in plan_pairs(plan) if p.kind == "replicate"]
+
+
 def test_replicates_are_nets_made_the_same_way_on_another_split(tmp_path):
     config = yaml.safe_load(tinyrun.TINY.read_text())
     config["datasets"].update(half1A=4, half1B=4)
@@ -326,12 +335,10 @@ def test_the_transform_is_the_test_phase_data_layers(analyzed, tmp_path):
     reader = tinyrun.data_net(tmp_path / "read.prototxt", lmdb, 10,
                               f'crop_size: {transform.crop} mean_file: "{transform.mean_file}"')
     (caffe_batch, _), = tinyrun.data_batches(reader)
-    images = image_set("half0B", lmdb, 10, 10, seed=0)
-    ordered = images.__class__(**{**images.__dict__, "keys": tuple(sorted(images.keys))})
-    # the Data layer reads in database order: take the first ten records in that order
-    first = image_set("half0B", lmdb, 10_000, 10, seed=0)
-    keys = tuple(sorted(first.keys))[:10]
-    ordered = images.__class__(**{**images.__dict__, "keys": keys, "digest": _digest(lmdb, keys)})
+    # the Data layer reads in database order: our reader given the first ten keys in that order
+    drawn = image_set("half0B", lmdb, 10_000, 10, seed=0)
+    keys = tuple(sorted(drawn.keys))[:10]
+    ordered = dataclasses.replace(drawn, count=10, keys=keys, digest=_digest(lmdb, keys))
     (raw,) = list(batches(ordered))
     assert np.array_equal(transform(raw), caffe_batch)
 
@@ -375,9 +382,13 @@ def test_bad_input_is_an_error_naming_it(analyzed, tmp_path):
     from transfer.analysis.activations import net_grams
     from transfer.analysis.imageset import image_set
     from transfer.errors import TransferError
+    from transfer.gpu import current_build
     plan, _, _ = analyzed
     res = tinyrun.run_cli("analyze", "--plan", str(plan.path), "--out", str(tmp_path), "--batch", "2")
     assert res.returncode == 2 and "--batch must be at least 4" in res.stderr
+    if not current_build().gpu:
+        res = tinyrun.run_cli("analyze", "--plan", str(plan.path), "--out", str(tmp_path), "--gpu", "0")
+        assert res.returncode == 2 and "CPU-only build" in res.stderr
     net = plan.net("base-half0B")
     damaged = tmp_path / "damaged.caffemodel"
     damaged.write_bytes(net.run.final_weights.read_bytes()[:5000])

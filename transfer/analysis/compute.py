@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..console import stage
 from ..errors import TransferError
+from ..gpu import require_gpu_build
 from ..plan import LAYERS, Net, Plan
 from . import activations, movement, summary
 from .activations import Grams, net_grams
@@ -122,6 +123,8 @@ def movements(plan: Plan) -> tuple[list[movement.Movement], dict[str, str]]:
 def run(plan: Plan, s: Settings = Settings()) -> AnalysisResult:
     """Analyze every pair of the plan whose nets are finished (the rest listed in `missing`)."""
     t0 = time.monotonic()
+    if s.gpu is not None:
+        require_gpu_build()   # a CPU-only Caffe: said before any net runs, with how to build the CUDA one
     pairs, missing = ready(plan, plan_pairs(plan))
     if not pairs:
         raise TransferError(f"plan '{plan.name}': no pair of nets to compare is finished "

@@ -47,8 +47,9 @@ def _save(fig: plt.Figure, out: Path, stem: str, note: str) -> list[str]:
     return written
 
 
-def _note(res: AnalysisResult) -> str:
-    sets = ", ".join(f"{v['count']} of {v['name']}" for v in res.image_sets.values())
+def _note(res: AnalysisResult, family: str | None = None) -> str:
+    used = {p.image_set for p in res.pairs if family is None or p.pair.family == family}
+    sets = ", ".join(f"{v['count']} of {v['name']}" for k, v in res.image_sets.items() if k in used)
     return (f"plan {res.plan}: linear CKA, unbiased minibatch estimator; validation images: {sets}; "
             f"batches of {res.settings['batch']}, seed {res.settings['seed']}")
 
@@ -57,7 +58,7 @@ def _row_label(row: Row, group: Group) -> str:
     count = max((st.count for st in row.layers.values()), default=0)
     label = row.label if group.kind not in REFERENCE_KINDS or group.kind == "replicate" else \
         {"base-base": "baseA vs baseB", "init-init": "baseA vs baseB, untrained",
-         "init-final": "baseB untrained vs trained"}[group.kind]
+         "init-final": "base untrained vs trained"}[group.kind]
     return label + (f" (N={count})" if count > 1 else "")
 
 
@@ -114,7 +115,7 @@ def heatmaps(res: AnalysisResult, out: Path) -> list[str]:
         fig.suptitle(f"Linear CKA between nets, layer by layer ({family}); red box: layers copied from the "
                      f"base", fontsize=10.5)
         fig.colorbar(im, ax=axes, shrink=0.6, label="CKA (1 = the same representation up to rotation and scale)")
-        files += _save(fig, out, f"cka_{family}", _note(res))
+        files += _save(fig, out, f"cka_{family}", _note(res, family))
     return files
 
 
@@ -166,7 +167,7 @@ def cka_vs_n(res: AnalysisResult, out: Path, family: str = "random_split") -> li
     axes[1].legend(loc="lower left", fontsize=8, frameon=False)
     fig.suptitle(f"Inside the nets of Figure 2 ({family}): bars are 95% intervals over nets, or over image "
                  "batches where one net", fontsize=10)
-    return _save(fig, out, "cka_vs_n", _note(res))
+    return _save(fig, out, "cka_vs_n", _note(res, family))
 
 
 def movement(res: AnalysisResult, out: Path) -> list[str]:

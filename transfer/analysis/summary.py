@@ -46,7 +46,15 @@ def groups(results: list[PairResult], layers: list[str], resamples: int, seed: i
     for r in results:
         by_group.setdefault(r.pair.group, []).append(r)
     out = []
-    for name, members in by_group.items():
+    families = list(dict.fromkeys(r.pair.family for r in results))
+    kinds = ["base-base", "init-init", "init-final", "replicate", "vs-target", "vs-source", "huh-base-all"]
+    treatments = list(SHORT)
+    order = sorted(by_group, key=lambda g: (families.index(by_group[g][0].pair.family),
+                                            kinds.index(by_group[g][0].pair.kind),
+                                            treatments.index(by_group[g][0].pair.treatment)
+                                            if by_group[g][0].pair.treatment in treatments else 99))
+    for name in order:
+        members = by_group[name]
         rows: dict[str, list[PairResult]] = {}
         keys: dict[str, tuple[int, str, int | None]] = {}
         for r in members:

@@ -96,7 +96,8 @@ def finetuning(res: AnalysisResult, family: str) -> str | None:
     return (f"Fine-tuning ({family}): at the last copied layer n, CKA with baseB of AnB+ minus that of AnB "
             "(which is baseA's there): " + ", ".join(f"n={n} {d:+.2f}" for n, (d, _) in moved.items())
             + f". Beyond both intervals, AnB+ is closer to baseB at n = {_list(closer)} and farther at n = "
-            f"{_list(farther)}; elsewhere the intervals overlap." + _single(res, f"AnB+ vs baseB ({family})"))
+            f"{_list(farther)}" + ("; elsewhere the intervals overlap." if len(closer) + len(farther) < len(moved)
+                                   else ".") + _single(res, f"AnB+ vs baseB ({family})"))
 
 
 def _list(ns: list[int]) -> str:
