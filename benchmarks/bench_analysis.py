@@ -23,6 +23,7 @@ from transfer.analysis import compute
 from transfer.analysis.activations import deploy
 from transfer.analysis.analyze import analyze
 from transfer.analysis.cka import gram
+from transfer.analysis.threads import set_blas_threads
 from transfer.caffe_env import caffe_pb2, import_caffe
 from transfer.plan import LAYERS, load_plan
 
@@ -85,6 +86,7 @@ def main() -> None:
     ap.add_argument("--out", help="report directory for the plan part (default: a temporary one)")
     ap.add_argument("--paper-batch", type=int, help="time one batch of the paper's CaffeNet of this size")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads of the paper-batch part (as one analysis job)")
     a = ap.parse_args()
     console.setup()
     if a.plan:
@@ -92,6 +94,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         plan_run(a.plan, Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-analysis-")))
     if a.paper_batch:
+        import_caffe()
+        set_blas_threads(a.threads)
         paper_batch(a.paper_batch, a.repeat)
     print(f"(settings: images {compute.DEFAULT_IMAGES} max per set, the plan's test batch)")
 

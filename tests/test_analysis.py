@@ -316,10 +316,10 @@ def test_cached_gram_matrices_give_the_cka_of_the_activations_themselves(analyze
     for layer in ("conv2", "fc7"):
         x = _activations(plan, "base-half0A", images, layer)
         y = _activations(plan, "base-half0B", images, layer)
-        acc = cka.MinibatchCKA()
+        acc = cka.MinibatchCKA()   # (the forward passes here use other BLAS threads: float rounding differs)
         for xb, yb in zip(np.split(x, images.batches), np.split(y, images.batches)):
             acc.update(xb, yb)
-        assert _cka(data, "base-half0A", "base-half0B", "base-base")[layer] == pytest.approx(acc.value, rel=1e-9)
+        assert _cka(data, "base-half0A", "base-half0B", "base-base")[layer] == pytest.approx(acc.value, rel=1e-6)
 
 
 @slow
@@ -379,7 +379,7 @@ def test_a_second_run_reads_the_cache_and_the_report_shows_the_section(analyzed,
 @slow
 @caffe_built
 def test_bad_input_is_an_error_naming_it(analyzed, tmp_path):
-    from transfer.analysis.activations import net_grams
+    from transfer.analysis.worker import net_grams
     from transfer.analysis.imageset import image_set
     from transfer.errors import TransferError
     from transfer.gpu import current_build

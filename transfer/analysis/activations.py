@@ -12,13 +12,10 @@ replaced by an Input layer (a deploy variant) and the layers that read labels le
 net's own TEST transform (imageset.EvalTransform). For each batch of b images and each layer, the
 b x b Gram matrix X X^T (float64) is kept: N/b * b^2 = N*b numbers a layer, never the activations.
 
-Each net runs in a child process: a fatal Caffe CHECK (weights that do not fit the net file, a damaged
-file) ends the child, and comes back as an error naming the net and Caffe's message. GPU mode is set in
-the child only, so the parent never holds a CUDA context across fork.
+The forward runs happen in child processes (worker.py).
 """
 from __future__ import annotations
 
-import faulthandler
 import hashlib
 import json
 import os
@@ -36,7 +33,6 @@ from ..caffe_env import caffe_pb2, import_caffe
 from ..caffemodel import learned_layers, read_model
 from ..errors import TransferError
 from ..files import digest, publish, repo_path, shown
-from ..logs import describe_exit, first_error
 from ..plan import LAYERS, Net
 from .cka import gram
 from .imageset import EvalTransform, ImageSet, batches, transform_of
@@ -135,8 +131,6 @@ def _prefix(identity: dict[str, Any], images: ImageSet) -> str:
 
 def load_cached(path: Path, identity: dict[str, Any]) -> Grams | None:
     """The cached Gram matrices at `path` when they were made from exactly `identity`."""
-    if not path.is_file():
-        return None
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
@@ -200,7 +194,7 @@ def compute(test_net: Path, weights: Path, images: ImageSet, layers: list[str],
     return out, {k: round(v, 4) for k, v in times.items()}
 
 
-def _check_weights(net: Net, weights: Path, layers: list[str]) -> None:
+def check_weights(net: Net, weights: Path, layers: list[str]) -> None:
     """Refuse, with the file named, weights Caffe would abort on (before any child starts)."""
     if not weights.is_file():
         raise TransferError(f"net '{net.name}': {shown(weights)} does not exist")
@@ -210,51 +204,43 @@ def _check_weights(net: Net, weights: Path, layers: list[str]) -> None:
         raise TransferError(f"net '{net.name}': {shown(weights)} has no weights for layer(s) {absent}")
 
 
-def net_grams(net: Net, weights: Path, images: ImageSet, layers: list[str] = LAYERS,
-              gpu: int | None = None) -> Grams:
-    """The net's Gram matrices on `images`: from the cache, else computed (in a child) and cached."""
-    _check_weights(net, weights, layers)
-    identity = cache_identity(net, weights, images, layers)
-    path = cache_path(net, images, identity)
-    cached = load_cached(path, identity)
-    if cached is not None:
-        return cached
-    import_caffe()   # once, here: each child inherits the loaded module (no CUDA context is made by it)
-    _run_child(net, net_definition(net), weights, images, layers, gpu, path, identity)
-    cached = load_cached(path, identity)
-    if cached is None:
-        raise TransferError(f"net '{net.name}': {shown(path)} was not written")
-    cached.meta["fresh"] = True   # computed by this call, not read back
-    return cached
+@dataclass(frozen=True)
+class Job:
+    """One net's forward run on one image set, and the cache file it fills."""
+
+    net: Net
+    weights: Path
+    images: ImageSet
+    layers: tuple[str, ...]
+    path: Path
+    identity: dict[str, Any]
 
 
-def _run_child(net: Net, test_net: Path, weights: Path, images: ImageSet, layers: list[str],
-               gpu: int | None, path: Path, identity: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="transfer-analysis-") as tmp:
-        output = Path(tmp) / "caffe.log"
-        pid = os.fork()
-        if pid == 0:   # the child: pycaffe, its glog lines into `output`
-            code = 1
-            faulthandler.disable()   # Caffe's abort is reported from the log, not as a Python dump
-            try:
-                fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.dup2(fd, 2)
-                t0 = time.perf_counter()
-                grams, times = compute(test_net, weights, images, layers, gpu)
-                times["total"] = round(time.perf_counter() - t0, 4)
-                _save(path, grams, {"identity": identity, "seconds": times,
-                                    "device": "CPU" if gpu is None else f"GPU {gpu}"},
-                      _prefix(identity, images))
-                code = 0
-            except BaseException as exc:  # noqa: BLE001 (reported through the output file)
-                os.write(2, f"E {type(exc).__name__}: {exc}\n".encode())
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            first = first_error(output)
-            why = (first.text + (f" [{first.where}]" if first.where else "")) if first else \
-                (output.read_text(errors="replace").strip()[-500:] or "no message")
-            raise TransferError(f"net '{net.name}': activations of {shown(weights)} on {images.name} failed "
-                                f"({describe_exit(rc)}): {why}")
+def job(net: Net, weights: Path, images: ImageSet, layers: list[str] = LAYERS) -> Job:
+    """The job of a net's weights on an image set (weights checked, cache file named)."""
+    check_weights(net, weights, list(layers))
+    identity = cache_identity(net, weights, images, list(layers))
+    return Job(net, weights, images, tuple(layers), cache_path(net, images, identity), identity)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The record of a cache file alone (how it was made, how long it took); {} when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return {}
+
+
+def is_cached(j: Job) -> bool:
+    """Whether the job's cache file holds what the job would compute."""
+    return read_meta(j.path).get("identity") == j.identity
+
+
+def run_and_save(j: Job, gpu: int | None) -> None:
+    """In a child: compute the job and write its cache file (atomically)."""
+    t0 = time.perf_counter()
+    grams, times = compute(net_definition(j.net), j.weights, j.images, list(j.layers), gpu)
+    times["total"] = round(time.perf_counter() - t0, 4)
+    _save(j.path, grams, {"identity": j.identity, "seconds": times,
+                          "device": "CPU" if gpu is None else f"GPU {gpu}"}, _prefix(j.identity, j.images))

@@ -45,7 +45,10 @@ def _cmd(args: argparse.Namespace) -> int:
     _positive("--batch", args.batch, 4)
     _positive("--resamples", args.resamples, 100)
     _positive("--gpu", args.gpu, 0)
-    s = compute.Settings(images=args.images, batch=args.batch, seed=args.seed, resamples=args.resamples, gpu=args.gpu)
+    _positive("--jobs", args.jobs)
+    _positive("--threads", args.threads)
+    s = compute.Settings(images=args.images, batch=args.batch, seed=args.seed, resamples=args.resamples,
+                         gpu=args.gpu, jobs=args.jobs, threads=args.threads)
     res = analyze(args.plan, args.out, s, draw=not args.no_figures)
     out = Path(args.out) if args.out else default_out(res.plan)
     sec = res.seconds
@@ -67,5 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="draws the images and seeds the bootstraps")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of each interval")
     p.add_argument("--gpu", type=int, help="run the nets on this GPU (default: the CPU)")
+    p.add_argument("--jobs", type=int, help="nets run at once (default: one a core on the CPU, 4 on a GPU)")
+    p.add_argument("--threads", type=int, help="BLAS threads each (default: the cores divided between the jobs)")
     p.add_argument("--no-figures", action="store_true", help="write analysis.json only")
     p.set_defaults(func=_cmd)

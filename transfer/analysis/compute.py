@@ -2,6 +2,7 @@
 pair layer by layer, groups with intervals, and weight movement. Returns an AnalysisResult."""
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -13,12 +14,13 @@ from ..errors import TransferError
 from ..gpu import require_gpu_build
 from ..plan import LAYERS, Net, Plan
 from . import activations, movement, summary
-from .activations import Grams, net_grams
+from .activations import Grams, Job, job, load_cached, read_meta
 from .cka import batch_terms, cka_from_terms
 from .imageset import ImageSet, image_set
 from .pairs import Pair, plan_pairs
 from .result import AnalysisResult, PairResult
 from .stats import batch_interval
+from .worker import Options, run_jobs
 
 log = stage("analyze")
 DEFAULT_IMAGES = 10000   # as Nguyen, Raghu and Kornblith 2021 (10,000 test images)
@@ -31,6 +33,14 @@ class Settings:
     seed: int = 0                  # draws the images and seeds the bootstraps
     resamples: int = 1000
     gpu: int | None = None         # None: CPU
+    jobs: int | None = None        # nets run at once (child processes); None: every core (CPU), 4 (GPU)
+    threads: int | None = None     # BLAS threads a child; None: the cores shared between the jobs
+
+    def options(self) -> Options:
+        """Children share the cores: many BLAS threads on busy cores wait on each other (threads.py)."""
+        cores = os.cpu_count() or 1
+        jobs = self.jobs or (cores if self.gpu is None else min(4, cores))
+        return Options(parallel=jobs, gpu=self.gpu, threads=self.threads or max(1, cores // jobs))
 
 
 def weights_of(net: Net, which: str) -> Path:
@@ -68,33 +78,38 @@ def image_sets(plan: Plan, pairs: list[Pair], s: Settings) -> dict[str, ImageSet
     return out
 
 
-def jobs(plan: Plan, pairs: list[Pair], sets: dict[str, ImageSet]) -> list[tuple[Net, str, ImageSet]]:
-    """(net, weights, image set) of every forward run the pairs need, each once."""
-    seen: dict[tuple[str, str, str], tuple[Net, str, ImageSet]] = {}
+def jobs(plan: Plan, pairs: list[Pair], sets: dict[str, ImageSet]) -> dict[tuple[str, str, str], Job]:
+    """Every forward run the pairs need, each once, by (net, weights, image set)."""
+    out: dict[tuple[str, str, str], Job] = {}
     for p in pairs:
         imgs = sets[p.images]
         for name, which in ((p.net, p.net_weights), (p.ref, p.ref_weights)):
-            seen.setdefault((name, which, imgs.key), (plan.net(name), which, imgs))
-    return list(seen.values())
+            if (name, which, imgs.key) not in out:
+                net = plan.net(name)
+                out[(name, which, imgs.key)] = job(net, weights_of(net, which), imgs, LAYERS)
+    return out
 
 
 class GramStore:
-    """Gram matrices from the on-disk cache, the last few kept in memory (a reference net serves many pairs)."""
+    """Gram matrices read back from the cache, the last few kept in memory (a reference net serves
+    many pairs)."""
 
-    def __init__(self, gpu: int | None, keep: int = 4) -> None:
-        self.gpu, self.keep = gpu, keep
+    def __init__(self, todo: dict[tuple[str, str, str], Job], keep: int = 4) -> None:
+        self.todo, self.keep = todo, keep
         self.cache: OrderedDict[tuple[str, str, str], Grams] = OrderedDict()
 
-    def get(self, net: Net, which: str, imgs: ImageSet) -> Grams:
-        key = (net.name, which, imgs.key)
-        if key in self.cache:
-            self.cache.move_to_end(key)
-            return self.cache[key]
-        grams = net_grams(net, weights_of(net, which), imgs, LAYERS, self.gpu)
-        self.cache[key] = grams
-        while len(self.cache) > self.keep:
-            self.cache.popitem(last=False)
-        return grams
+    def get(self, net: str, which: str, imgs: ImageSet) -> Grams:
+        key = (net, which, imgs.key)
+        if key not in self.cache:
+            j = self.todo[key]
+            grams = load_cached(j.path, j.identity)
+            if grams is None:
+                raise TransferError(f"net '{net}': {j.path} cannot be read back; run `transfer analyze` again")
+            self.cache[key] = grams
+            while len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        self.cache.move_to_end(key)
+        return self.cache[key]
 
 
 def compare(pair: Pair, a: Grams, b: Grams, imgs: ImageSet, s: Settings) -> PairResult:
@@ -104,6 +119,13 @@ def compare(pair: Pair, a: Grams, b: Grams, imgs: ImageSet, s: Settings) -> Pair
         cka[layer] = cka_from_terms(terms)
         ci[layer] = batch_interval(terms, s.resamples, s.seed + i)
     return PairResult(pair=pair, cka=cka, ci_images=ci, image_set=imgs.key)
+
+
+def compare_all(pairs: list[Pair], sets: dict[str, ImageSet], todo: dict[tuple[str, str, str], Job],
+                s: Settings) -> list[PairResult]:
+    store = GramStore(todo)
+    return [compare(p, store.get(p.net, p.net_weights, sets[p.images]),
+                    store.get(p.ref, p.ref_weights, sets[p.images]), sets[p.images], s) for p in pairs]
 
 
 def movements(plan: Plan) -> tuple[list[movement.Movement], dict[str, str]]:
@@ -133,22 +155,18 @@ def run(plan: Plan, s: Settings = Settings()) -> AnalysisResult:
     todo = jobs(plan, pairs, sets)
     log.info("%d pairs of nets, %d image set(s), %d forward runs (cached ones are read back)",
              len(pairs), len({i.key for i in sets.values()}), len(todo))
-    store, forward, computed = GramStore(s.gpu), 0.0, 0
-    for k, (net, which, imgs) in enumerate(todo, 1):
-        grams = net_grams(net, weights_of(net, which), imgs, LAYERS, s.gpu)
-        if grams.meta.get("fresh"):
-            computed += 1
-            forward += grams.meta["seconds"]["forward"]
-            log.info("%d/%d %s (%s weights) on %s: %.1f s", k, len(todo), net.name, which, imgs.key,
-                     grams.meta["seconds"]["total"])
-    log.info("%d forward runs computed, %d read from the cache", computed, len(todo) - computed)
+    computed: list[Job] = []
+
+    def done(j: Job) -> None:
+        computed.append(j)
+        log.info("%d forward runs computed: %s on %s", len(computed), j.net.name, j.images.key)
+
+    run_jobs(list(todo.values()), s.options(), done)
+    log.info("%d forward runs computed, %d read from the cache", len(computed), len(todo) - len(computed))
     t_grams = time.monotonic() - t0
-    results = []
-    for p in pairs:
-        imgs = sets[p.images]
-        results.append(compare(p, store.get(plan.net(p.net), p.net_weights, imgs),
-                               store.get(plan.net(p.ref), p.ref_weights, imgs), imgs, s))
+    results = compare_all(pairs, sets, todo, s)
     t_pairs = time.monotonic() - t0 - t_grams
+    forward = sum(read_meta(j.path)["seconds"]["forward"] for j in computed)
     moved, why = movements(plan)
     missing.update(why)
     total = time.monotonic() - t0
@@ -156,9 +174,10 @@ def run(plan: Plan, s: Settings = Settings()) -> AnalysisResult:
         plan=plan.name, generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         settings={"images": s.images, "batch": s.batch or plan.model.test_batch, "seed": s.seed,
                   "resamples": s.resamples, "device": "CPU" if s.gpu is None else f"GPU {s.gpu}",
+                  "jobs": s.options().parallel, "threads": s.options().threads,
                   "representation": activations.REPRESENTATION, "estimator": "linear CKA, unbiased minibatch HSIC_1"},
         layers=list(LAYERS), image_sets={i.key: i.to_json() for i in sets.values()}, pairs=results,
         groups=summary.groups(results, LAYERS, s.resamples, s.seed), movement=moved, missing=missing,
         seconds={"total": round(total, 2), "activations": round(t_grams, 2), "pairs": round(t_pairs, 2),
-                 "movement": round(total - t_grams - t_pairs, 2), "forward_runs_computed": computed,
+                 "movement": round(total - t_grams - t_pairs, 2), "forward_runs_computed": len(computed),
                  "forward_runs": len(todo), "forward_seconds_computed": round(forward, 2)})
