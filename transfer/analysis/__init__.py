@@ -3,7 +3,8 @@ fine-tuning moved them. One job a module:
 
   cka.py          linear CKA: the unbiased minibatch estimator and the full-batch reference (numpy)
   imageset.py     a fixed, seeded draw of validation images in batches; a net's TEST-phase transform
-  activations.py  per-batch Gram matrices of every layer (pycaffe, in a child), cached in the run dir
+  activations.py  per-batch Gram matrices of every layer (pycaffe), cached in the run directory
+  worker.py       forward runs in child processes, several at once; threads.py their BLAS threads
   pairs.py        which nets are compared, read off the plan
   movement.py     relative weight movement per layer from the start and from the base (caffe_pb2)
   stats.py        bootstrap intervals over nets and over image batches
