@@ -229,13 +229,21 @@ def test_result_file_round_trip_writes_strict_json(tmp_path):
     pair = Pair("base-base", "random_split", "base", "a", "b", "b", None, "0")
     pr = PairResult(pair, {l: (float("nan") if l == "fc8" else 0.5) for l in LAYERS},
                     {l: (0.4, 0.6) for l in LAYERS}, "set")
-    res = AnalysisResult("tiny", "now", {"resamples": 100, "seed": 0}, list(LAYERS), {}, [pr],
+    settings = {"resamples": 100, "seed": 0, "batch": 10, "images": 100}
+    res = AnalysisResult("tiny", "now", settings, list(LAYERS), {}, [pr],
                          groups([pr], list(LAYERS), 100, 0), [])
     res.save(tmp_path)
     data = json.loads((tmp_path / FILE).read_text())
     assert data["pairs"][0]["cka"]["fc8"] is None
     back = from_json(data)
     assert back.pairs[0].pair == pair and back.groups[0].rows[0].layers["conv1"].lo == 0.4
+    # the report takes the section from it, and refuses an analysis of another plan
+    from transfer.errors import TransferError
+    from transfer.report import _inside_nets
+    lines = _inside_nets(tmp_path, "tiny")
+    assert lines[0].startswith("## Inside the nets") and any("0.50 [0.40, 0.60]" in line for line in lines)
+    with pytest.raises(TransferError, match="analysis of plan 'tiny'"):
+        _inside_nets(tmp_path, "small")
 
 
 # ------------------------------------------------------------------------------ real nets (slow)

@@ -388,18 +388,21 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
             files += huh_figures.figures(report["huh2016"], out, plan.name, figures.precision_note(report))
         files += figures.curves(report, curve_series(plan, logs), out)
     report["figures"] = files
-    inside = _inside_nets(out)
+    inside = _inside_nets(out, plan.name)
     report["inside_nets"] = analysis_result.FILE if inside else None
     _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False, default=_json_default) + "\n")
     _write_text(out / "report.md", markdown(report, files, inside))
     return report
 
 
-def _inside_nets(out: Path) -> list[str]:
+def _inside_nets(out: Path, plan: str) -> list[str]:
     """The section of `transfer analyze` when out/analysis.json exists (with its figures that are there)."""
     if not (out / analysis_result.FILE).is_file():
         return []
     res = analysis_result.load(out)
+    if res.plan != plan:
+        raise TransferError(f"{out / analysis_result.FILE} is the analysis of plan '{res.plan}', this report is of "
+                            f"plan '{plan}': run `transfer analyze --plan {plan} --out {out}` or remove it")
     return inside_nets_section(res, [f for f in res.figures if (out / f).is_file()])
 
 

@@ -61,9 +61,14 @@ def generality(res: AnalysisResult, family: str) -> str | None:
                  f"{', '.join(above) or 'no layer'}"
                  + (f", less alike at {', '.join(below)}" if below else "") + ".")
     if changed is not None and _ok(changed.layers[first]):
-        text += (f" Training changed baseB itself to CKA {_fmt(changed.layers[first])} with its start at {first} "
+        text += (f" Training moved the reference base{'s' if _n(changed) > 1 else ''} to CKA "
+                 f"{_fmt(changed.layers[first])} with {'their' if _n(changed) > 1 else 'its'} start at {first} "
                  f"and {_fmt(changed.layers[last])} at {last}.")
     return text
+
+
+def _n(row: Row) -> int:
+    return max((s.count for s in row.layers.values()), default=0)
 
 
 def _above(a: Stat, b: Stat) -> bool:
