@@ -64,6 +64,10 @@ def test_report_numbers_are_read_back_from_the_logs(demo_run):
         assert (out / name).stat().st_size > 0
         assert str(out / name) in first.stdout  # the demo ends by saying where they are
     assert "paper's pattern" in first.stdout
+    # the analysis ran before the report, and the report carries its section and figures
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert analysis["plan"] == plan.name and analysis["pairs"]
+    assert "## Inside the nets" in (out / "report.md").read_text() and (out / "cka_vs_n.png").is_file()
 
 
 def test_second_demo_reuses_everything(demo_run):

@@ -46,7 +46,12 @@ def test_notebook_reports_copied_frozen_and_trained_layers(tmp_path_factory):
     rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
     assert rows["conv2"][2:4] == ["yes", "yes"] and rows["fc6"][2:4] == ["no", "no"]
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 2   # conv1 filter grids, change per layer
+    assert len(images) == 3   # conv1 filter grids, change per layer, CKA and movement per layer
+    # inside the nets: the frozen copies compute what the base computes; the layer above does not
+    cka = summary["cka_vs_base"]
+    assert cka["conv1"] == pytest.approx(1.0, abs=1e-9) and cka["conv2"] == pytest.approx(1.0, abs=1e-9)
+    assert cka["conv3"] < 0.999
+    assert summary["movement_from_init"]["conv2"] == 0.0 and summary["movement_from_init"]["conv3"] > 0
 
 
 def test_notebook_on_a_finetuned_net(tmp_path_factory):
@@ -55,3 +60,4 @@ def test_notebook_on_a_finetuned_net(tmp_path_factory):
     summary = json.loads(_stream(nb.cells[-1]).strip().splitlines()[-1])
     assert summary["init_equals_base"] == {l: l in LAYERS[:6] for l in LAYERS}
     assert not any(summary["final_equals_init"].values())   # nothing frozen: every layer learned
+    assert summary["cka_vs_base"]["conv1"] < 1 - 1e-6 and summary["movement_from_init"]["conv1"] > 0

@@ -31,6 +31,7 @@ COMMANDS = {
     "run": "train.runner",             # every net of a plan on this machine
     "status": "train.status",          # where every net stands
     "submit": "train.slurm",           # SLURM jobs
+    "analyze": "analysis.analyze",     # CKA between the layers of the nets, weight movement
     "report": "results.report",        # figures and tables
     "demo": "demo",                    # the whole pipeline on the synthetic dataset
 }

@@ -1,7 +1,7 @@
 """The main job on the built-in synthetic dataset: every stage of the pipeline, end to end, on CPU.
 
-images -> splits -> LMDBs -> nets -> surgery + training (real caffe) -> report. Each stage reuses
-what is already done, so a second `make demo` only reports again.
+images -> splits -> LMDBs -> nets -> surgery + training (real caffe) -> inside the nets (CKA, weight
+movement) -> report. Each stage reuses what is already done, so a second `make demo` only reports again.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .data.prepare import prepare_plan_data
 from .results.report import default_out, make_report
 from .train.options import RunOptions
 from .train.runner import run_plan
+from .analysis.analyze import analyze
 
 log = stage("demo")
 
@@ -29,15 +30,17 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
         raise TransferError(f"plan '{plan.name}' has no synthetic dataset; the demo runs on one (try --plan small)")
     t0 = time.monotonic()
     log.info("plan %s (%d nets) on the synthetic dataset, %d CPU jobs", plan.name, len(plan.nets), jobs)
-    log.info("1/3 data: synthetic images, splits, file lists, LMDBs, means, net files")
+    log.info("1/4 data: synthetic images, splits, file lists, LMDBs, means, net files")
     prepare_plan_data(plan, jobs=jobs)
-    log.info("2/3 training with caffe (%s so far)", duration(time.monotonic() - t0))
+    log.info("2/4 training with caffe (%s so far)", duration(time.monotonic() - t0))
     status = run_plan(plan, options=RunOptions.of(plan, cpu=True, jobs=max(1, jobs)))
     if status != 0:
         raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
                             "shows which nets failed; rerun to continue")
-    log.info("3/3 report (%s so far)", duration(time.monotonic() - t0))
     out_dir = Path(out) if out else default_out(plan)
+    log.info("3/4 inside the nets: CKA between layers, weight movement (%s so far)", duration(time.monotonic() - t0))
+    analyze(plan_name, out_dir)
+    log.info("4/4 report (%s so far)", duration(time.monotonic() - t0))
     report = make_report(plan_name, None, out_dir)
     log.info("done in %s", duration(time.monotonic() - t0))
     for v in report.verdicts:

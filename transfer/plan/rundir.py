@@ -12,6 +12,8 @@
   FAILED                               json, when the last attempt failed (removed by the next one)
   lock                                 who trains the net (locks.py)
   slurm/job.sh, slurm/<job id>.out     the SLURM job script and the jobs' output
+  analysis/                            `transfer analyze`'s cache: per-batch Gram matrices of the net's
+                                       layers on an image set, keyed by weights and images
 
 and beside the run directories, `<runs_dir>/slurm/submissions.jsonl`: every SLURM submission.
 
@@ -94,6 +96,10 @@ class RunDir:
     def final_weights(self) -> Path:
         """The weights a finished net leaves: its snapshot at max_iter."""
         return self.snapshot(self.max_iter)
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.path / "analysis"
 
     @property
     def done_file(self) -> Path:

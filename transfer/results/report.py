@@ -22,6 +22,7 @@ from .collect import LAYOUTS, Collected, collect
 from .counted import Numbers
 from .markdown import markdown
 from .model import Counts, Precision, Report, to_json
+from ..analysis.section import report_section
 from ..caffe import precision as precision_
 from ..core import argtypes
 from ..core.errors import Exit, TransferError
@@ -101,7 +102,9 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
         if report.huh2016:
             files += huh_figures.figures(report.huh2016, out, plan.name, figures.note(report))
         files += curves.curves(report, curves.series(plan, col), out)
-    extra_lines, extra_files = sections_.run(sections_.registered() if sections is None else sections, out)
+    if sections is None:   # `transfer analyze`'s section where it ran, and any registered one
+        sections = (report_section(plan.name), *sections_.registered())
+    extra_lines, extra_files = sections_.run(sections, out)
     report = replace(report, figures=tuple(files + extra_files))
     atomic_write(out / "report.json", json.dumps(to_json(report), indent=1, allow_nan=False) + "\n")
     atomic_write(out / "report.md", markdown(report, shown, report.figures, extra_lines))
