@@ -203,9 +203,18 @@ def test_tiny_plan_trains_to_done_under_slurm(cluster, tmp_path_factory):
     def resumed_in_a_follow_up() -> bool:
         return any("resuming at iteration" in f.read_text(errors="replace") for f in ln.run.slurm_outputs())
     wait_until(resumed_in_a_follow_up, 600, "the long net to resume in a follow-up job", cluster, every=2)
-    for job in queued_jobs(long).values():
-        subprocess.run(["scancel", "--signal=KILL", "--full", job.id], check=False)
-    wait_until(lambda: not queued_jobs(long), 120, "the long net's jobs to end", cluster, every=2)
+    # End its chain: with the partition down no job starts, so a cancelled job's follow-up (a cancel is a
+    # TERM, answered like a time limit) waits, and is cancelled in turn; then the partition comes back.
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True)
+    try:
+        def chain_ended() -> bool:
+            jobs = queued_jobs(long)
+            for job in jobs.values():
+                subprocess.run(["scancel", job.id], check=False)
+            return not jobs
+        wait_until(chain_ended, 180, "the long net's jobs to end", cluster, every=3)
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "State=UP"], check=True)
 
     out = submit("--plan", str(tiny.path), "--cpu", "--time", "10").stdout
     assert out.count("submitted") == len(tiny.nets), out
