@@ -246,15 +246,16 @@ def test_a_full_disk_in_surgery_and_in_training_ends_74_and_resumes(tmp_path, tm
     assert got["attempts"][-1]["resumed_from"] == resume and got["attempts"][-1]["exit"] == 0
 
 
-def _snapshot_pair(pb2, run: RunDir, it: int, layers: int = 2, values: tuple = (1.0, 2.0)) -> None:
-    """A small snapshot pair of `layers` layers of two blobs each, as caffe writes them."""
+def _snapshot_pair(pb2, run: RunDir, it: int, layers: int = 2, values: tuple = (1.0, 2.0), per_blob: int = 1) -> None:
+    """A small snapshot pair of `layers` layers of two blobs each, as caffe writes them (`per_blob`
+    solver histories a blob: 2 for Adam)."""
     model = pb2.NetParameter(name="n")
     for i in range(layers):
         layer = model.layer.add(name=f"conv{i + 1}", type="Convolution")
         for _ in range(2):
             layer.blobs.add(data=list(values)).shape.dim.extend([len(values)])
     state = pb2.SolverState(iter=it, learned_net=f"snapshots/n_iter_{it}.caffemodel")
-    for _ in range(2 * layers):
+    for _ in range(2 * layers * per_blob):
         state.history.add(data=[0.0] * len(values)).shape.dim.extend([len(values)])
     run.snapshots_dir.mkdir(parents=True, exist_ok=True)
     run.snapshot(it).write_bytes(model.SerializeToString())
@@ -283,6 +284,10 @@ def test_snapshots_cut_short_are_never_a_resume_point(pb2, tmp_path):
         "n_iter_40.solverstate.unreadable", "n_iter_50.caffemodel.unreadable", "n_iter_50.solverstate.unreadable",
         "n_iter_60.caffemodel.unreadable"]
     assert [it for it, _ in run.snapshots()] == [20]
+    _snapshot_pair(pb2, run, 70, per_blob=2)                                 # two histories a blob: Adam's
+    assert run.resume_point()[0] == 20
+    run.net_copy("solver").write_text('type: "Adam"\n')
+    assert run.resume_point()[0] == 70 and run.snapshot_problem(20, run.snapshot(20, "solverstate"))
 
 
 # ---------------------------------------------------------------------------- 12, 19: plan paths

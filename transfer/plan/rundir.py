@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _SNAP = re.compile(r"_iter_(\d+)\.solverstate$")
 _ATTEMPT = re.compile(r"attempt-(\d+)\.log")
+_TWO_HISTORIES = re.compile(r'^type:\s*"(Adam|AdaDelta)"', re.M)   # solvers keeping two histories a blob
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ class RunDir:
         during a snapshot leaves a pair cut short. A cut at a message boundary still parses (an empty
         file is an empty message, which caffe would load as "no weights" and train from fillers), so
         the two files must agree: one momentum history a weight blob (two for Adam and AdaDelta)."""
+        solver = self.net_copy("solver")
+        two = solver.is_file() and _TWO_HISTORIES.search(solver.read_text(errors="replace")) is not None
         try:
             st = read_state(state)
             if st.iter != iteration:
@@ -249,7 +252,7 @@ class RunDir:
             blobs = sum(len(layer.blobs) for layer in learned_layers(read_model(model)).values())
         except (TransferError, OSError) as exc:
             return str(exc)
-        if not blobs or len(st.history) not in (blobs, 2 * blobs):
+        if not blobs or len(st.history) != (2 if two else 1) * blobs:
             return (f"{model.name} holds {blobs} weight blob(s) and {state.name} {len(st.history)} "
                     "histories: empty or cut short")
         return None
