@@ -36,19 +36,24 @@ def caffe_available() -> bool:
 
 
 def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
-                    experiments: dict | None = None, write_nets: bool = True) -> Plan:
-    """A copy of the tiny plan under `root` (runs), reading `data_dir`; net files written."""
+                    experiments: dict | None = None, write_nets: bool = True, model: dict | None = None,
+                    runs: Path | None = None, name: str = "plan.yaml") -> Plan:
+    """A copy of the tiny plan under `root` (runs: `runs`, default root/runs), reading `data_dir`, with
+    `solver` and `model` values changed; written as root/`name`; its net files written."""
     from transfer.plan.netfiles import write_plan
     config = yaml.safe_load(TINY.read_text())
     root.mkdir(parents=True, exist_ok=True)
     # Every directory of the copy lies under `root`: tests never write into the checkout.
-    config.update(data_dir=str(data_dir), runs_dir=str(root / "runs"), split_dir=str(data_dir.parent / "synthetic"),
+    config.update(data_dir=str(data_dir), runs_dir=str(runs or root / "runs"),
+                  split_dir=str(data_dir.parent / "synthetic"),
                   nets_dir=str(root / "prototxt"), solvers_dir=str(root / "solvers"))
     if solver:
         config["solver"] = {**config["solver"], **solver}
+    if model:
+        config["model"] = {**config["model"], **model}
     if experiments is not None:
         config["experiments"] = experiments
-    path = root / "plan.yaml"
+    path = root / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = load_plan(str(path))
     if write_nets:

@@ -35,7 +35,7 @@ def demo(plan_name: str = "small", jobs: int = 2, out: str | None = None) -> Pat
     log.info("2/4 training with caffe (%s so far)", duration(time.monotonic() - t0))
     status = run_plan(plan, options=RunOptions.of(plan, cpu=True, jobs=max(1, jobs)))
     if status != 0:
-        raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.name}` "
+        raise TransferError(f"training did not finish (exit {status}); `transfer status --plan {plan.arg}` "
                             "shows which nets failed; rerun to continue")
     out_dir = Path(out) if out else default_out(plan)
     log.info("3/4 inside the nets: CKA between layers, weight movement (%s so far)", duration(time.monotonic() - t0))

@@ -1,4 +1,5 @@
-"""Read Caffe training logs of any age: the 2014 fork the paper used and Caffe 1.0.
+"""Read Caffe training logs of any age: the 2014 fork the paper used and Caffe 1.0. Also the first
+error line of a caffe that failed, and the first loss that is not finite, found as caffe writes.
 
 A run may have several log files (one per training attempt, restarts resume from a snapshot
 and repeat iterations). Every value is stored with the time of its line; for a repeated
@@ -15,6 +16,7 @@ the year, `I20261121 ...`):
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import signal
 import zlib
@@ -349,3 +351,81 @@ def describe_exit(rc: int) -> str:
         except ValueError:
             return f"killed by signal {-rc}"
     return f"exit {rc}"
+
+
+# ------------------------------------------------------------------------------ when the loss diverges
+
+# Caffe trains on with a loss of NaN (or inf) to max_iter and ends normally: a net that diverged would
+# look finished. Its max pooling, fed NaN, may also write out of bounds and abort ("double free or
+# corruption"), which looks like any crash. Either way the log says which: the first
+# `Iteration N, loss = nan` (or a train or test loss output that is not finite).
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where a loss first stopped being finite."""
+
+    iteration: int | None   # the iteration of that loss (None: before any `Iteration` line)
+    value: str              # as logged: nan, -nan, inf
+    path: str
+    line: int               # 1-based line of the log
+    text: str               # the message, without glog's prefix
+
+    def __str__(self) -> str:
+        at = f"iteration {self.iteration}" if self.iteration is not None else "the start"
+        return f"loss {self.value} at {at} ({self.path}:{self.line})"
+
+
+def _nonfinite_loss(msg: str) -> str | None:
+    """The value of a loss on this log message that is not a finite number, else None."""
+    if m := _ITER_LOSS.search(msg):
+        value = m.group(2)
+    elif (m := _TRAIN_OUTPUT.search(msg) or _TEST_OUTPUT.search(msg)) and "loss" in m.group(2).lower():
+        value = m.group(3)
+    elif (m := _SCORE_2014.search(msg)) and m.group(1) == "1":   # 2014 logs: score #1 is the loss
+        value = m.group(2)
+    else:
+        return None
+    return None if math.isfinite(float(value)) else value
+
+
+class Watch:
+    """Follows a caffe log while caffe writes it: each `poll()` reads the lines completed since the
+    last and returns the first loss that is not finite (then keeps returning it)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.lineno = 0
+        self.rest = b""
+        self.iteration: int | None = None
+        self.found: Divergence | None = None
+
+    def poll(self, to_end: bool = False) -> Divergence | None:
+        """`to_end`: the log is complete, its last line may lack a newline (caffe killed)."""
+        if self.found is not None:
+            return self.found
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return None
+        self.offset += len(data)
+        *lines, self.rest = (self.rest + data).split(b"\n")
+        if to_end:
+            lines, self.rest = lines + [self.rest], b""
+        for raw in lines:
+            self.lineno += 1
+            _, msg = glog_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+            if m := _ITERATION.search(msg):   # (a test pass at N is logged as `Iteration N, Testing net`)
+                self.iteration = int(m.group(1))
+            value = _nonfinite_loss(msg)
+            if value is not None:
+                self.found = Divergence(self.iteration, value, str(self.path), self.lineno, msg)
+                return self.found
+        return None
+
+
+def first_divergence(log: Path | str) -> Divergence | None:
+    """The first loss of a whole caffe log that is not finite, else None."""
+    return Watch(log).poll(to_end=True)

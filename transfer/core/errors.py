@@ -5,6 +5,7 @@ a SLURM job script): scripts and the job chain branch on them. `transfer --help`
 """
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -56,3 +57,17 @@ class NoSpaceError(TransferError):
 def exit_codes_text() -> str:
     """The table for `transfer --help` and the README."""
     return "exit status:\n" + "\n".join(f"  {int(code):>3}  {what}" for code, what in EXIT_MEANINGS.items())
+
+
+_SPACE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EFBIG: "file too large for the file system", errno.EIO: "input/output error"}
+
+
+def space_error(exc: BaseException, hint: str, where: object = None) -> NoSpaceError | None:
+    """A NoSpaceError for an OSError of a full disk, a quota or an I/O error: the file named (the
+    error's own, else `where`: a write on an open file names none), then `hint`, what was kept and
+    what to do. None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in _SPACE_ERRNOS:
+        return None
+    name = exc.filename or where
+    return NoSpaceError(f"{f'{name}: ' if name else ''}{_SPACE_ERRNOS[exc.errno]}; {hint}")

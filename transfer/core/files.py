@@ -127,8 +127,9 @@ def duration(seconds: float | None) -> str:
 
 
 def repo_path(path: str | os.PathLike) -> Path:
-    """A plan path (relative to the repository, or absolute) as an absolute path."""
-    return REPO / path
+    """A plan path (relative to the repository, or absolute) as an absolute path, `..` resolved (so
+    that messages name the place, whichever directory a command runs in)."""
+    return Path(os.path.normpath(REPO / path))
 
 
 def shown(path: str | os.PathLike) -> str:

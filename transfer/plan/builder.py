@@ -106,6 +106,10 @@ class Builder:
                         train_labels=DatasetFiles.under(d.data, target).labels if tv.view else None,
                         val_labels=DatasetFiles.under(d.data, val).labels if vv.view else None)
 
+    def run_dir(self, name: str, max_iter: int, files: NetFiles) -> RunDir:
+        """A net's run directory, which copies (and checks it holds the definition of) its files."""
+        return RunDir(self.dirs.runs / name, name, max_iter, (files.train_net, files.test_net, files.solver))
+
     def add(self, *, name: str, treatment: str, family: str, target: str, split: str | None = None,
             source: str | None = None, n: int | None = None, base: str | None = None,
             frozen: int = 0, copied: int = 0, schedule: str = "default",
@@ -117,12 +121,12 @@ class Builder:
                                 f"under 'schedules'")
         val_ds, mean_ds = val_dataset or target, mean_dataset or target
         solver = self.schedules[schedule]
+        files = self.files(name, target, val_ds, mean_ds)
         net = Net(name=name, treatment=treatment, family=family, split=split, source=source, target=target,
                   val_dataset=val_ds, mean_dataset=mean_ds, n=n, base=base, frozen=frozen, copied=copied,
                   num_classes=classes, fc8_outputs=self.fc8(classes, name), schedule=schedule, solver=solver,
-                  released_name=released_name, files=self.files(name, target, val_ds, mean_ds),
-                  run=RunDir(self.dirs.runs / name, name, solver.max_iter), replicate=replicate,
-                  group=group or name)
+                  released_name=released_name, files=files, run=self.run_dir(name, solver.max_iter, files),
+                  replicate=replicate, group=group or name)
         self.nets.append(net)
         return net
 
@@ -162,8 +166,8 @@ class Builder:
         for r in range(1, self.replicates):
             for net in firsts:
                 name = replicate_name(net.name, r)
+                files = self.files(name, net.target, net.val_dataset, net.mean_dataset)
                 self.nets.append(replace(
                     net, name=name, base=replicate_name(net.base, r) if net.base else None,
-                    released_name=None, replicate=r, group=net.group,
-                    files=self.files(name, net.target, net.val_dataset, net.mean_dataset),
-                    run=RunDir(self.dirs.runs / name, name, net.max_iter)))
+                    released_name=None, replicate=r, group=net.group, files=files,
+                    run=self.run_dir(name, net.max_iter, files)))

@@ -141,7 +141,7 @@ def _reduced(b: Builder, blk: Block) -> None:
             raise TransferError(f"{blk.path}: {blk.where}: count {count!r} must be a positive integer")
         ds = reduced_name(count)
         b.dataset(DatasetSpec(ds, Kind.REDUCED, b.classes_of(val, ds), parent=WHOLE, per_class=count),
-                  f"experiments.reduced.counts")
+                  "experiments.reduced.counts")
         b.add(name=f"reduced-{count:04d}", treatment="reduced", family="reduced", target=ds,
               schedule=schedule, val_dataset=val, released_name=f"reduced-{count:04d}")
 

@@ -11,10 +11,10 @@ from ..core.errors import TransferError
 from ..core.yamlfile import load_yaml
 from .builder import Builder
 from .families import FAMILIES, huh_compare, targets
-from .model import Net, Plan
+from .model import PLANS, Net, Plan
 from .spec import Block, read_precision, read_synthetic
 
-PLAN_DIR = Path(__file__).resolve().parent.parent / "plans"
+PLAN_DIR = PLANS
 SOLVER_MODES = ("CPU", "GPU")
 TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_dir", "solver_mode",
             "precision", "deterministic", "replicates", "synthetic", "model", "solver", "schedules",

@@ -8,6 +8,7 @@ nothing else derives net names, paths, data set kinds or dependencies.
 from __future__ import annotations
 
 import fnmatch
+import shlex
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,7 @@ from .rundir import RunDir
 from .schedule import order
 from .spec import DirsSpec, ModelSpec, SolverSpec, SyntheticSpec, TargetSpec
 
+PLANS = Path(__file__).resolve().parent.parent / "plans"   # the plans that come with transfer, by name
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
 
 # Treatments, as in the paper: base nets; selffer BnB and transfer AnB (copied layers frozen);
@@ -115,12 +117,20 @@ class Plan:
     def by_name(self) -> dict[str, Net]:
         return {net.name: net for net in self.nets}
 
+    @property
+    def arg(self) -> str:
+        """The `--plan` value that names this plan in a command from any directory: its name for a
+        plan of transfer/plans/, else its file (by absolute path, quoted for a shell)."""
+        if self.path.resolve() == (PLANS / f"{self.name}.yaml").resolve():
+            return self.name
+        return shlex.quote(str(self.path.resolve()))
+
     def net(self, name: str) -> Net:
         try:
             return self.by_name[name]
         except KeyError:
-            raise TransferError(f"plan '{self.name}' has no net '{name}' "
-                                f"(try `transfer plan show --plan {self.name}`)") from None
+            raise TransferError(f"plan '{self.name}' ({self.path}) has no net '{name}' "
+                                f"(try `transfer plan show --plan {self.arg}`)") from None
 
     def select(self, pattern: str | None) -> list[Net]:
         """Nets whose name matches a shell-style pattern (comma-separated patterns allowed)."""

@@ -161,7 +161,7 @@ class Block:
             raise self.fail(key, f"expected a directory path, got {v!r}")
         if any(ord(c) < 32 or ord(c) == 127 for c in v):
             raise self.fail(key, f"{v!r} holds a control character (a newline?): not a usable directory path")
-        return Path(v)
+        return Path(v).expanduser()   # relative to the repository (README, "The plan"), or absolute
 
     def sequence(self, key: str) -> list:
         v = self.raw(key)

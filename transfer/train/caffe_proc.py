@@ -2,6 +2,7 @@
 
 SIGINT/SIGTERM (and --max-seconds) make caffe stop at the end of its iteration and snapshot
 (`-sigint_effect stop`); caffe dies with us when we are killed, so no orphan trains a net whose lock is gone.
+A loss that is not finite (transfer/caffe/divergence.py) stops caffe at once, without a snapshot.
 """
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..caffe import precision as precision_
+from ..caffe.logs import Divergence, Watch
 from ..caffe.env import caffe_binary
 from ..caffe.precision import PrecisionSpec
 from ..core import locks, stopsig
@@ -25,6 +28,7 @@ log = stage("train")
 
 
 _PR_SET_PDEATHSIG = 1
+POLL_S = 0.2   # how often the log is read, the deadline checked and the lock touched
 
 
 def _child_setup() -> None:
@@ -63,11 +67,23 @@ def caffe_command(solver: Path, gpus: tuple[int, ...] | int | None, state: Path)
     return cmd
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How a caffe process ended: its exit status, whether we asked it to stop, and where its loss
+    stopped being finite if it did (then we killed it)."""
+
+    rc: int
+    asked: bool = False
+    diverged: Divergence | None = None
+
+
 def run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: Stop,
-               progress_every: float = 0, precision: PrecisionSpec = PrecisionSpec()) -> tuple[int, bool]:
-    """Run caffe until it exits; returns (exit status, whether we asked it to stop). Every
-    `progress_every` seconds (0: never) a progress line: iteration, loss, accuracy, speed, time left.
-    `precision` reaches caffe as environment variables (transfer/caffe/precision.py)."""
+              progress_every: float = 0, precision: PrecisionSpec = PrecisionSpec()) -> Ended:
+    """Run caffe until it exits. Every `progress_every` seconds (0: never) a progress line: iteration,
+    loss, accuracy, speed, time left. The log is watched as caffe writes it: at the first loss that
+    is not finite caffe is killed at once (a SIGINT would snapshot weights that are NaN; caffe's max
+    pooling may corrupt memory on them). `precision` reaches caffe as environment variables
+    (transfer/caffe/precision.py)."""
     env = precision_.caffe_environ(precision, dict(os.environ, GLOG_logtostderr="1"))
     env.pop("GLOG_minloglevel", None)  # the log is the record: keep caffe's INFO lines
     shown_env = " ".join(f"{k}={env[k]}" for k in (precision_.TF32_OFF, precision_.CAFFE_TF32,
@@ -78,9 +94,14 @@ def run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: 
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=net.run.path, env=env, preexec_fn=_child_setup)
     asked = False
+    watch = Watch(log_path)
     next_progress = time.time() + progress_every
     try:
         while proc.poll() is None:
+            if watch.poll() is not None:
+                log.info("%s: %s: stopping caffe (pid %d)", net.name, watch.found, proc.pid)
+                proc.kill()
+                break
             if progress_every and time.time() >= next_progress:
                 log.info("%s: %s", net.name, training_progress(net))
                 next_progress = time.time() + progress_every
@@ -91,11 +112,11 @@ def run_caffe(net: Net, lock: locks.Lock, cmd: list[str], log_path: Path, stop: 
                 asked = True
             lock.heartbeat()
             try:
-                proc.wait(timeout=0.5)
+                proc.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        if proc.poll() is None:  # we are leaving by an exception: take caffe down with us
+        if proc.poll() is None:  # we are leaving by an exception (or killed it): take caffe down with us
             proc.kill()
-            proc.wait()
-    return proc.returncode, asked
+        proc.wait()
+    return Ended(proc.returncode, asked, watch.poll(to_end=True))

@@ -67,6 +67,7 @@ class RunOptions:
     figures: Path | None = None
     max_seconds: float | None = None
     progress_every: float = PROGRESS_EVERY_S
+    retrain: bool = False               # start over where a run directory holds another definition
 
     def __post_init__(self) -> None:
         if self.cpu and self.gpus:
@@ -109,6 +110,8 @@ class RunOptions:
                 "--deterministic" if self.precision.deterministic else "--no-deterministic"]
         if self.max_seconds:
             args += ["--max-seconds", str(self.max_seconds)]
+        if self.retrain:
+            args.append("--retrain")
         return args
 
     def with_(self, **changes: Any) -> RunOptions:
@@ -125,6 +128,13 @@ def parse_gpus(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a GPU number or distinct numbers "
                                          "separated by commas, e.g. 0 or 0,1")
     return gpus
+
+
+def add_retrain_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retrain", action="store_true",
+                   help="start over where a run directory cannot be continued: it holds another definition of "
+                        "the net (another plan, or the plan changed) or init weights surgery did not write; "
+                        "its files are set aside in <run>/superseded/<time>/, nothing is deleted")
 
 
 def add_precision_options(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from ..core.files import repo_path, shown
 from ..data.lmdb_store import MANIFEST, datum_shape, open_read
 from ..plan.model import Net, Plan
 from ..plan.spec import ModelSpec
+from . import integrity
 
 FLOAT_BYTES = 4
 SNAPSHOT_COPIES = 2  # a snapshot is the .caffemodel and a .solverstate holding as many floats (momentum)
@@ -100,26 +101,30 @@ def _data_problems(net: Net, seen: dict[tuple[str, int], str | None]) -> list[st
     return problems
 
 
-def check(plan: Plan, nets: list[Net], training: set[str] | None = None) -> str:
+def check(plan: Plan, nets: list[Net], training: set[str] | None = None, retrain: bool = False) -> str:
     """Check every net about to train; returns a one-line summary (data checked, disk needed).
 
     `training`: the names trained by this command, whose bases may be among them (`transfer run`);
-    any other base must be done. Raises a TransferError listing every problem, each naming the
-    net, the file and what to do; a NoSpaceError when the disk cannot hold the snapshots."""
+    any other base must be done. A run directory holding another definition of its net is a problem
+    unless `retrain` (transfer/train/integrity.py). Raises a TransferError listing every problem, each
+    naming the net, the file and what to do; a NoSpaceError when the disk cannot hold the snapshots."""
     todo = [n for n in nets if not n.run.is_done()]
     training = training if training is not None else set()
     problems: list[str] = []
+    others = [p for n in todo if not retrain and (p := integrity.definition_problem(plan, n)) is not None]
     seen: dict[tuple[str, int], str | None] = {}
     for net in todo:
         problems += _data_problems(net, seen)
         base = plan.base_of(net)
         if base is not None and not base.run.is_done() and base.name not in training:
             problems.append(f"{net.name}: copies layers 1..{net.copied} from '{base.name}', which is not "
-                            f"finished: train it first (`transfer train {base.name} --plan {plan.name}`)")
-    if problems:
-        shown_ = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        prepare = f"make the data with `transfer prepare --plan {plan.name}`"
-        raise TransferError("not ready to train:\n  " + "\n  ".join(shown_) + f"\n  ({prepare})")
+                            f"finished: train it first (`transfer train {base.name} --plan {plan.arg}`)")
+    if problems or others:
+        listed = others + problems
+        shown_ = listed[:20] + ([f"... and {len(listed) - 20} more"] if len(listed) > 20 else [])
+        hints = ([integrity.START_OVER] if others else []) + \
+            ([f"make the data with `transfer prepare --plan {plan.arg}`"] if problems else [])
+        raise TransferError("not ready to train:\n  " + "\n  ".join(shown_) + "".join(f"\n  ({h})" for h in hints))
     need = sum(disk_bytes(plan, n) for n in todo)
     where = _existing(repo_path(plan.dirs.runs))
     free = shutil.disk_usage(where).free

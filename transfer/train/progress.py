@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass, field
 from ..caffe.logs import read_logs
 from ..core.errors import TransferError
 from ..core.files import duration
+from ..plan.definition import recorded_by
 from ..plan.model import Net, Plan
 
-STATES = ("pending", "running", "done", "failed", "blocked")
+# failed: the last attempt failed (its cause in `detail`); diverged: its loss stopped being finite;
+# other: its run directory holds another definition of the net (another plan's, or the plan changed)
+STATES = ("pending", "running", "done", "failed", "diverged", "other", "blocked")
 
 
 @dataclass
@@ -50,11 +53,22 @@ def _progress(st: NetState, net: Net) -> None:
         st.iteration = max(st.iteration, snaps[0][0])
 
 
+def _other_definition(plan: Plan, net: Net) -> str | None:
+    """Why the run directory does not hold the plan's definition of the net, or None."""
+    try:
+        other = net.run.other_definition()
+    except TransferError as exc:   # a damaged definition.json names itself
+        return str(exc)
+    return None if other is None else (f"recorded by {recorded_by(other[0])}; the plan's differs (recorded vs the plan's): "
+                                       + "; ".join(other[1][:4]))
+
+
 def net_state(plan: Plan, net: Net) -> NetState:
     """Where a net stands, from its run directory alone (no process needed)."""
     st = NetState(name=net.name, state="pending", max_iter=net.max_iter)
     _progress(st, net)
-    if net.run.is_done():
+    other = _other_definition(plan, net)
+    if other is None and net.run.is_done():
         st.state, st.iteration, st.iter_per_s = "done", net.max_iter, None
         return st
     holder = net.run.lock_holder()
@@ -64,9 +78,12 @@ def net_state(plan: Plan, net: Net) -> NetState:
             st.seconds_left = (net.max_iter - st.iteration) / st.iter_per_s
         return st
     st.iter_per_s = None
+    if other is not None:
+        st.state, st.detail = "other", [other]
+        return st
     failed = net.run.failed_record()
     if failed is not None:
-        st.state = "failed"
+        st.state = "diverged" if failed.get("diverged") else "failed"
         if failed:
             st.detail = [failed.get("error") or f"caffe exit {failed.get('exit')}"] + list(failed.get("tail", []))
         return st

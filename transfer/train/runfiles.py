@@ -15,16 +15,11 @@ from google.protobuf import text_format
 from ..caffe.caffemodel import read_model, read_state
 from ..caffe.env import caffe_pb2
 from ..core.errors import TransferError
-from ..core.files import atomic_write, repo_path, shown
+from ..core.files import atomic_write, shown
+from ..plan.definition import texts_of
 from ..plan.model import Net, Plan
 from ..plan.rundir import RunDir
 from .options import per_gpu_batch
-
-
-def _need_file(path: Path, plan: Plan) -> Path:
-    if not path.is_file():
-        raise TransferError(f"{shown(path)} does not exist: run `transfer nets write --plan {plan.name}`")
-    return path
 
 
 def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1, deterministic: bool = False) -> Path:
@@ -32,30 +27,16 @@ def write_run_files(plan: Plan, net: Net, mode: str, gpus: int = 1, deterministi
     data and means by absolute path, the run's own files relative to it (caffe runs inside it), so
     a moved runs folder trains from its own files. On `gpus` GPUs the train batch is split
     between them (per_gpu_batch), so the effective batch stays the plan's. `deterministic`: the
-    solver gets a fixed random_seed (the net's), so dropout masks and crops repeat in a rerun."""
-    pb = caffe_pb2()
-    batch = per_gpu_batch(plan.model.train_batch, gpus)
+    solver gets a fixed random_seed (the net's), so dropout masks and crops repeat in a rerun.
+    (What the copies hold but for these choices is the run's definition: transfer/plan/definition.py.)"""
     run = net.run
-    texts = {}
-    for kind, rel in (("train", net.files.train_net), ("test", net.files.test_net)):
-        proto = text_format.Merge(_need_file(repo_path(rel), plan).read_text(), pb.NetParameter())
-        for layer in proto.layer:
-            if layer.HasField("data_param") and layer.data_param.source:
-                layer.data_param.source = str(repo_path(layer.data_param.source))
-            if layer.HasField("transform_param") and layer.transform_param.mean_file:
-                layer.transform_param.mean_file = str(repo_path(layer.transform_param.mean_file))
-            if kind == "train" and layer.HasField("data_param") and gpus > 1:
-                layer.data_param.batch_size = batch
-        texts[kind] = text_format.MessageToString(proto)
-    solver = text_format.Merge(_need_file(repo_path(net.files.solver), plan).read_text(), pb.SolverParameter())
-    solver.train_net = _in_run(run, run.net_copy("train"))
-    del solver.test_net[:]
-    solver.test_net.append(_in_run(run, run.net_copy("test")))
-    solver.snapshot_prefix = _in_run(run, run.snapshot_prefix)
-    solver.solver_mode = pb.SolverParameter.GPU if mode == "GPU" else pb.SolverParameter.CPU
-    if deterministic:   # otherwise caffe seeds from the clock, as the paper's runs did
-        solver.random_seed = zlib.crc32(net.name.encode()) & 0x7FFFFFFF
-    texts["solver"] = text_format.MessageToString(solver)
+    missing = [p for p in net.files.generated() if not p.is_file()]
+    if missing:
+        raise TransferError(f"{shown(missing[0])} does not exist: run `transfer nets write --plan {plan.arg}`")
+    texts = texts_of(run.copy_protos(
+        mode=mode, batch=per_gpu_batch(plan.model.train_batch, gpus) if gpus > 1 else None,
+        # (otherwise caffe seeds from the clock, as the paper's runs did)
+        seed=zlib.crc32(net.name.encode()) & 0x7FFFFFFF if deterministic else None))
     for kind, text in texts.items():
         path = run.net_copy(kind)
         if not path.is_file() or path.read_text() != text:

@@ -31,7 +31,7 @@ from ..plan.netfiles import write_plan
 from ..plan.placement import Placement, check_widths, choose
 from ..plan.schedule import width_of
 from . import preflight
-from .options import PROGRESS_EVERY_S, RunOptions, add_run_options, from_args, parse_gpus
+from .options import PROGRESS_EVERY_S, RunOptions, add_retrain_option, add_run_options, from_args, parse_gpus
 from .progress import net_state, progress_line
 
 POLL_S = 0.5
@@ -177,7 +177,7 @@ class Runner:
                 self.interrupted.add(name)
                 log.info("stopped %s with a snapshot (resume: run again)", name)
             else:
-                record = job.net.run.failed_record() if rc == Exit.FAILED else None
+                record = job.net.run.failed_record() if rc in (Exit.FAILED, Exit.NO_SPACE) else None
                 why = (record or {}).get("error") or f"exit {rc}"
                 self.failed[name] = why
                 log.info("FAILED %s: %s; see %s", name, why, shown(job.net.run.logs_dir))
@@ -272,6 +272,7 @@ def run_plan(plan: Plan, only: str | None = None, options: RunOptions | None = N
     `nets_per_gpu="auto"` and `multi_gpu` take the placement the simulator finds shortest on these
     GPUs (placement.choose)."""
     options = options or RunOptions.of(plan)
+    ensure_net_files(plan, list(plan.nets))   # the plan's files first: which run directories are done compares them
     nets = plan.with_bases(plan.select(only))
     if options.cpu or not options.gpus:
         options = options.with_(cpu=True)
@@ -285,8 +286,7 @@ def run_plan(plan: Plan, only: str | None = None, options: RunOptions | None = N
         pool = Pool([str(g) for g in options.gpus], place.nets_per_gpu)
         if place.chosen or place.nets_per_gpu > 1 or place.net_gpus:
             log.info("placement: %s", place.describe())
-    log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}))
-    ensure_net_files(plan, nets)
+    log.info("preflight: %s", preflight.check(plan, nets, training={n.name for n in nets}, retrain=options.retrain))
     return Runner(plan, nets, pool, options, place.width()).run()
 
 
@@ -312,5 +312,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=argtypes.positive, help="per net: snapshot and stop after S seconds")
     p.add_argument("--progress-every", type=argtypes.positive, default=PROGRESS_EVERY_S, metavar="S",
                    help="seconds between progress lines (default %(default)s)")
+    add_retrain_option(p)
     p.set_defaults(func=_run_cmd)
 

@@ -51,6 +51,7 @@ from ..plan.model import Net, Plan
 from ..plan.placement import Placement, check_widths, choose
 from ..plan.rundir import submissions_file
 from ..plan.schedule import jobs_of, parse_net_gpus, tails, width_of
+from . import integrity
 from .jobscript import JobOptions, write_script
 from .options import RunOptions, add_run_options, from_args
 from .queue import PACK_SEP, pack_members, queue, sbatch, slurm
@@ -140,6 +141,9 @@ def submit(plan: Plan, opts: JobOptions, only: str | None = None, dry_run: bool 
             actions.append(dict(action="queued", net=net.name, job=live[net.name]))
         else:
             todo.append(net)
+    others = [p for n in todo if (p := integrity.definition_problem(plan, n)) is not None]
+    if others:   # (a job would take another definition's DONE for its own, or train over it)
+        raise TransferError("not submitted:\n  " + "\n  ".join(others) + f"\n  ({integrity.START_OVER})")
     check_widths(plan, todo, opts.gpus_of)
     for pack in packs(plan, todo, opts.nets_per_gpu, lambda n: opts.gpus_of(n) > 1):
         key = PACK_SEP.join(n.name for n in pack)

@@ -8,6 +8,7 @@ from ..core.errors import TransferError
 from ..core.files import duration
 from ..plan.load import load_plan
 from ..plan.model import Plan
+from .integrity import START_OVER
 from .progress import net_state
 from .queue import queued_jobs
 
@@ -40,12 +41,18 @@ def status_table(plan: Plan, only: str | None = None) -> str:
         if st.state == "blocked":
             row += f"  ({st.detail[0]})"
         lines.append(row)
-    counts = {s: sum(x.state == s for x in states) for s in ("done", "running", "pending", "blocked", "failed")}
-    lines.append(", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    counts = {s: sum(x.state == s for x in states) for s in
+              ("done", "running", "pending", "blocked", "failed", "diverged", "other")}
+    lines.append(", ".join(f"{v} {k}" if k != "other" else f"{v} holding another definition"
+                           for k, v in counts.items() if v))
     for st in states:
-        if st.state == "failed":
-            lines.append(f"\n{st.name} failed: {st.detail[0] if st.detail else ''}")
+        if st.state in ("failed", "diverged", "other"):
+            what = "holds another definition" if st.state == "other" else st.state
+            first = st.detail[0] if st.detail else ""
+            lines.append(f"\n{st.name} {what}: {first.removeprefix(what + ': ')}")
             lines.extend(f"    {line}" for line in st.detail[1:][-10:])
+    if counts["other"]:
+        lines.append(f"\n(nets holding another definition are not done: {START_OVER})")
     return "\n".join(lines)
 
 

@@ -23,11 +23,12 @@ from ..caffe.env import caffe_pb2, import_caffe
 from ..caffe.caffemodel import blob_shape, layer_arrays, learned_layers, read_model
 from ..caffe.logs import describe_exit, first_error
 from ..core import argtypes
-from ..core.errors import TransferError
+from ..core.errors import TransferError, space_error
 from ..core.files import atomic_write, digest, repo_path, shown
 from ..core.locks import LockHeld
 from ..plan.model import LAYERS, Net, Plan
 from ..plan.load import load_plan
+from . import integrity
 
 
 def default_seed(net: Net) -> int:
@@ -46,7 +47,7 @@ def input_net_text(plan: Plan, net: Net) -> str:
     pb = caffe_pb2()
     src = repo_path(net.files.train_net)
     if not src.is_file():
-        raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.name}`")
+        raise TransferError(f"{shown(src)} does not exist: run `transfer nets write --plan {plan.arg}`")
     proto = pb.NetParameter()
     text_format.Merge(src.read_text(), proto)
     out = pb.NetParameter(name=proto.name)
@@ -113,7 +114,7 @@ def base_weights(plan: Plan, net: Net) -> Path | None:
     if not path.is_file():
         raise TransferError(
             f"net '{net.name}' copies layers 1..{net.copied} from '{base.name}', which is not finished: "
-            f"{shown(path)} does not exist (train it first: transfer train {base.name} --plan {plan.name})")
+            f"{shown(path)} does not exist (train it first: transfer train {base.name} --plan {plan.arg})")
     return path
 
 
@@ -182,8 +183,16 @@ def make_init(plan: Plan, net: Net, seed: int | None = None, force: bool = False
     for layer in fresh.layer:
         if len(layer.blobs):
             model.layer.add().CopyFrom(layer)
-    atomic_write(init, model.SerializeToString())
-    atomic_write(record, json.dumps(surgery_record(net, seed, model, base_path), indent=1) + "\n")
+    try:   # both or neither: init weights without their record are drawn again
+        atomic_write(init, model.SerializeToString())
+        atomic_write(record, json.dumps(surgery_record(net, seed, model, base_path), indent=1) + "\n")
+    except OSError as exc:
+        init.unlink(missing_ok=True)
+        err = space_error(exc, f"nothing of {net.name}'s surgery was kept; free space and run the same "
+                               "command again", where=init)
+        if err is None:
+            raise
+        raise err from None
     return init
 
 
@@ -194,9 +203,13 @@ def _cmd(args: argparse.Namespace) -> int:
     net = plan.net(args.net)
     try:
         with net.run.acquire_lock():
+            integrity.claim(plan, net, retrain=False)   # surgery is a first use of the run directory
+            integrity.record(plan, net)
             path = make_init(plan, net, seed=args.seed, force=args.force)
     except LockHeld as exc:
         raise TransferError(f"net '{net.name}' is being trained: {exc}") from None
+    except OSError as exc:   # (recording the definition on a full disk)
+        raise space_error(exc, "free space and run the same command again") or exc from None
     rec = json.loads(net.run.surgery_record.read_text())
     print(f"{shown(path)}: seed {rec['seed']}")
     for layer in rec["layers"]:
