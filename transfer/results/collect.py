@@ -12,7 +12,7 @@ then says so), never a failed one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -75,7 +75,13 @@ class Collected:
 def run_state(net: Net, logs_dir: Path, layout: str) -> tuple[str, list[Path], str]:
     """(state, log files, where) of one net before its logs are read."""
     if layout == "runs":
-        rd = RunDir(logs_dir / net.name, net.name, net.max_iter)
+        # the net's own run directory (whose DONE counts only for the definition the plan gives it), or
+        # the same directory moved or copied under another logs directory
+        rd = replace(net.run, where=logs_dir / net.name)
+        other = rd.other_definition()
+        if other is not None:
+            return FAILED, log_files(rd.logs_dir), (f"{rd.path} holds another definition of the net than the plan's "
+                                                    f"({'; '.join(other[1])})")
         files = log_files(rd.logs_dir)
         if rd.is_done():
             return DONE, files, str(rd.logs_dir)
