@@ -114,6 +114,7 @@ def _batches(x: np.ndarray, b: int) -> np.ndarray:
     return np.stack([cka.gram(c) for c in x.reshape(len(x) // b, b, -1)])
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_minibatch_estimate_converges_to_the_full_batch_value():
     """Batches of 16 from one distribution: the error against the full-batch CKA of a large sample falls
     as batches are added, and as batches grow over a fixed set of images."""

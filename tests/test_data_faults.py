@@ -325,6 +325,7 @@ json.dump({"first": [first.returncode, first.stderr], "after_first": after_first
 """
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 @pytest.mark.skipif(not _userns(), reason="needs a user namespace (unshare -rm) to mount a small tmpfs")
 def test_full_disk_stops_cleanly_and_a_rerun_completes(pb2, corpus, tmp_path):
     root, lst, _ = corpus
@@ -580,6 +581,7 @@ json.dump({"runs": {k: [r.returncode, r.stderr] for k, r in runs.items()}, "left
 """
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 @pytest.mark.skipif(not _userns(), reason="needs a user namespace (unshare -rm) to mount a small tmpfs")
 def test_database_larger_than_the_free_disk_is_refused_before_writing(pb2, corpus, tmp_path):
     """30 images of 3x256x256 (about 5.7 MiB) onto a 2 MiB disk: build, derive and relabel used to start and
@@ -633,6 +635,7 @@ def _started(proc: subprocess.Popen, partial: Path) -> None:
     assert proc.poll() is None, "the build ended before it could be stopped"
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_ctrl_c_stops_a_build_with_130_and_a_rerun_resumes(pb2, tmp_path):
     """Ctrl-C (SIGINT to the foreground group: the command and its decoding processes) stops any command
     but train/run with 130, as `transfer --help` says, keeping DB.partial; the same command continues.
@@ -654,6 +657,7 @@ def test_ctrl_c_stops_a_build_with_130_and_a_rerun_resumes(pb2, tmp_path):
     assert read_manifest(tmp_path / "db")["count"] == 200 and verify(str(tmp_path / "db")) == []
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_a_decoding_process_that_dies_is_an_error_not_a_hang(pb2, tmp_path):
     """Decoding processes killed mid-build (as the kernel's OOM killer would): the build stops naming it,
     exit 2, DB.partial kept; it used to wait for ever on the task a dead worker took with it."""

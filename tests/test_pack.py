@@ -87,6 +87,7 @@ def test_runner_packs_k_nets_a_gpu_after_their_bases(tmp_path, tmp_path_factory,
     assert "is a CPU-only build" in res.stderr and "skip  half0A-2-half0B" in res.stderr
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_net_gpus_and_gpus_are_checked():
     res = tinyrun.run_cli("run", "--plan", "tiny", "--gpus", "0", "--net-gpus", "base-*=2")
     assert res.returncode == 2 and "needs 2 GPUs; --gpus gives 1" in res.stderr
@@ -121,6 +122,7 @@ def test_multi_gpu_caffe_command_and_split_batch(tmp_path, tmp_path_factory):
         options.per_gpu_batch(256, 3)
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_train_gpu_list_is_checked_before_anything_is_written(tmp_path, tmp_path_factory):
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory))
     net = plan.net("base-half0A")

@@ -167,6 +167,7 @@ def test_cpu_attempt_gets_the_environment_records_it_and_the_report_shows_it(tmp
 
 # ---------------------------------------------------------------------------- the Caffe patch
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_caffe_patches_read_the_variables(tmp_path):
     _, tree, records = tinyrun.patched_sdist(tmp_path)
     files = {r["name"].split("-", 1)[1]: set(r["files"]) for r in records

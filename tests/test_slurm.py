@@ -291,6 +291,7 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
 
 # ---------------------------------------------------------------------------- several nets a GPU
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_pack_job_scripts(tmp_path):
     """--nets-per-gpu 2: one GPU a job, the nets of one wave two by two, each pack run by the runner."""
     from transfer.train.slurm import repointed

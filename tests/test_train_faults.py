@@ -315,6 +315,7 @@ def test_run_with_a_relative_plan_path_from_another_directory(tmp_path, tmp_path
     assert "8 done" in _cli("status", "--plan", "rel.yaml", cwd=here).stdout
 
 
+@pytest.mark.slow   # child processes (builds, kills, several commands): the full tier
 def test_an_unknown_net_hint_names_the_plan_as_given(tmp_path):
     """The suggested `transfer plan show --plan ...` works from anywhere: a plan file by its path
     (its `name:` is no plan of transfer/plans/ there), a plan that comes with transfer by its name."""

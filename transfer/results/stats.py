@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 LEVEL = 0.95
 METHOD = ("Student-t 95% interval over replicates (units: splits for the random split, seeded replicates "
@@ -108,7 +107,8 @@ def sample(items: Iterable[tuple[str, str, float]], unit: str) -> Sample | None:
 
 def t_quantile(df: float | np.ndarray) -> np.ndarray | float:
     """The t distribution's 97.5% point for `df` degrees of freedom (scalar or array)."""
-    q = sps.t.ppf(0.5 + LEVEL / 2, df)
+    from scipy import stats  # noqa: PLC0415 (a second to load: only intervals need it, not every command)
+    q = stats.t.ppf(0.5 + LEVEL / 2, df)
     return float(q) if np.ndim(q) == 0 else q
 
 
