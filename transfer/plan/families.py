@@ -117,18 +117,22 @@ def _natman(b: Builder, blk: Block) -> None:
 
 
 def _whole_family(b: Builder, blk: Block) -> None:
-    """The base net on every class ("netbase")."""
-    blk.check_keys(("dataset",))
-    b.add_base(_whole(b, blk, "dataset"), "whole", None, "netbase")
+    """The base net on every class ("netbase"). `schedule`: a small plan's whole set, twice a half's images,
+    reaches its plateau later than the halves (docs/small-scale.md); the paper's uses the default."""
+    blk.check_keys(("dataset", "schedule"))
+    ds = _whole(b, blk, "dataset")
+    b.add(name=base_name(ds), treatment="base", family="whole", target=ds, released_name="netbase",
+          schedule=blk.name("schedule", default="default"))
 
 
 def _random_weights(b: Builder, blk: Block) -> None:
-    """Layers 1..n left at their random initial weights and frozen ("nolearn")."""
-    blk.check_keys(("dataset", "n"))
+    """Layers 1..n left at their random initial weights and frozen ("nolearn"); `schedule` as `whole`'s."""
+    blk.check_keys(("dataset", "n", "schedule"))
     ds = _whole(b, blk, "dataset")
+    schedule = blk.name("schedule", default="default")
     for n in _ns(blk):
         b.add(name=f"random-{n}", treatment="random_weights", family="random_weights", target=ds,
-              n=n, frozen=n, released_name=f"nolearn_1_{n}")
+              n=n, frozen=n, released_name=f"nolearn_1_{n}", schedule=schedule)
 
 
 def _reduced(b: Builder, blk: Block) -> None:

@@ -17,7 +17,7 @@ from .spec import Block, read_precision, read_synthetic
 PLAN_DIR = PLANS
 SOLVER_MODES = ("CPU", "GPU")
 TOP_KEYS = ("name", "data_dir", "runs_dir", "split_dir", "nets_dir", "solvers_dir", "solver_mode",
-            "precision", "deterministic", "replicates", "synthetic", "model", "solver", "schedules",
+            "precision", "deterministic", "replicates", "top_k", "synthetic", "model", "solver", "schedules",
             "datasets", "experiments", "targets")
 
 
@@ -61,7 +61,8 @@ def expand(config: Any, path: Path) -> Plan:
     _check_nets(b.nets, path)
     return Plan(name=b.plan_name, path=path, dirs=b.dirs, model=b.model, solver_mode=mode,
                 synthetic=synthetic, datasets=dict(b.datasets), nets=tuple(b.nets), targets=tuple(specs),
-                precision=precision, replicates=b.replicates, compare=compare)
+                precision=precision, replicates=b.replicates, compare=compare,
+                top_k=top.integer("top_k", lo=1) if top.has("top_k") else None)
 
 
 def _check_nets(nets: list[Net], path: Path) -> None:

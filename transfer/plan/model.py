@@ -112,6 +112,7 @@ class Plan:
     precision: PrecisionSpec = PrecisionSpec()   # fp32 | tf32 on GPUs, deterministic cuDNN or not
     replicates: int = 1                 # seeded runs of every net (random splits: more splits)
     compare: dict[str, str] = field(default_factory=dict)   # published row -> the plan's data set it compares with
+    top_k: int | None = None            # tests averaged into a net's number (None: scaled to its tests, the report's)
 
     @cached_property
     def by_name(self) -> dict[str, Net]:

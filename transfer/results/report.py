@@ -84,6 +84,7 @@ def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str
                 sections: tuple[sections_.Section, ...] | None = None) -> Report:
     """Read, compute, write report.json, report.md and (if draw) the figures into out_dir."""
     plan = load_plan(plan_name)
+    top_k = top_k or plan.top_k   # the command line's, else the plan's, else scaled to each net's tests
     logs_path = Path(logs_dir) if logs_dir else repo_path(plan.dirs.runs)
     col = collect(plan, logs_path, layout, top_k, partial)
     report = replace(build(plan, col, layout=layout, top_k=top_k, partial=partial,
