@@ -7,7 +7,6 @@ import dataclasses
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ target datasets from folders, the report's tables and figures, and (slow) a tiny
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -2,7 +2,6 @@
 ImageNet (real JPEGs written with Pillow, a devkit meta.mat written with scipy in the real structure)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -3,8 +3,6 @@ and training did."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tinyrun  # noqa: E402
 from transfer.caffe.env import import_caffe  # noqa: E402
 
 pytestmark = pytest.mark.requires_caffe

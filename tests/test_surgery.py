@@ -3,8 +3,6 @@ clear refusals."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

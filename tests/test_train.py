@@ -19,7 +19,6 @@ from transfer.core import locks
 from transfer.core.errors import Exit
 from transfer.core.files import repo_path
 from transfer.plan.model import LAYERS
-from transfer.train.status import net_state
 
 import tinyrun  # noqa: E402
 

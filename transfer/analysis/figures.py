@@ -8,8 +8,6 @@ movement.png       relative weight movement of the copied layers of fine-tuned n
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..core.files import publish  # noqa: E402
+from ..core.figfiles import save_figure  # noqa: E402
 from ..core.palette import STYLE  # noqa: E402  (the paper's markers and colours, as Figure 2)
 from .summary import MoveRow, move_rows  # noqa: E402
 from .result import AnalysisResult, Group, Row, Stat  # noqa: E402
@@ -32,19 +30,7 @@ NS = list(range(1, 8))
 def _save(fig: plt.Figure, out: Path, stem: str, note: str) -> list[str]:
     """PNG and PDF, each to a temp file renamed into place (a reader never sees half a file)."""
     fig.text(0.99, 0.0, note, ha="right", va="top", fontsize=7, color="0.35")   # below everything
-    written = []
-    for ext, kw in (("png", {"dpi": 130}), ("pdf", {})):
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{ext}", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
-            publish(tmp, out / f"{stem}.{ext}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written.append(f"{stem}.{ext}")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out, stem, dpi=130)
 
 
 def _note(res: AnalysisResult, family: str | None = None) -> str:

@@ -20,7 +20,6 @@ from .metrics import Convergence, NetMetric, net_metric
 from ..caffe.logs import LogError, NetLog, log_files, read_logs
 from ..core.errors import TransferError
 from ..plan.model import Net, Plan
-from ..plan.rundir import RunDir
 
 LAYOUTS = ("runs", "released")
 DONE, RUNNING, FAILED, STOPPED, NOT_STARTED = "done", "running", "failed", "unfinished", "not started"

@@ -9,8 +9,6 @@ each draws whatever data exist and says "no data" where a panel has none. Learni
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -24,7 +22,7 @@ from . import published  # noqa: E402
 from .model import Report  # noqa: E402
 from .stats import Estimate  # noqa: E402
 from .yosinski import NS  # noqa: E402
-from ..core.files import publish  # noqa: E402
+from ..core.figfiles import save_figure  # noqa: E402
 from ..core.palette import NATMAN, RANDOM, STYLE  # noqa: E402
 
 matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in PDFs, as the released notebook did
@@ -84,19 +82,7 @@ def save(fig: plt.Figure, out: Path, stem: str, corner: str | None = None, capti
     if corner:   # under the caption: a line is about 1.3 x 7.5 pt high
         fig.text(0.99, -0.005 - lines * 7.5 * 1.3 / (fig.get_figheight() * 72), corner, ha="right", va="top",
                  fontsize=7, color="0.35")
-    written = []
-    for ext, kw in (("png", {"dpi": 150}), ("pdf", {})):
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{ext}", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
-            publish(tmp, out / f"{stem}.{ext}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written.append(f"{stem}.{ext}")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out, stem, dpi=150)
 
 
 def _layer_axis(ax: plt.Axes, with_base: bool = True) -> None:

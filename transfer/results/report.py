@@ -24,7 +24,6 @@ from .markdown import markdown
 from .model import Counts, Precision, Report, to_json
 from ..analysis.section import report_section
 from ..caffe import precision as precision_
-from ..core import argtypes
 from ..core.errors import Exit, TransferError
 from ..core.files import atomic_write, repo_path
 from ..plan.load import load_plan

@@ -13,7 +13,7 @@ from ..data.derive import read_label_map
 from ..data.means import read_mean
 from ..data.verify import check_label_range
 from ..core.errors import NoSpaceError, TransferError
-from ..core.files import repo_path, shown
+from ..core.files import repo_path, shown, size_text
 from ..data.lmdb_store import MANIFEST, datum_shape, open_read
 from ..plan.model import Net, Plan
 from ..plan.spec import ModelSpec
@@ -129,16 +129,8 @@ def check(plan: Plan, nets: list[Net], training: set[str] | None = None, retrain
     where = _existing(repo_path(plan.dirs.runs))
     free = shutil.disk_usage(where).free
     if need > free:
-        raise NoSpaceError(f"training {len(todo)} net(s) writes about {_size(need)} of snapshots and init "
-                           f"files under {shown(repo_path(plan.dirs.runs))}; {_size(free)} free there: free "
+        raise NoSpaceError(f"training {len(todo)} net(s) writes about {size_text(need)} of snapshots and init "
+                           f"files under {shown(repo_path(plan.dirs.runs))}; {size_text(free)} free there: free "
                            "space, or raise the solver's snapshot interval")
-    return f"{len(todo)} net(s) to train: data, means and bases checked; about {_size(need)} to write, " \
-           f"{_size(free)} free"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    return f"{len(todo)} net(s) to train: data, means and bases checked; about {size_text(need)} to write, " \
+           f"{size_text(free)} free"
