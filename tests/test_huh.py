@@ -130,6 +130,22 @@ def _metric(v: float) -> NetMetric:
     return NetMetric(metric=v, final=v, best=v, iterations=1, tests=1, attempts=1)
 
 
+def test_a_plan_of_both_papers_shares_the_whole_set_base():
+    """Plan `full` has the first paper's whole-set base (family `whole`) and Huh's original-set net in one:
+    base-all. Huh's tables find it there."""
+    plan = load_plan("full")
+    assert plan.net("base-all").family == "whole"
+    values = {n.name: (sum(map(ord, n.name)) % 500) / 1000 + 0.2 for n in plan.nets}
+    h = huh_report.compute(plan, {k: _metric(v) for k, v in values.items()})
+    assert h["original"] == "all" and h["sets"]["all"]["kind"] == "original"
+    assert h["table1"]["synth10"] == {"original": values["ft-synth10-base-all"],
+                                      "coarse": values["ft-synth10-base-bottomup-6"], "coarse_set": "bottomup-6",
+                                      "random": values["scratch-synth10"]}
+    assert h["table2"]["synth10"]["600"] == {"classes": values["ft-synth10-base-budget600-classes"],
+                                             "classes_set": "budget600-classes",
+                                             "images": values["ft-synth10-base-images0030"], "images_set": "images0030"}
+
+
 def test_report_tables_and_figures_from_net_numbers(tmp_path):
     plan = load_plan("huh2016")
     # Every net gets a distinct number from its name, so each table cell is traceable to one net.

@@ -71,6 +71,10 @@ def test_specs_are_typed_and_frozen():
     (lambda c: c.update(runs_dir="runs\nx"), r"runs_dir: 'runs\\nx' holds a control character"),
     (lambda c: c["solver"].update(max_iter=0), r"solver\.max_iter: 0 is out of range \(must be at least 1\)"),
     (lambda c: c["synthetic"].update(classes=True), r"synthetic\.classes: expected an integer, got True"),
+    (lambda c: c.update(top_k=0), r"p\.yaml: top_k: 0 is out of range \(must be at least 1\)"),
+    (lambda c: c.update(top_k="3"), r"top_k: expected an integer, got '3'"),
+    (lambda c: (c["datasets"].update(all=8), c["experiments"].update(whole={"dataset": "all", "schedule": "long"})),
+     r"net 'base-all': schedule 'long' is not declared under 'schedules'"),
 ])
 def test_bad_plans_name_file_key_and_value(tmp_path, edit, message):
     config = tiny_config()
@@ -113,3 +117,14 @@ def test_a_bad_plan_exits_2_naming_the_file_and_key(tmp_path):
     assert res.returncode == 2, res.stderr
     assert f"{path}: experimets: unknown field 'experimets' (did you mean 'experiments'?)" in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_whole_set_nets_share_their_own_schedule():
+    """`schedule` in `whole` and `random_weights`: the random-weights nets train as long as the base they
+    are compared with, which may differ from the halves' (a small plan's whole set levels off later)."""
+    p = load_plan("small")
+    assert p.net("random-4").solver == p.net("base-all").solver != p.net("base-half0A").solver
+    assert p.net("base-all").family == "whole" and p.top_k == 1
+    paper = load_plan("paper")
+    assert paper.net("random-4").solver == paper.net("base-all").solver == paper.net("base-half0A").solver
+    assert paper.top_k == 10

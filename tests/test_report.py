@@ -93,7 +93,9 @@ def test_table1_pools_points_over_layer_ranges() -> None:
 
 def test_base_b_is_every_target_half() -> None:
     assert len(metrics.base_b_nets(load_plan("paper").nets)) == 8
-    assert [n.name for n in metrics.base_b_nets(load_plan("small").nets)] == ["base-half0B"]
+    # the small plan trains both directions of two splits: every half is some net's target
+    assert [n.name for n in metrics.base_b_nets(load_plan("small").nets)] == [
+        "base-half0A", "base-half0B", "base-half1A", "base-half1B"]
 
 
 def test_stats_spread() -> None:
@@ -195,6 +197,7 @@ def test_report_runs_layout_tiny_and_nothing_at_all(tmp_path: Path) -> None:
         (d / "20260101-000000.log").write_text(log_2014(values_for(0.5)))
     rep = report.make_report("tiny", runs, tmp_path / "rep", draw=False)
     assert rep["counts"]["with_results"] == 3
+    assert rep["top_k"] == 10  # the tiny plan sets no top_k: the paper's 10
     assert rep["missing"] == [n.name for n in plan.nets[3:]]
     assert rep["qualitative"]["bnb_dips_in_middle"]["holds"] is None
 
@@ -203,6 +206,11 @@ def test_report_runs_layout_tiny_and_nothing_at_all(tmp_path: Path) -> None:
     empty.mkdir()
     rep = report.make_report("small", empty, tmp_path / "none")
     assert len(rep["missing"]) == len(load_plan("small").nets)
+    assert rep["top_k"] == load_plan("small").top_k == 1   # the plan's, unless --top-k says otherwise
+    assert report.make_report("small", empty, tmp_path / "k3", draw=False, k=3)["top_k"] == 3
+    from transfer import figures
+    assert figures._whole_classes(rep) == ("20-class base", "all 20 classes")   # not "1000" on 20 classes
+    assert figures._whole_classes({"nets": {}}) == ("whole-set base", "every class")
     assert (tmp_path / "none" / "figure2.png").exists()
     assert rep["table1"]["1-7"]["vs_base"] is None
 

@@ -52,6 +52,17 @@ def _absent(report: dict[str, Any], *families: str) -> bool:
     return fams is not None and not set(families) & set(fams)
 
 
+def _whole_classes(report: dict[str, Any]) -> tuple[str, str]:
+    """(base label, classes) of the whole-set base and random-weights nets, for titles:
+    ("1000-class base", "all 1000 classes") for ImageNet; generic words when the report lacks counts."""
+    counts = {e.get("classes") for e in report.get("nets", {}).values()
+              if e.get("family") in ("whole", "random_weights") and e.get("classes")}
+    if len(counts) != 1:
+        return "whole-set base", "every class"
+    n = counts.pop()
+    return f"{n}-class base", f"all {n} classes"
+
+
 def _no_data(ax: plt.Axes, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
 
@@ -220,10 +231,11 @@ def figure3(report: dict[str, Any], out: Path) -> list[str]:  # long: one figure
     ax_nm.set_ylabel(YLABEL)
     ax_nm.set_xlabel("Layer n (copied and frozen)")
 
-    # top right: random, frozen layers 1..n on all 1000 classes vs the 1000-class base
+    # top right: random, frozen layers 1..n on every class vs the whole-set base
     _layer_axis(ax_rw)
     b = rw.get("base")
-    drawn = _points(ax_rw, 0, b, white, 9, "1000-class base")
+    whole_base, whole = _whole_classes(report)
+    drawn = _points(ax_rw, 0, b, white, 9, whole_base)
     if _points_by_n(ax_rw, rw, green, "random weights, layers 1..n frozen"):
         drawn = True
     xs, ys = _series(rw)
@@ -238,7 +250,7 @@ def figure3(report: dict[str, Any], out: Path) -> list[str]:  # long: one figure
         ax_rw.legend(fontsize=8, frameon=False, loc="center right")
     else:
         _no_data(ax_rw, "not in this plan" if _absent(report, "whole", "random_weights") else "no data")
-    ax_rw.set_title("Random weights (all 1000 classes)", fontsize=10)
+    ax_rw.set_title(f"Random weights ({whole})", fontsize=10)
     ax_rw.set_xlabel("Layer n (random and frozen)")
 
     # bottom: each relative to its own base
@@ -247,7 +259,7 @@ def figure3(report: dict[str, Any], out: Path) -> list[str]:  # long: one figure
     drawn = False
     series = [("random A/B split: AnB − baseB", _norm_rs(report), STYLE["AnB"], STYLE["AnB"]["color"], -0.12),
               ("man-made/natural: transfer − its base", _pool_natman(nm), hexa, "#b06000", 0.0),
-              ("random weights − 1000-class base", rw.get("normalized", {}), green, RANDOM_COLOR, 0.12)]
+              (f"random weights − {whole_base}", rw.get("normalized", {}), green, RANDOM_COLOR, 0.12)]
     for label, by_n, style, color, dx in series:
         if _points_by_n(ax_norm, by_n, style, None, dx):
             drawn = True
@@ -322,7 +334,7 @@ CURVE_GROUPS = [  # (title, family, treatments)
     ("AnB (transfer, frozen)", "random_split", ("transfer",)),
     ("AnB+ (transfer, fine-tuned)", "random_split", ("transfer_ft",)),
     ("man-made/natural", "natman", ("base", "transfer", "transfer_ft", "selffer", "selffer_ft")),
-    ("1000-class base and random weights", None, ("whole", "random_weights")),
+    ("whole-set base and random weights", None, ("whole", "random_weights")),
     ("reduced data", "reduced", ("reduced",)),
 ]
 

@@ -47,6 +47,8 @@ def compute(plan: Plan, per_net: dict[str, NetMetric]) -> dict[str, Any] | None:
         return None
     readout_on = next((n.target for n in plan.nets if n.treatment == "readout"), None)
     original = readout_on or next(n.target for n in pre if n.val_dataset == n.target)
+    # a plan with the first paper's whole-set base too shares it as Huh's original-set net
+    pre += [n for n in plan.nets if n.family == "whole" and n.target == original and n not in pre]
     full_per_class = plan.synthetic.train_per_class if plan.synthetic else 1000
     target_names = [t.name for t in plan.targets]
     sets: dict[str, Any] = {}

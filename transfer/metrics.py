@@ -14,7 +14,7 @@ import numpy as np
 from .logs import NetLog
 from .plan import Net
 
-TOP_K = 10  # the paper's number for a net: mean of its 10 highest validation accuracies
+TOP_K = 10  # the paper's number for a net: mean of its 10 highest validation accuracies (a plan's `top_k`)
 NS = range(1, 8)
 # Figure 2's names for the random-split treatments (AnA pools with BnB, BnA with AnB).
 FIG2 = {"selffer": "BnB", "selffer_ft": "BnB+", "transfer": "AnB", "transfer_ft": "AnB+"}

@@ -89,7 +89,7 @@ def _metrics(logs: dict[str, NetLog], missing: dict[str, str], k: int) -> dict[s
 def _net_entry(net: Net, m: metrics.NetMetric | None, logs: dict[str, NetLog]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "released_name": net.released_name, "family": net.family, "treatment": net.treatment,
-        "n": net.n, "target": net.target, "max_iter": net.max_iter,
+        "n": net.n, "target": net.target, "classes": net.num_classes, "max_iter": net.max_iter,
         "metric": None, "final": None, "best": None, "iterations": None, "tests": None,
         "attempts": logs[net.name].attempts if net.name in logs else 0, "complete": False}
     if m:
@@ -357,10 +357,12 @@ def curve_series(plan: Plan, logs: dict[str, NetLog]) -> dict[str, dict[str, Any
 
 
 def make_report(plan_name: str, logs_dir: Path | str | None, out_dir: Path | str, layout: str = "runs",
-                *, draw: bool = True, k: int = metrics.TOP_K, resamples: int = 2000,
+                *, draw: bool = True, k: int | None = None, resamples: int = 2000,
                 seed: int = 0) -> dict[str, Any]:
-    """Read, compute, write report.json, report.md and (if draw) the figures into out_dir."""
+    """Read, compute, write report.json, report.md and (if draw) the figures into out_dir.
+    k: the top-k of the per-net number (default: the plan's `top_k`)."""
     plan = load_plan(plan_name)
+    k = plan.top_k if k is None else k
     logs_path = Path(logs_dir) if logs_dir else _default_runs(plan)
     logs, missing = collect(plan, logs_path, layout)
     report = build(plan, logs, missing, k=k, resamples=resamples, seed=seed)
@@ -404,7 +406,7 @@ def default_out(plan: Plan) -> Path:
 # ------------------------------------------------------------------------------ CLI
 
 def _cmd(args: argparse.Namespace) -> int:
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise TransferError(f"--top-k must be at least 1, not {args.top_k}")
     out = args.out or default_out(load_plan(args.plan))
     report = make_report(args.plan, args.logs, out, args.layout, draw=not args.no_figures,
@@ -430,8 +432,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="runs",
                    help="runs: DIR/<net>/logs/*.log; released: DIR/<released name>/*.gz")
     p.add_argument("--out", help="output directory (default: reports/<plan>)")
-    p.add_argument("--top-k", type=int, default=metrics.TOP_K,
-                   help="a net's number is the mean of its K highest validation accuracies")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="a net's number is the mean of its K highest validation accuracies "
+                        f"(default: the plan's top_k, {metrics.TOP_K} unless it says)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples for Table 1")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--no-figures", action="store_true", help="write report.json and report.md only")
