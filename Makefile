@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 TRANSFER := $(VENV)/bin/transfer
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup deps venv test test-fast demo clean-venv
+.PHONY: help setup deps venv test test-fast demo demo-full clean-venv
 help:
-	@echo "make demo    set up everything, then run the whole pipeline on the synthetic dataset (CPU)"
+	@echo "make demo    set up everything, then Figure 2 in miniature on the synthetic dataset (CPU, ~15 min)"
+	@echo "make demo-full   both papers in miniature, every layer, 3+ nets a point (CPU, ~1 hour)"
 	@echo "make demo-huh   the same for Huh et al. 2016 (label sets, budgets, readout, a target dataset)"
 	@echo "make test    set up everything, check that the CUDA build links, then run the tests"
 	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"
@@ -53,6 +54,10 @@ test-fast: venv
 # The main job: the whole pipeline on the synthetic dataset, every core busy; a rerun reuses what is done.
 demo: setup
 	$(TRANSFER) demo --plan small
+
+# Both papers at the same scale with every layer n, man-made/natural and Huh et al. (docs/small-scale.md).
+demo-full: setup
+	$(TRANSFER) demo --plan full
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,10 +1,10 @@
 # Training on this machine, one target per experiment family (`transfer run`: resumable, locked).
 # PLAN=paper (default) trains on GPUs $(GPUS) (comma-separated ids, one net per GPU);
-# PLAN=small or PLAN=tiny trains on the CPU, two nets at a time. A rerun continues where it stopped.
+# PLAN=small, full, huh-small or tiny trains on the CPU, two nets at a time. A rerun continues where it stopped.
 PLAN ?= paper
 GPUS ?= 0
 ONLY ?=
-ifeq ($(filter $(PLAN),small tiny),)
+ifeq ($(filter $(PLAN),small full huh-small tiny),)
 RUN_WHERE := --gpus $(GPUS)
 else
 RUN_WHERE := --cpu --jobs 2

@@ -129,6 +129,23 @@ def test_target_folders_become_caffe_lists(tmp_path):
         targets.target_lists(spec, tmp_path / "out3")
 
 
+def test_a_plan_of_both_papers_shares_the_whole_set_base():
+    """Plan `full` has the first paper's whole-set base (family `whole`) and Huh's original-set net in one:
+    base-all. Huh's tables find it there."""
+    plan = load_plan("full")
+    assert plan.net("base-all").family == "whole"
+    values = {n.name: (sum(map(ord, n.name)) % 500) / 1000 + 0.2 for n in plan.nets}
+    h = huh_report.compute(plan, values)
+    assert h.original == "all" and h.sets["all"].kind == "original"
+    t1 = h.table1["synth10"]
+    assert (t1.original.mean, t1.coarse.mean, t1.coarse_set, t1.random.mean) == (
+        values["ft-synth10-base-all"], values["ft-synth10-base-bottomup-6"], "bottomup-6", values["scratch-synth10"])
+    row = h.table2["synth10"]["600"]
+    assert (row.classes.mean, row.classes_set, row.images.mean, row.images_set) == (
+        values["ft-synth10-base-budget600-classes"], "budget600-classes", values["ft-synth10-base-images0030"],
+        "images0030")
+
+
 def test_report_tables_and_figures_from_net_numbers(tmp_path):
     plan = load_plan("huh2016")
     # Every net gets a distinct number from its name, so each table cell is traceable to one net.

@@ -74,6 +74,10 @@ def test_specs_are_typed_and_frozen():
     (lambda c: c.update(runs_dir="runs\nx"), r"runs_dir: 'runs\\nx' holds a control character"),
     (lambda c: c["solver"].update(max_iter=0), r"solver\.max_iter: 0 is out of range \(must be at least 1\)"),
     (lambda c: c["synthetic"].update(classes=True), r"synthetic\.classes: expected an integer, got True"),
+    (lambda c: c.update(top_k=0), r"p\.yaml: top_k: 0 is out of range \(must be at least 1\)"),
+    (lambda c: c.update(top_k="3"), r"top_k: expected an integer, got '3'"),
+    (lambda c: (c["datasets"].update(all=8), c["experiments"].update(whole={"dataset": "all", "schedule": "long"})),
+     r"net 'base-all': schedule 'long' is not declared under 'schedules'"),
 ])
 def test_bad_plans_name_file_key_and_value(tmp_path, edit, message):
     config = tiny_config()
@@ -162,13 +166,13 @@ def test_replicates_multiply_every_net_and_random_splits_draw_more_splits():
                                                   half=(2, "A"))
     assert plan.net("half2A-2-half2B").released_name is None     # no released net of seed 2
     # other families: seeded reruns named -rN, each copying from its base's replicate
-    config = yaml.safe_load((Path(plan_mod.PLAN_DIR) / "small.yaml").read_text())
+    config = yaml.safe_load((Path(plan_mod.PLAN_DIR) / "full.yaml").read_text())
     config["replicates"] = 2
     small = expand_config(config)
     assert small.net("natural-3-manmade-r1").base == "base-natural-r1"
     assert small.net("natural-3-manmade-r1").group == "natural-3-manmade"
     assert small.net("base-natural-r1").run.where.name == "base-natural-r1"
-    assert "half0A-3-half0B-r1" not in small.by_name and "half1A-3-half1B" in small.by_name
+    assert "half0A-3-half0B-r1" not in small.by_name and "half2A-3-half2B" in small.by_name
     with pytest.raises(TransferError, match="replicates: 0 is out of range"):
         expand_config({**tiny_config(), "replicates": 0})
 
@@ -216,3 +220,14 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
     slow = load_yaml(merged)["schedules"]["slow"]
     assert slow["base_lr"] == 0.001 and slow["max_iter"] == 60
     assert load_plan(str(merged)).name == "tiny"
+
+
+def test_whole_set_nets_share_their_own_schedule():
+    """`schedule` in `whole` and `random_weights`: the random-weights nets train as long as the base they
+    are compared with, which may differ from the halves' (a small plan's whole set levels off later)."""
+    p = load_plan("small")
+    assert p.net("random-4").solver == p.net("base-all").solver != p.net("base-half0A").solver
+    assert p.net("base-all").family == "whole" and p.top_k == 1
+    paper = load_plan("paper")
+    assert paper.net("random-4").solver == paper.net("base-all").solver == paper.net("base-half0A").solver
+    assert paper.top_k is None   # scaled to the tests: 10 of the paper's 450

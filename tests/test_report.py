@@ -138,7 +138,9 @@ def test_table1_pairs_each_split_with_its_own_base():
 
 def test_base_b_is_every_target_half():
     assert len(yosinski.base_b_nets(load_plan("paper").nets)) == 8
-    assert [n.name for n in yosinski.base_b_nets(load_plan("small").nets)] == ["base-half0B"]
+    # the small plan trains both directions of two splits: every half is some net's target
+    assert [n.name for n in yosinski.base_b_nets(load_plan("small").nets)] == [
+        "base-half0A", "base-half0B", "base-half1A", "base-half1B"]
 
 
 # ------------------------------------------------------------------------------ whole report
@@ -278,6 +280,7 @@ def test_no_logs_at_all_nothing_counts_and_no_verdict_has_data(tmp_path: Path) -
     assert len(rep.missing) == len(load_plan("small").nets) and set(rep.unfinished.values()) == {"not started"}
     assert rep.table1["1-7"].vs_base is None
     assert {v.answer for v in rep.verdicts} == {stats.NO_DATA}
+    assert rep.top_k == load_plan("small").top_k == 1   # the plan's, unless --top-k says otherwise
 
 
 def test_errors_name_the_path_and_the_option(tmp_path: Path, capsys) -> None:

@@ -102,12 +102,17 @@ def test_scalar_paths_agree_with_the_vectorised_ones():
 # ------------------------------------------------------------------------------ end to end
 
 def replicated_plan(tmp_path: Path, replicates: int) -> Plan:
-    """The small plan with `replicates` and the random-weights families."""
+    """A 20-class plan of every Yosinski family: one random split (more with `replicates`), BnB and AnB
+    frozen and fine-tuned, man-made/natural, the whole set and random weights."""
     c = yaml.safe_load((PLAN_DIR / "small.yaml").read_text())
     c.update(name=f"small-x{replicates}", replicates=replicates)
-    c["datasets"]["all"] = 20
-    c["experiments"]["whole"] = {"dataset": "all"}
-    c["experiments"]["random_weights"] = {"dataset": "all", "n": [1, 2, 3, 4, 5, 6, 7]}
+    c["datasets"] = {"half0A": 10, "half0B": 10, "manmade": 10, "natural": 10, "all": 20}
+    n = [1, 2, 3, 4, 5, 6, 7]
+    c["experiments"] = {
+        "random_split": {"splits": [0], "n": n, "frozen": {"splits": [0], "directions": ["BB", "AB"]},
+                         "finetuned": {"splits": [0], "directions": ["BB", "AB"]}},
+        "natman": {"n": [1, 3, 5, 7], "frozen": {"directions": [["natural", "manmade"], ["manmade", "natural"]]}},
+        "whole": {"dataset": "all"}, "random_weights": {"dataset": "all", "n": n}}
     path = tmp_path / f"plan{replicates}.yaml"
     path.write_text(yaml.safe_dump(c, sort_keys=False))
     return load_plan(str(path))

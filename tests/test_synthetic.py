@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from transfer.core.errors import TransferError
-from transfer.data.synthetic import contact_sheet, make_synthetic
+from transfer.data.synthetic import class_tree, contact_sheet, make_synthetic, recipes
+from transfer.data.synthetic_draw import CLASSES_PER_FAMILY, MANMADE_PARTS, NATURAL_PARTS
 
 SMALL = dict(num_classes=4, train_per_class=3, val_per_class=2, size=32)
 
@@ -156,3 +157,62 @@ def test_contact_sheet(data, tmp_path):
     path = contact_sheet(data, tmp_path / "sheet.png", per_class=4)
     with Image.open(path) as im:
         assert im.size == (4 * 66, 10 * 66)
+
+
+def test_families():
+    """Each superclass falls into families of about CLASSES_PER_FAMILY classes that share a body plan
+    (primary and satellite part kinds); the class tree's kinds are these families."""
+    for classes in (10, 20, 32):
+        rs = recipes(classes, 0)
+        parents, _ = class_tree(classes, 0)
+        fams: dict[str, list[int]] = {}
+        for k, r in enumerate(rs):
+            assert r.manmade == (k % 2 == 0)
+            pool = MANMADE_PARTS if r.manmade else NATURAL_PARTS
+            assert {p.kind for p in r.parts} <= set(pool)   # no part of the other superclass
+            assert len({p.kind for p in r.parts}) == len(r.parts) == 3
+            fams.setdefault(parents[f"s{k:04d}"], []).append(k)
+        for kind, members in fams.items():
+            assert kind == f"kind-{rs[members[0]].parts[0].kind}"
+            assert len({(rs[k].parts[0].kind, rs[k].parts[1].kind) for k in members}) == 1
+            assert len({rs[k].manmade for k in members}) == 1
+        for manmade in (True, False):   # families of one superclass: as even as can be, at most 4 classes
+            sizes = [len(m) for m in fams.values() if rs[m[0]].manmade == manmade]
+            assert max(sizes) <= CLASSES_PER_FAMILY and max(sizes) - min(sizes) <= 1
+            assert len(sizes) == -(-classes // 2 // CLASSES_PER_FAMILY)
+        # a family's classes take turns with the other families' (spread over the labels, not a block)
+        assert all(len({k % len(fams) for k in m}) == 1 for m in fams.values())
+    assert len(set(class_tree(32, 0)[0].values()) - {None, "root", "manmade", "natural"}) == 8
+
+
+def shape_features(data: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Colour-blind features: gradient energy by orientation and the image's power spectrum by frequency."""
+    rows = read_list(data / f"{split}.txt")
+    grey = np.stack([np.asarray(Image.open(data / r), dtype=np.float32).mean(2) / 255 for r, _ in rows])
+    gy, gx = np.gradient(grey, axis=(1, 2))
+    bins = (np.mod(np.arctan2(gy, gx), np.pi) / np.pi * 8).astype(int) % 8
+    hist = np.stack([(np.hypot(gx, gy) * (bins == b)).mean((1, 2)) for b in range(8)], 1)
+    power = np.abs(np.fft.fft2(grey - grey.mean((1, 2), keepdims=True))) ** 2
+    f = np.fft.fftfreq(grey.shape[1])
+    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    radial = [np.log(power[:, (radius >= lo) & (radius < lo + 0.05)].mean(1) + 1e-6) for lo in np.arange(0.02, 0.5, 0.05)]
+    return np.concatenate([hist, np.stack(radial, 1)], 1), np.array([label for _, label in rows])
+
+
+def test_hierarchy_shows_in_low_level_statistics(tmp_path):
+    """Without colour, a nearest-class-mean classifier's mistakes stay within the superclass and, within
+    it, within the family more often than chance: the tree is visual, not only a naming."""
+    d = make_synthetic(tmp_path / "d", num_classes=16, train_per_class=60, val_per_class=30, size=48, seed=0)
+    ft, yt = shape_features(d, "train")
+    fv, yv = shape_features(d, "val")
+    mu, sd = ft.mean(0), ft.std(0) + 1e-6
+    pred = nearest_mean((ft - mu) / sd, yt, (fv - mu) / sd)
+    parents, _ = class_tree(16, 0)
+    kind = np.array([parents[f"s{k:04d}"] for k in range(16)])
+    manmade = np.arange(16) % 2 == 0
+    wrong = pred != yv
+    assert (pred == yv).mean() > 3 / 16                          # chance 1/16
+    assert (manmade[pred[wrong]] == manmade[yv[wrong]]).mean() > 0.65   # chance 7/15
+    same_sup = wrong & (manmade[pred] == manmade[yv])
+    chance = np.mean([((kind == kind[c]).sum() - 1) / 7 for c in range(16)])
+    assert (kind[pred[same_sup]] == kind[yv[same_sup]]).mean() > chance + 0.1

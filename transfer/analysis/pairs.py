@@ -142,8 +142,8 @@ def replicate_pairs(plan: Plan) -> list[Pair]:
 
 def huh_original(plan: Plan) -> Net | None:
     """The first run of Huh's base on the original set (the plan's whole set)."""
-    return next((n for n in plan.nets if n.family == "huh2016" and n.treatment == "base" and n.replicate == 0
-                 and plan.datasets[n.target].kind == Kind.WHOLE), None)
+    return next((n for n in plan.nets if n.family in ("huh2016", "whole") and n.treatment == "base"
+                 and n.replicate == 0 and plan.datasets[n.target].kind == Kind.WHOLE), None)
 
 
 def huh_pairs(plan: Plan) -> list[Pair]:

@@ -8,17 +8,18 @@
     OUT/README.txt, OUT/manifest.json    what this is, with which parameters; sha256 of the lists
 
 Classes alternate man-made (even index) and natural (odd index), so neither superclass is a
-contiguous block of labels. How the images are drawn is in synthetic_draw.py.
+contiguous block of labels. How the images are drawn, and why: synthetic_draw.py and
+docs/small-scale.md.
 
-The classes form a small taxonomy, the synthetic stand-in for WordNet: class -> kind (its primary
-part, e.g. `kind-stripes`) -> `manmade` / `natural` -> `root`. It follows from the parameters alone
-(`class_tree`), so datasets made before it existed have it too and no image depends on it.
+The classes form a small taxonomy, the synthetic stand-in for WordNet: class -> kind (its family,
+named by the family's primary part, e.g. `kind-windows`) -> `manmade` / `natural` -> `root`. The
+classes of a kind share their body plan (primary and satellite parts), as the classes under one
+WordNet synset share a look. The tree follows from the parameters alone (`class_tree`).
 """
 from __future__ import annotations
 
 import argparse
 import io
-import itertools
 import json
 import os
 import shutil
@@ -31,9 +32,9 @@ from PIL import Image
 from ..core import argtypes
 from ..core.errors import TransferError
 from ..core.files import digest, read_json
-from .synthetic_draw import MANMADE_PARTS, NATURAL_PARTS, WORDS, Recipe, make_recipe, render
+from .synthetic_draw import CLASSES_PER_FAMILY, MANMADE_PARTS, WORDS, Family, Recipe, make_families, make_recipe, render
 
-GENERATOR_VERSION = 1  # bump when the drawing changes, so old datasets are refused, not reused
+GENERATOR_VERSION = 2  # bump when the drawing changes, so old datasets are refused, not reused
 LISTS = ("train.txt", "val.txt", "synsets.txt", "synset_words.txt", "manmade.txt", "natural.txt")
 BATCH = 25  # images drawn at once: big enough to vectorise, small enough to stay in cache
 
@@ -42,23 +43,23 @@ def wnid(k: int) -> str:
     return f"s{k:04d}"
 
 
+def families(num_classes: int, seed: int) -> dict[bool, list[Family]]:
+    """The families (kinds) of each superclass: about CLASSES_PER_FAMILY classes each."""
+    per_super = num_classes // 2
+    count = min(len(MANMADE_PARTS), max(1, -(-per_super // CLASSES_PER_FAMILY)))
+    return {manmade: make_families(np.random.default_rng([seed, 1 if manmade else 2]), manmade, count)
+            for manmade in (True, False)}
+
+
 def recipes(num_classes: int, seed: int) -> list[Recipe]:
-    """The classes: each superclass deals out distinct ordered pairs of its part kinds."""
+    """The classes: even indices man-made, odd natural; a superclass's classes deal out its families
+    in turn, so a family's classes are spread over the label range (and over random halves)."""
+    fams = families(num_classes, seed)
     out: list[Recipe] = []
-    dealt = {}
-    for manmade, kinds in ((True, MANMADE_PARTS), (False, NATURAL_PARTS)):
-        pairs = list(itertools.permutations(kinds, 2))
-        np.random.default_rng([seed, 1 if manmade else 2]).shuffle(pairs)
-        dealt[manmade] = pairs
     for k in range(num_classes):
         manmade = k % 2 == 0
-        rng = np.random.default_rng([seed, 3, k])
-        pairs = dealt[manmade]
-        kinds = pairs[(k // 2) % len(pairs)]
-        if rng.random() < 0.4:  # some classes have a third part of their superclass
-            pool = MANMADE_PARTS if manmade else NATURAL_PARTS
-            kinds = kinds + (str(rng.choice(pool)),)
-        out.append(make_recipe(rng, manmade, kinds))
+        group = fams[manmade]
+        out.append(make_recipe(np.random.default_rng([seed, 3, k]), group[(k // 2) % len(group)]))
     return out
 
 
@@ -69,8 +70,8 @@ SUPERCLASSES = {True: "manmade", False: "natural"}
 def class_tree(num_classes: int, seed: int) -> tuple[dict[str, str | None], dict[str, str]]:
     """(parent of every node, words of every node): class -> kind -> manmade/natural -> root.
 
-    A class's kind is its primary (largest) part, so classes of one kind share their most visible
-    mid-level feature, as the classes under one WordNet synset share a look."""
+    A class's kind is its family, named by the family's primary (largest) part, so classes of one
+    kind share their most visible mid-level features, as the classes under one WordNet synset do."""
     parents: dict[str, str | None] = {TREE_ROOT: None}
     words = {TREE_ROOT: "synthetic object"}
     for manmade, sup in SUPERCLASSES.items():
@@ -231,10 +232,15 @@ Parameters: {p['num_classes']} classes, {p['train_per_class']} train and {p['val
 images per class, {p['size']}x{p['size']} pixels, JPEG quality {p['quality']}, seed {p['seed']}.
 
 Classes alternate between two superclasses, like ImageNet's man-made / natural split:
-  man-made (manmade.txt): hard-edged parts: panels, stripes, checks, polygons, rings, crosses;
-  natural  (natural.txt): soft parts: glows, lobed blobs, mottled noise, spots, waves, ripples.
-A class is a particular combination of two or three parts with their colours, sizes, layout.
-Each image jitters position, scale, rotation, colours, adds a random distractor part and noise.
+  man-made (manmade.txt): straight edges, right angles, uniform colour, regular repetition
+      (panels, frames, window grids, stripes, checks, crosses, polygons, rings), on flat walls
+      and floors meeting at a straight seam;
+  natural  (natural.txt): curved and fractal contours, textures, shading (shaded glows, lobed
+      blobs, fur, spotted hides, mottle, wavy fibres, ripples, crescents), on textured ground.
+Both share one colour palette, lighting gradients and sensor noise. Each superclass falls into
+families (kinds) of about {CLASSES_PER_FAMILY} classes sharing a body plan (a primary and a satellite part);
+a class adds a third part, its own layout, proportions and colours.
+Each image jitters position, scale, rotation, colours, adds clutter of its superclass and noise.
 Layout and list formats follow ILSVRC2012 as used by Caffe (train.txt, val.txt: "path label").
 """
 

@@ -141,6 +141,11 @@ def compute(plan: Plan, finals: Mapping[str, float]) -> HuhTables | None:
     for n in plan.nets:
         if n.family == "huh2016" and n.treatment == "base":
             pre_by_set.setdefault(n.target, []).append(n)
+    # a plan with the first paper's whole-set base too shares it as Huh's original-set net
+    if pre_by_set:
+        for n in plan.nets:
+            if n.family == "whole" and plan.datasets[n.target].kind == Kind.WHOLE:
+                pre_by_set.setdefault(n.target, []).append(n)
     if not pre_by_set:
         return None
     readout_on = next((n.target for n in plan.nets if n.treatment == "readout"), None)
