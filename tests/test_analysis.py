@@ -186,17 +186,22 @@ def test_pairs_come_from_the_plans_fields():
     plan = load_plan("small")
     pairs = plan_pairs(plan)
     base = [p for p in pairs if p.kind == "base-base"]
-    assert {(p.net, p.ref) for p in base} == {("base-half0A", "base-half0B"), ("base-manmade", "base-natural")}
+    assert {(p.net, p.ref) for p in base} == {("base-half0A", "base-half0B"), ("base-half1A", "base-half1B")}
     for p in pairs:
         net, ref = plan.net(p.net), plan.net(p.ref)
         if p.kind == "vs-target":
             assert ref.treatment == "base" and ref.target == net.target
         if p.kind == "vs-source":
             assert ref.name == net.base and net.treatment in ("transfer", "transfer_ft")
+        if p.kind == "replicate":   # the same net made on the other split
+            assert (net.family, net.treatment, net.n, net.split, ref.split) == \
+                (ref.family, ref.treatment, ref.n, "0", "1")
         assert (p.net != p.ref) or p.kind == "init-final"
-    # one split, one net per treatment: nothing to pair as replicates
-    assert not [p for p in pairs if p.kind == "replicate"]
-    assert {p.net for p in pairs if p.kind == "init-final"} == {"base-half0B", "base-manmade", "base-natural"}
+    # two splits: every split-0 net of the random-split family has its split-1 replicate, nothing else
+    split0 = {n.name for n in plan.nets if n.family == "random_split" and n.split == "0"}
+    assert {p.net for p in pairs if p.kind == "replicate"} == split0
+    assert {p.net for p in pairs if p.kind == "init-final"} == {
+        "base-half0A", "base-half0B", "base-half1A", "base-half1B", "base-all"}
     assert {(p.net, p.ref) for p in pairs if p.kind == "init-init"} == {(p.net, p.ref) for p in base}
 
 
@@ -385,7 +390,7 @@ def test_bad_input_is_an_error_naming_it(analyzed, tmp_path):
     from transfer.caffe.gpu import current_build
     plan, _, _ = analyzed
     res = tinyrun.run_cli("analyze", "--plan", str(plan.path), "--out", str(tmp_path), "--batch", "2")
-    assert res.returncode == 2 and "--batch must be at least 4" in res.stderr
+    assert res.returncode == 2 and "argument --batch: must be at least 4, got 2" in res.stderr
     if not current_build().gpu:
         res = tinyrun.run_cli("analyze", "--plan", str(plan.path), "--out", str(tmp_path), "--gpu", "0")
         assert res.returncode == 2 and "CPU-only build" in res.stderr

@@ -105,7 +105,8 @@ def test_refuses_shape_mismatch(fresh):
 def test_random_weights_net_copies_nothing(tmp_path, tmp_path_factory):
     from transfer.train.surgery import make_init
     plan = tinyrun.write_plan_copy(tmp_path, tinyrun.shared_data(tmp_path_factory),
-                                   experiments={"random_weights": {"dataset": "half0A", "n": [3]}})
+                                   datasets={"all": 8},
+                                   experiments={"random_weights": {"dataset": "all", "n": [3]}})
     net = plan.net("random-3")
     assert net.frozen == 3 and net.copied == 0
     make_init(plan, net)   # needs no base

@@ -37,9 +37,10 @@ def caffe_available() -> bool:
 
 def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
                     experiments: dict | None = None, write_nets: bool = True, model: dict | None = None,
-                    runs: Path | None = None, name: str = "plan.yaml") -> Plan:
+                    runs: Path | None = None, name: str = "plan.yaml",
+                    datasets: dict | None = None) -> Plan:
     """A copy of the tiny plan under `root` (runs: `runs`, default root/runs), reading `data_dir`, with
-    `solver` and `model` values changed; written as root/`name`; its net files written."""
+    `solver`, `model` and `datasets` values changed; written as root/`name`; its net files written."""
     from transfer.plan.netfiles import write_plan
     config = yaml.safe_load(TINY.read_text())
     root.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,8 @@ def write_plan_copy(root: Path, data_dir: Path, solver: dict | None = None,
         config["solver"] = {**config["solver"], **solver}
     if model:
         config["model"] = {**config["model"], **model}
+    if datasets:
+        config["datasets"] = {**config["datasets"], **datasets}
     if experiments is not None:
         config["experiments"] = experiments
     path = root / name
