@@ -186,22 +186,22 @@ def test_pairs_come_from_the_plans_fields():
     plan = load_plan("small")
     pairs = plan_pairs(plan)
     base = [p for p in pairs if p.kind == "base-base"]
-    assert {(p.net, p.ref) for p in base} == {("base-half0A", "base-half0B"), ("base-half1A", "base-half1B")}
+    assert {(p.net, p.ref) for p in base} == {(f"base-half{s}A", f"base-half{s}B") for s in "012"}
     for p in pairs:
         net, ref = plan.net(p.net), plan.net(p.ref)
         if p.kind == "vs-target":
             assert ref.treatment == "base" and ref.target == net.target
         if p.kind == "vs-source":
             assert ref.name == net.base and net.treatment in ("transfer", "transfer_ft")
-        if p.kind == "replicate":   # the same net made on the other split
-            assert (net.family, net.treatment, net.n, net.split, ref.split) == \
-                (ref.family, ref.treatment, ref.n, "0", "1")
+        if p.kind == "replicate":   # the same net made on the next split
+            assert (net.family, net.treatment, net.n, int(ref.split)) == \
+                (ref.family, ref.treatment, ref.n, int(net.split) + 1)
         assert (p.net != p.ref) or p.kind == "init-final"
-    # two splits: every split-0 net of the random-split family has its split-1 replicate, nothing else
-    split0 = {n.name for n in plan.nets if n.family == "random_split" and n.split == "0"}
-    assert {p.net for p in pairs if p.kind == "replicate"} == split0
-    assert {p.net for p in pairs if p.kind == "init-final"} == {
-        "base-half0A", "base-half0B", "base-half1A", "base-half1B", "base-all"}
+    # three splits: each net of splits 0 and 1 has its replicate on the next split, nothing else has one
+    first = {n.name for n in plan.nets if n.family == "random_split" and n.split in ("0", "1")}
+    assert {p.net for p in pairs if p.kind == "replicate"} == first
+    # a base at its start vs trained: the references (the B halves, the whole set's base)
+    assert {p.net for p in pairs if p.kind == "init-final"} == {f"base-half{s}B" for s in "012"} | {"base-all"}
     assert {(p.net, p.ref) for p in pairs if p.kind == "init-init"} == {(p.net, p.ref) for p in base}
 
 
