@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..caffe import cudnn_algos
 from ..caffe import gpu as gpu_info
 from ..caffe import logs
 from ..caffe import precision as precision_
@@ -103,7 +104,7 @@ def _attempt(net: Net, device: Device, lock: locks.Lock, stop: Stop, record: dic
         "gpu": device.gpu, **_batch_record(net, device), **precision_.record(prec), **record,
         "resumed_from": point[0] if point else None,
         "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why})
+        "seconds": round(seconds, 1), "exit": rc, "stopped": stop.why, **cudnn_algos.record(log_path)})
     point = run.resume_point()
     at_end = point is not None and point[0] >= net.max_iter
     # (a stop asked for as training ended is moot: caffe's log says which happened)
