@@ -195,7 +195,7 @@ if [[ -n ${CAFFE_SRC:-} ]]; then
     if [[ -e $src/$d ]]; then cp -a "$src/$d" "$tmp/"; fi
   done
 else
-  tar -xzf "$tarball" -C "$tmp" --strip-components=1
+  tar -xzf "$tarball" -C "$tmp" --strip-components=1 --no-same-owner   # as root in a user namespace too
 fi
 find "$tmp/python" -name __pycache__ -type d -prune -exec rm -rf {} +
 rm -rf "$tmp/build"
