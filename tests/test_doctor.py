@@ -84,6 +84,7 @@ def test_driver_against_the_builds_cuda():
     assert gpu.driver_problem(gpu.Build(gpu=True, cuda=None), "470.82.01") is None   # unknown: nothing to say
 
 
+@pytest.mark.requires_caffe   # doctor runs the check build's caffe binary
 def test_doctor_says_the_driver_is_too_old(tmp_path, check_root):
     proc = run_doctor(CAFFE_ROOT=str(check_root), PATH=fake_nvidia_smi(tmp_path, "550.54.15", "12.4"))
     assert proc.returncode != 0
@@ -93,6 +94,7 @@ def test_doctor_says_the_driver_is_too_old(tmp_path, check_root):
     assert "fix: update the NVIDIA driver to 580 or newer" in proc.stdout
 
 
+@pytest.mark.requires_caffe
 def test_training_refuses_a_too_old_driver_before_caffe_starts(tmp_path, check_root, monkeypatch):
     monkeypatch.setenv("CAFFE_ROOT", str(check_root))
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, "535.104.05", "12.2"))

@@ -25,6 +25,9 @@ import pytest
 from transfer import REPO
 from transfer.caffe import gpu
 
+# Each test runs or loads a built Caffe (the check build, or the CPU build): never in `make test-fast`.
+pytestmark = pytest.mark.requires_caffe
+
 DECOYS = ["libcudnn.so.9", "libcudnn_ops.so.9", "libcudnn_ops.so.9.13.0", "libcudnn_cnn.so.9",
           "libcudnn_cnn.so.9.13.0", "libcudnn_graph.so.9", "libcudnn_graph.so.9.13.0", "libcudnn_graph.so.9.13",
           "libcudnn_engines_precompiled.so.9", "libcudnn_heuristic.so.9", "libcublas.so.13",
@@ -56,7 +59,6 @@ def test_check_build_defines_the_cudnn_layers(check_root):
         assert f"caffe::CuDNNConvolutionLayer<float>::{fn}(" in proc.stdout, proc.stdout
 
 
-@pytest.mark.requires_caffe
 def test_the_symbol_check_refuses_a_build_without_cudnn():
     from transfer.caffe.env import caffe_root  # the CPU build: no cuDNN layers, no libcudnn
     proc = subprocess.run([sys.executable, str(REPO / "scripts/gpu_build_check.py"), str(caffe_root())],
@@ -72,7 +74,6 @@ def _rpaths(path: Path) -> tuple[list[str], list[str]]:
     return [d for r in rpath for d in r.split(":")], runpath
 
 
-@pytest.mark.requires_caffe
 def test_no_binary_names_the_cache_or_the_temporary_tree(check_root):
     from transfer.caffe.env import caffe_root
     for root in (check_root, caffe_root()):
@@ -112,7 +113,6 @@ def test_a_moved_cache_still_runs(check_root, tmp_path):
     assert cudnn and str(tmp_path / "moved-cache") in cudnn[0], proc.stdout
 
 
-@pytest.mark.requires_caffe
 def test_a_copied_cpu_build_trains_a_tiny_net_with_the_original_gone(tmp_path):
     from transfer.caffe.env import caffe_root
     root = caffe_root().resolve()
