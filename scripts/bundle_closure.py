@@ -7,9 +7,12 @@ a line, for the bundle to add; a library this machine does not have is an error.
 
     python3 bundle_closure.py TREE
     python3 bundle_closure.py --glibc TREE    the newest GLIBC_ and GLIBCXX_ versions the tree needs
+    python3 bundle_closure.py --manifest OUT TREE DEBS   write OUT/MANIFEST.json of a bundle's parts
 """
 from __future__ import annotations
 
+import datetime
+import json
 import re
 import subprocess
 import sys
@@ -78,8 +81,22 @@ def newest_versions(tree: Path) -> dict[str, str]:
     return {k: ".".join(map(str, max(v))) for k, v in need.items() if v}
 
 
+def write_manifest(out: Path, tree: Path, debs: Path) -> None:
+    """OUT/MANIFEST.json: what the bundle in OUT holds and what its libraries need of the node."""
+    def names(sub: str) -> list[str] | None:
+        return sorted(p.name for p in (out / sub).iterdir()) if (out / sub).is_dir() else None
+    manifest = {"made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "host_os": "Debian " + Path("/etc/debian_version").read_text().strip(), "python": "3.11",
+                "needs": newest_versions(tree), "debs": sorted(p.name for p in debs.glob("*.deb")),
+                "wheels": names("wheels"), "cuda": names("cuda"), "sources": names("sources")}
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args[:1] == ["--manifest"] and len(args) == 4:
+        write_manifest(*map(Path, args[1:]))
+        sys.exit(0)
     if args[:1] == ["--glibc"] and len(args) == 2:
         for k, v in newest_versions(Path(args[1])).items():
             print(f"{k} {v}")

@@ -48,17 +48,8 @@ set_rpaths() {   # the bundle's own programs find the bundle's libraries
   [[ -d $tree/$lib ]] || die "no $lib in the unpacked packages"
 }
 
-make_bundle() {
-  local out=$1 cuda=${2:-} tree deps n pkgs new
-  [[ -z $cuda || $cuda == --no-cuda ]] || die "unknown option '$cuda' (only --no-cuda)"
-  [[ -x $PY ]] || die "no python at $PY: run make venv first"
-  [[ $("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])') == 3.11 ]] ||
-    die "$PY is not Python 3.11, the one Debian 12's Boost.Python (and so pycaffe) is built for"
-  command -v apt-get >/dev/null && command -v dpkg >/dev/null || die "make the bundle on a Debian 12 machine"
-  work=$(mktemp -d "${TMPDIR:-/tmp}/node-bundle.XXXXXX")   # global: the EXIT trap removes it
-  trap 'rm -rf "$work"' EXIT
-  tree=$work/tree deps=$work/debs
-  mkdir -p "$tree" "$deps" "$work/out/wheels" "$work/out/sources" "$work/tools"
+collect_libraries() {   # collect_libraries TREE DEBS TOOLS: the packages, their closure, pruned, rpaths set
+  local tree=$1 deps=$2 tools=$3 n d pkgs new
   mapfile -t pkgs < <(sed 's/#.*//' "$repo/scripts/bundle-debs.txt" | tr ' ' '\n' | sed '/^$/d')
   say "Debian packages: ${#pkgs[@]} listed, then the libraries they need"
   new=("${pkgs[@]}")
@@ -71,11 +62,10 @@ make_bundle() {
     say "  round $n: ${new[*]}"
   done
   [[ ${#new[@]} -eq 0 ]] || die "the libraries' dependencies did not close after 6 rounds: ${new[*]}"
-  (cd "$work/tools" && apt-get download patchelf >/dev/null 2>&1 && dpkg -x patchelf_*.deb .) ||
+  (cd "$tools" && apt-get download patchelf >/dev/null 2>&1 && dpkg -x patchelf_*.deb .) ||
     die "apt-get download patchelf failed"
   # Debian 12 packages still put some libraries under /lib (zlib, lzma, ...), which the system merges
   # into /usr/lib: merged here too, so the one directory the rpaths name holds them all.
-  local d
   for d in lib lib64 bin sbin; do
     if [[ -d $tree/$d && ! -L $tree/$d ]]; then
       mkdir -p "$tree/usr/$d" && cp -a "$tree/$d/." "$tree/usr/$d/" && rm -rf "${tree:?}/$d"
@@ -83,46 +73,52 @@ make_bundle() {
   done
   rm -rf "$tree"/usr/share/{doc,man,info,lintian,locale,bug,gdb,bash-completion} "$tree/etc"
   find "$tree" -name '*.a' -delete
-  set_rpaths "$tree" "$work/tools/usr/bin/patchelf"
-  say "libraries: $(du -sh "$tree" | cut -f1) unpacked; compressing"
-  tar -C "$tree" -czf "$work/out/deps.tar.gz" usr
+  set_rpaths "$tree" "$tools/usr/bin/patchelf"
+}
+
+quiet_pip() { grep -v 'is ignored: it is neither a file nor a directory' >&2; }
+
+collect_wheels() {   # collect_wheels OUT CUDA: the Python wheels, the CUDA ones unless --no-cuda, the sdist
+  local out=$1 cuda=$2 pins name version sha tarball
   say "Python wheels (requirements.txt, pip, setuptools)"
-  "$PY" -m pip download -q --disable-pip-version-check -d "$work/out/wheels" -r "$repo/requirements.txt" \
-    pip setuptools wheel 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2) ||
-    die "pip download of the wheels failed"
+  "$PY" -m pip download -q --disable-pip-version-check -d "$out/wheels" -r "$repo/requirements.txt" \
+    pip setuptools wheel 2> >(quiet_pip) || die "pip download of the wheels failed"
   if [[ -z $cuda ]]; then
-    mkdir -p "$work/out/cuda"
+    mkdir -p "$out/cuda"
     mapfile -t pins < <("$repo/scripts/cuda-pypi.sh" --pins cudnn)
     say "CUDA wheels: ${pins[*]}"
-    "$PY" -m pip download -q --no-deps --disable-pip-version-check -d "$work/out/cuda" "${pins[@]}" \
-      2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2) || die "pip download of the CUDA wheels failed"
+    "$PY" -m pip download -q --no-deps --disable-pip-version-check -d "$out/cuda" "${pins[@]}" \
+      2> >(quiet_pip) || die "pip download of the CUDA wheels failed"
   fi
-  local name version sha tarball
   name=$(sdist_pin SDIST_NAME) version=$(sdist_pin SDIST_VERSION) sha=$(sdist_pin SDIST_SHA256)
   tarball=$CACHE/sources/$name-$version.tar.gz
-  if [[ ! -f $tarball ]]; then
-    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$work/out/sources" "$name==$version" ||
-      die "pip download $name==$version failed"
+  if [[ -f $tarball ]]; then
+    cp "$tarball" "$out/sources/"
   else
-    cp "$tarball" "$work/out/sources/"
+    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$out/sources" "$name==$version" 2> >(quiet_pip) ||
+      die "pip download $name==$version failed"
   fi
-  [[ $(sha256sum "$work/out/sources/$name-$version.tar.gz" | cut -c1-64) == "$sha" ]] ||
+  [[ $(sha256sum "$out/sources/$name-$version.tar.gz" | cut -c1-64) == "$sha" ]] ||
     die "sha256 of $name-$version.tar.gz is not the pinned $sha"
-  "$PY" - "$work/out/MANIFEST.json" "$tree" "$deps" "$repo" "${cuda:-with-cuda}" <<'EOF'
-import datetime, json, os, subprocess, sys
-out, tree, debs, repo, cuda = sys.argv[1:]
-sys.path.insert(0, os.path.join(repo, "scripts"))
-import bundle_closure
-files = lambda d: sorted(os.listdir(os.path.join(os.path.dirname(out), d))) if os.path.isdir(os.path.join(os.path.dirname(out), d)) else []
-manifest = {"made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "host_os": open("/etc/debian_version").read().strip(), "python": "3.11",
-            "needs": bundle_closure.newest_versions(__import__("pathlib").Path(tree)),
-            "debs": sorted(f for f in os.listdir(debs) if f.endswith(".deb")),
-            "wheels": files("wheels"), "cuda": files("cuda") if cuda == "with-cuda" else None,
-            "sources": files("sources")}
-json.dump(manifest, open(out, "w"), indent=1)
-EOF
-  local parts=(MANIFEST.json deps.tar.gz wheels sources)
+}
+
+make_bundle() {
+  local out=$1 cuda=${2:-} parts
+  [[ -z $cuda || $cuda == --no-cuda ]] || die "unknown option '$cuda' (only --no-cuda)"
+  [[ -x $PY ]] || die "no python at $PY: run make venv first"
+  [[ $("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])') == 3.11 ]] ||
+    die "$PY is not Python 3.11, the one Debian 12's Boost.Python (and so pycaffe) is built for"
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null || die "make the bundle on a Debian 12 machine"
+  work=$(mktemp -d "${TMPDIR:-/tmp}/node-bundle.XXXXXX")   # global: the EXIT trap removes it
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/tree" "$work/debs" "$work/out/wheels" "$work/out/sources" "$work/tools"
+  collect_libraries "$work/tree" "$work/debs" "$work/tools"
+  say "libraries: $(du -sh "$work/tree" | cut -f1) unpacked; compressing"
+  tar -C "$work/tree" -czf "$work/out/deps.tar.gz" usr
+  collect_wheels "$work/out" "$cuda"
+  "$PY" "$repo/scripts/bundle_closure.py" --manifest "$work/out" "$work/tree" "$work/debs" ||
+    die "could not write the manifest"
+  parts=(MANIFEST.json deps.tar.gz wheels sources)
   [[ -n $cuda ]] || parts+=(cuda)
   mkdir -p "$(dirname "$out")"
   tar -C "$work/out" -cf "$out.partial" "${parts[@]}"
