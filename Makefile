@@ -17,7 +17,10 @@ help:
 	@echo "make test    set up everything, check that the CUDA build links, then run the tests"
 	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"
 	@echo "make check-gpu-build   compile and link the CUDA build (PyPI CUDA, no GPU needed; cached)"
-	@echo "make test-gpu          the GPU tier on a GPU node (tiny plan on GPU 0, kill -9/resume, CaffeNet timing)"
+	@echo "make test-gpu          the GPU tier on a GPU node: CUDA build, Caffe's gtest suite, numeric checks, tiny plan, timing"
+	@echo "                       (TIER_DEVICE=cpu: its CPU variant; BUNDLE=archive: offline, from make node-bundle)"
+	@echo "make caffe-gtest       Caffe's own gtest suite on the venv's Caffe (cached binary)"
+	@echo "make node-bundle [NODE_CUDA=system] [BUNDLE_OUT=file]   one archive for a GPU node with no network or root"
 	@echo "make setup   Debian packages, Caffe (cached build), .venv with pycaffe and transfer"
 	@echo "make caffe   build Caffe (CAFFE_SRC=tree to build another tree, CAFFE_ROOT=dir to use a build, CAFFE_GPU=1 for CUDA)"
 	@echo "make nets    regenerate prototxt/, solvers/ and splits/ for the paper's plan"
@@ -30,11 +33,18 @@ help:
 deps:
 	@scripts/install-deps.sh
 
-# The venv is rebuilt when the pins change; transfer itself is installed editable.
+# The venv is rebuilt when the pins change; transfer itself is installed editable. From a node bundle
+# (TRANSFER_BUNDLE, scripts/node-bundle.sh): its Python 3.11 has no ensurepip, so pip comes from the
+# bundle's pip wheel, and every package from its wheels (PIP_NO_INDEX, PIP_FIND_LINKS).
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt setup.py | deps
+ifdef TRANSFER_BUNDLE
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PY) $(firstword $(wildcard $(TRANSFER_BUNDLE)/wheels/pip-*.whl))/pip install -q pip
+else
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+endif
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
@@ -42,9 +52,10 @@ $(VENV)/.installed: requirements.txt setup.py | deps
 setup: deps venv caffe
 
 # A test skipped for want of Caffe, SLURM or WordNet fails `make test`: set-up provides all three.
-# check-gpu-build (mk/gpu.mk) compiles and links the CUDA build; the GPU tier (tests/gpu) is not run.
-test: setup check-gpu-build
-	TRANSFER_TEST_REQUIRE=caffe,slurm,wordnet $(PY) -m pytest -q tests --ignore=tests/gpu
+# check-gpu-build (mk/gpu.mk) compiles and links the CUDA build; caffe-gtest runs Caffe's own CPU test
+# suite on the CPU build; the GPU tier (tests/gpu) is not run, nor the offline bundle test (make test-bundle).
+test: setup check-gpu-build caffe-gtest
+	TRANSFER_TEST_REQUIRE=caffe,slurm,wordnet $(PY) -m pytest -q tests --ignore=tests/gpu -m "not bundle"
 
 # No Caffe build, no training, no cluster: the tests marked slow are left out. Tests that read
 # caffe_pb2 use the Caffe `make caffe` recorded (or CAFFE_ROOT), and skip without one.

@@ -22,6 +22,7 @@ in the form `transfer plan simulate --figures FILE` reads (transfer/speeds/h100.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -201,6 +202,15 @@ def write_figures(path: Path, machine: str, command: str, alone_ms: float, alone
     speed.load_figures(path)   # what the simulator will read back
 
 
+def write_summary(path: Path, where: str, batch: int, outputs: dict[str, str],
+                  trained: tuple[float, int, float] | None) -> None:
+    """ms/iteration by precision and `caffe train`'s data waits, as JSON (the table of `make test-gpu`)."""
+    path.write_text(json.dumps({
+        "where": where, "batch": batch,
+        "ms": {p: averages(out)["Forward-Backward"] for p, out in outputs.items()},
+        "train": {"ms": trained[0], "waited_batches": trained[1], "waited_ms": trained[2]} if trained else None}))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     device_args(ap)
@@ -212,6 +222,8 @@ def main() -> int:
                     help="another Caffe build to time in fp32 (e.g. nocudnn=DIR)")
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md (GPU only)")
     ap.add_argument("--figures-out", type=Path, help="write the figures for `transfer plan simulate --figures`")
+    ap.add_argument("--summary-out", type=Path, help="write ms/iteration by precision and the data waits as JSON "
+                    "(the table at the end of `make test-gpu`)")
     a = ap.parse_args()
     if a.figures_out and "1" not in a.nets.split(","):
         sys.exit("bench_gpu: --figures-out needs one net alone in --nets (e.g. --nets 1,2,3)")
@@ -276,6 +288,8 @@ def main() -> int:
             (packed[0][1], "caffe time (DummyData), fp32")
         write_figures(a.figures_out, where, command, alone, how, packed)
         print(f"figures for `transfer plan simulate --figures {a.figures_out}` written")
+    if a.summary_out:
+        write_summary(a.summary_out, where, a.batch, outputs, trained)
     if a.write:
         if gpu_id is None:
             sys.exit("bench_gpu: --write records GPU figures only")

@@ -26,9 +26,6 @@ list(TRANSFORM _archs APPEND "-real")
 list(APPEND _archs ${_newest}-virtual)
 set(CMAKE_CUDA_ARCHITECTURES ${_archs})
 message(STATUS "transfer caffe: CUDA architectures ${CMAKE_CUDA_ARCHITECTURES}")
-# The CUDA libraries may live outside the system paths (a PyPI toolkit in the cache, /usr/local/cuda):
-# record their directories in the rpath so the tools and pycaffe load them without LD_LIBRARY_PATH.
-set(CMAKE_INSTALL_RPATH_USE_LINK_PATH ON)
 # CUDA 13's thrust/cub need C++17, also in the .cpp files that include thrust (g++ compiles those).
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
@@ -75,16 +72,24 @@ file(WRITE "${CMAKE_BINARY_DIR}/cuda_info.json"
   "{\"cuda\": \"${CMAKE_CUDA_COMPILER_VERSION}\", \"nvcc\": \"${CMAKE_CUDA_COMPILER}\", "
   "\"cudnn\": \"${CUDNN_VERSION}\", \"archs\": \"${CMAKE_CUDA_ARCHITECTURES}\"}\n")
 
-function(caffe_cuda_setup target)
-  target_link_libraries(${target} PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
-  target_include_directories(${target} PUBLIC ${CAFFE_CCCL_INCLUDE})
-  # Caffe's .cu files include Caffe headers that pull in glog/boost; keep host warnings quiet.
-  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)
-  if(CUDNN_VERSION)
-    target_compile_definitions(${target} PUBLIC USE_CUDNN)
-    target_include_directories(${target} PUBLIC ${CUDNN_INCLUDE})
-    target_link_libraries(${target} PUBLIC ${CUDNN_LIBRARY})
+# USAGE: PUBLIC for the library built here, INTERFACE for a finished one (CAFFE_GTEST). The CUDA
+# libraries' directories (a PyPI toolkit in the cache, /usr/local/cuda) go into the rpaths
+# (caffe_rpath), so the tools and pycaffe load them without LD_LIBRARY_PATH.
+function(caffe_cuda_setup target usage)
+  target_link_libraries(${target} ${usage} CUDA::cudart CUDA::cublas CUDA::curand)
+  target_include_directories(${target} ${usage} ${CAFFE_CCCL_INCLUDE})
+  caffe_link_dirs(CUDA::cudart CUDA::cublas CUDA::curand)
+  if(usage STREQUAL "PUBLIC")
+    # Caffe's .cu files include Caffe headers that pull in glog/boost; keep host warnings quiet.
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-w>)
   endif()
+  if(CUDNN_VERSION)
+    target_compile_definitions(${target} ${usage} USE_CUDNN)
+    target_include_directories(${target} ${usage} ${CUDNN_INCLUDE})
+    target_link_libraries(${target} ${usage} ${CUDNN_LIBRARY})
+    caffe_link_dirs(${CUDNN_LIBRARY})
+  endif()
+  set(CAFFE_LINK_DIRS "${CAFFE_LINK_DIRS}" PARENT_SCOPE)
   message(STATUS "transfer caffe: CUDA ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES}, "
                  "cuDNN ${CUDNN_VERSION}")
 endfunction()

@@ -1,28 +1,48 @@
 # GPU: CI's check that the CUDA build compiles and links (no GPU needed), and the GPU test tier.
 
-# Compile and link the whole CUDA build (PyPI toolkit, one architecture, no cuDNN) on a machine with
-# no GPU: libcaffe with every .cu file, and the tools, whose link fails on any undefined GPU function.
-# pycaffe is left out (its GPU code is calls into libcaffe that the tools make too); the .cu files are
-# compiled as one unit (scripts/cuda_unity.py: their shared headers parsed once). Cached by key like
-# the CPU build, so a rerun with unchanged sources takes seconds; not recorded in the venv (the tests
-# use the CPU build). `make test` runs it.
+# Compile and link the whole CUDA build (PyPI toolkit with cuDNN and NVRTC, one architecture) on a
+# machine with no GPU: libcaffe with every .cu file and the project's cuDNN convolution, linked with
+# --no-undefined, and the tools. pycaffe is left out (its GPU code is calls into libcaffe that the
+# tools make too); the .cu files are compiled as one unit (scripts/cuda_unity.py: their shared headers
+# parsed once). Cached by key like the CPU build, so a rerun with unchanged sources takes seconds; not
+# recorded as the venv's Caffe (the tests use the CPU build), but its root is kept in
+# .venv/caffe-gpu-check for the tests of the build. scripts/gpu_build_check.py then prints the CUDA and
+# cuDNN versions and the cuDNN layers' functions (`nm`), and fails when one is missing or `ldd -r`
+# finds a symbol undefined. `make test` runs it.
 CHECK_GPU_ARCH ?= 90
 .PHONY: check-gpu-build test-gpu
 check-gpu-build: $(VENV)/.installed
-	@VENV=$(VENV) PY=$(PY) CAFFE_GPU=1 CAFFE_CUDA=pypi CAFFE_CUDNN=0 CAFFE_CUDA_ARCHS=$(CHECK_GPU_ARCH) CAFFE_CUDA_UNITY=1 \
-		CAFFE_PYTHON=0 CAFFE_RECORD=0 CAFFE_SRC="$(CAFFE_SRC)" nice scripts/build-caffe.sh
+	@VENV=$(VENV) PY=$(PY) CAFFE_GPU=1 CAFFE_CUDA=pypi CAFFE_CUDNN=1 CAFFE_CUDA_ARCHS=$(CHECK_GPU_ARCH) CAFFE_CUDA_UNITY=1 \
+		CAFFE_PYTHON=0 CAFFE_RECORD=0 CAFFE_ROOT_OUT=$(VENV)/caffe-gpu-check CAFFE_SRC="$(CAFFE_SRC)" \
+		nice scripts/build-caffe.sh
+	@$(PY) scripts/gpu_build_check.py "$$(cat $(VENV)/caffe-gpu-check)"
 
-# The GPU tier, on a GPU node with the CUDA build (`CAFFE_GPU=1 make caffe`): the tiny plan trained
-# on GPU 0, kill -9 and resume, `caffe time` of the paper's CaffeNet, and Caffe against a PyTorch
-# CaffeNet with 1-3 nets at once (benchmarks/bench_gpu.py), into BENCHMARKS.md. Skipped
-# with the reason where no GPU is visible; TIER_DEVICE=cpu runs the same tests on the CPU build.
+# Caffe's own gtest suite (src/caffe/test) against the venv's Caffe: compiled once per key into the
+# cache (scripts/caffe-gtest.sh), run, counted; exclusions with their reasons in tests/gtest/exclusions.txt.
+.PHONY: caffe-gtest node-bundle test-bundle
+caffe-gtest: caffe
+	@PY=$(PY) nice scripts/caffe-gtest.sh "$$(cat $(VENV)/caffe-root)"
+
+# The GPU tier (scripts/test-gpu.sh): on a GPU node, the CUDA build for its GPUs (cuDNN unless
+# CAFFE_CUDNN=0), Caffe's gtest suite with its GPU cases, tests/gpu (numbers: GPU cuDNN, GPU Caffe and
+# CPU agree in fp32, TF32 measurably differs, --deterministic reruns bit-identical; the tiny plan end to
+# end, kill -9 and resume) and the CaffeNet benchmarks into BENCHMARKS.md, then one summary table.
+# TIER_DEVICE=cpu runs all of it on the CPU build (GPU-vs-CPU checks compare CPU with CPU there);
+# where no GPU is visible the tests skip with the reason. BUNDLE=archive takes everything from a
+# node bundle (make node-bundle), with no network.
 TIER_DEVICE ?=
-test-gpu: setup
-	TRANSFER_GPU_TIER_DEVICE=$(TIER_DEVICE) $(PY) -m pytest -q -rs tests/gpu
-	@if [ "$(TIER_DEVICE)" = cpu ]; then \
-		$(PY) benchmarks/bench_gpu_caffenet.py --cpu --batch 4 --iterations 1 && \
-		$(PY) benchmarks/bench_gpu.py --cpu --batch 2 --iterations 1 --nets 1,2; \
-	elif $(PY) -c 'import sys; from transfer.caffe import gpu; sys.exit(0 if gpu.visible_gpus()[0] else 1)'; then \
-		$(PY) benchmarks/bench_gpu_caffenet.py --gpu 0 --write && \
-		$(PY) benchmarks/bench_gpu.py --gpu 0 --write; \
-	else echo "test-gpu: no GPU visible: CaffeNet timing skipped"; fi
+BUNDLE ?=
+test-gpu:
+	@TIER_DEVICE=$(TIER_DEVICE) BUNDLE=$(BUNDLE) scripts/test-gpu.sh
+
+# One archive for a GPU node without network or root (scripts/node-bundle.sh), made on a connected Debian
+# 12 machine: NODE_CUDA=system leaves out the PyPI CUDA wheels, for a node whose own CUDA builds Caffe.
+NODE_CUDA ?= pypi
+BUNDLE_OUT ?= transfer-node-bundle.tar
+node-bundle: venv
+	@PY=$(PY) scripts/node-bundle.sh make $(BUNDLE_OUT) $(if $(filter system,$(NODE_CUDA)),--no-cuda)
+
+# The offline part of a bundle, proved on this machine: a bundle made here, then unpacked and Caffe built
+# and run from it in a network namespace with no network (tests/test_node_bundle.py; several minutes).
+test-bundle: venv
+	$(PY) -m pytest -q -m bundle tests/test_node_bundle.py

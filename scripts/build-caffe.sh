@@ -13,6 +13,7 @@
 #                          compile-and-link check, what `make check-gpu-build` uses); 0 (default): one by one
 #   CAFFE_PYTHON=0         no pycaffe (the `caffe` binary and tools only)
 #   CAFFE_RECORD=0         build (or find) it in the cache but do not record it in the venv
+#   CAFFE_ROOT_OUT=FILE    also write the root of the build (cached or new) into FILE
 #   TRANSFER_CACHE=/dir    cache directory (default ${XDG_CACHE_HOME:-~/.cache}/transfer)
 #   CAFFE_JOBS=N           parallel compile jobs (default 2)
 #   CAFFE_CMAKE_ARGS="..." extra cmake -D options (e.g. -DCUDA_cublas_LIBRARY=...); part of the cache key
@@ -64,6 +65,7 @@ write_atomic() {
 # Point the venv at a Caffe root: <venv>/caffe-root for transfer.caffe.env, caffe.pth for `import caffe`.
 record() {
   local root=$1 site
+  [[ -z ${CAFFE_ROOT_OUT:-} ]] || write_atomic "$CAFFE_ROOT_OUT" "$root"
   if [[ $RECORD == 0 ]]; then say "not recorded in the venv (CAFFE_RECORD=0): $root"; return; fi
   site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   write_atomic "$VENV/caffe-root" "$root"
@@ -194,7 +196,7 @@ if [[ -n ${CAFFE_SRC:-} ]]; then
     if [[ -e $src/$d ]]; then cp -a "$src/$d" "$tmp/"; fi
   done
 else
-  tar -xzf "$tarball" -C "$tmp" --strip-components=1
+  tar -xzf "$tarball" -C "$tmp" --strip-components=1 --no-same-owner   # as root in a user namespace too
 fi
 find "$tmp/python" -name __pycache__ -type d -prune -exec rm -rf {} +
 rm -rf "$tmp/build"
@@ -217,7 +219,7 @@ if [[ $GPU == 1 && $UNITY != 0 ]]; then
 fi
 
 say "configuring (cmake)"
-cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" \
+cmake -S "$repo/caffe" -B "$tmp/.cmake" -DCAFFE_SRC="$tmp" -DCAFFE_GPU="$GPU" -DCAFFE_CACHE="$(realpath "$CACHE")" \
       -DPython3_EXECUTABLE="$PY" -DCAFFE_PYTHON=$([[ $PYTHON == 1 ]] && echo ON || echo OFF) \
       "${cuda_args[@]}" "${cmake_extra[@]}" >>"$logf" 2>&1 ||
   { tail -n 20 "$logf" >&2; die "cmake configure failed; full log: $logf"; }
@@ -256,6 +258,9 @@ os.replace(path + ".tmp", path)
 EOF
 rm -rf "$tmp/.cmake"          # object files: not needed once linked
 cp "$logf" "$tmp/build/build.log"
+echo "$((SECONDS - start))" >"$tmp/build/build-seconds"   # for the GPU tier's summary
+[[ $GPU == 0 ]] || say "linked $("$PY" -c 'import json, sys; c = json.load(open(sys.argv[1]))["cuda"]
+print("CUDA %s, cuDNN %s" % (c["version"], c["cudnn"] or "none"))' "$tmp/BUILD_INFO")"
 touch "$tmp/.complete"
 mv -T "$tmp" "$root"          # atomic: the entry appears complete or not at all
 trap - ERR INT TERM

@@ -3,6 +3,10 @@
 # (as root, or with sudo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+if [[ -n ${TRANSFER_BUNDLE:-} ]]; then   # scripts/node-bundle.sh: the libraries come unpacked from it
+  echo "install-deps: using the libraries of the node bundle $TRANSFER_BUNDLE (nothing installed)"
+  exit 0
+fi
 list=${1:-$here/apt-packages.txt}
 [[ -f $list ]] || { echo "install-deps: no package list $list" >&2; exit 1; }
 mapfile -t wanted < <(grep -v '^\s*#' "$list" | sed '/^\s*$/d')

@@ -9,6 +9,7 @@ The test helpers (tinyrun, slurm_cluster) live beside the tests, which pytest pu
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,17 @@ def pytest_configure(config: pytest.Config) -> None:
                    "these out")
     config.addinivalue_line(
         "markers", "requires_caffe: runs the caffe binary or pycaffe (a built Caffe); implies slow")
+    config.addinivalue_line(
+        "markers", "bundle: makes a node bundle and builds Caffe from it offline (`make test-bundle`, several "
+                   "minutes); `make test` leaves it out; implies slow")
 
 
 @pytest.hookimpl(tryfirst=True)   # before `-m "not slow"` deselects: requires_caffe must count as slow
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     have_caffe = None
     for item in items:
+        if item.get_closest_marker("bundle") is not None:
+            item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("requires_caffe") is None:
             continue
         item.add_marker(pytest.mark.slow)
@@ -72,3 +78,13 @@ def pb2():
 def tiny_data(tmp_path_factory) -> Path:
     """The tiny plan's datasets, made once a session by the real data stages (tinyrun.shared_data)."""
     return tinyrun.shared_data(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def check_root() -> Path:
+    """The CUDA check build (`make check-gpu-build`: cuDNN linked, no GPU needed to load it)."""
+    recorded = Path(sys.prefix) / "caffe-gpu-check"
+    root = Path(recorded.read_text().strip()) if recorded.is_file() else None
+    if root is None or not (root / "build/lib/libcaffe.so").is_file():
+        pytest.skip("the CUDA check build of Caffe is not built (make check-gpu-build)")
+    return root

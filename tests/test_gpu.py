@@ -131,3 +131,26 @@ def test_node_scripts_without_a_gpu_say_so():
     proc = subprocess.run([str(REPO / "scripts" / "train-net.sh"), "base-half0A", "tiny", "3"], capture_output=True,
                           text=True, env={**base, "TRANSFER": "echo"}, timeout=30)
     assert proc.stdout.strip() == "train base-half0A --plan tiny --gpu 3"
+
+
+def test_cudnn_algorithm_lines_of_both_forms_are_read(tmp_path):
+    from transfer.caffe import cudnn_algos
+    log = tmp_path / "caffe.log"
+    log.write_text(
+        "I1202 01:00:00.1 7 net.cpp:100] Creating Layer conv1\n"
+        "I1202 01:00:00.2 7 cudnn_conv_layer.cpp:300] cudnn_conv_algos layer=conv1 phase=TRAIN input=32x3x56x56 "
+        "group=1 precision=fp32 deterministic=1 bound_mib=512 fallback=none fwd_algo=1 fwd_math=fma fwd_ws=0 "
+        "fwd_by=heuristic bwd_filter_algo=1 bwd_filter_math=fma bwd_filter_ws=4096 bwd_filter_by=heuristic "
+        "bwd_data_algo=1 bwd_data_math=fma bwd_data_ws=0 bwd_data_by=heuristic\n"
+        "I1202 01:00:00.3 7 cudnn_conv_layer.cpp:200] cuDNN convolution conv2 input 32x24x13x13 group 2 (tf32, "
+        "measured, workspace bound 512 MiB): forward algo 6 (0.25 ms, 12 MiB, math 1); backward filter algo 1 "
+        "(1.5 ms, 0 MiB, math 3, deterministic); backward data none fits: fallback\n")
+    first, second = cudnn_algos.record(log)["cudnn_algos"]
+    assert first["layer"] == "conv1" and first["phase"] == "TRAIN" and first["bwd_filter_ws"] == "4096"
+    assert (first["deterministic"], first["fallback"], first["fwd_by"]) == ("1", "none", "heuristic")
+    assert (second["layer"], second["input"], second["group"], second["precision"]) == ("conv2", "32x24x13x13", "2", "tf32")
+    assert (second["fwd_algo"], second["fwd_math"], second["bwd_filter_algo"]) == ("6", "1", "1")
+    assert (second["bwd_data_algo"], second["fallback"]) == ("fallback", "none_fits")
+    empty = tmp_path / "cpu.log"
+    empty.write_text("I1202 01:00:00.1 7 net.cpp:100] Creating Layer conv1\n")
+    assert cudnn_algos.record(empty) == {} and cudnn_algos.record(tmp_path / "missing.log") == {}

@@ -183,6 +183,9 @@ def check_gpu(build: gpu.Build) -> tuple[list[str], Check]:
     if build.gpu is False:
         return lines, Check("gpu run", True, "skipped: this Caffe is a CPU-only build; "
                             "to use the GPU, " + gpu.FIX_GPU_BUILD, skipped=True)
+    problem = gpu.driver_problem(build, devices[0].driver, gpu.driver_cuda())
+    if problem:
+        return lines, Check("driver", False, problem[0], problem[1])
     run = gpu.tiny_forward_backward(0)
     return lines, Check("gpu run", run.ok, f"{run.where}: {run.detail}", FIX_BUILD if not run.ok else "")
 

@@ -142,11 +142,40 @@ def driver_cuda() -> str | None:
     return m.group(1) if m else None
 
 
+# The oldest NVIDIA driver (major version) that runs each CUDA major version (NVIDIA's CUDA
+# compatibility table: a CUDA 12.x build needs 525.60 or newer, a CUDA 13.x build 580 or newer).
+MIN_DRIVER = {11: 450, 12: 525, 13: 580}
+
+
+def driver_problem(build: Build, driver: str, driver_cuda_version: str | None = None) -> tuple[str, str] | None:
+    """(why, what to do) when the NVIDIA driver `driver` (e.g. "550.54.15") cannot run `build`; None if it can."""
+    try:
+        cuda_major = int(str(build.cuda).split(".")[0])
+        driver_major = int(driver.split(".")[0])
+    except ValueError:
+        return None   # an unknown build or driver version: nothing to compare
+    need = MIN_DRIVER.get(cuda_major)
+    if need is None or driver_major >= need:
+        return None
+    supports = f" (it supports CUDA up to {driver_cuda_version})" if driver_cuda_version else ""
+    older = max((c for c, d in MIN_DRIVER.items() if d <= driver_major), default=None)
+    rebuild = (f"or build Caffe with a CUDA {older} toolkit, which that driver runs "
+               f"(`CAFFE_GPU=1 CAFFE_CUDA=system make caffe` with its nvcc on PATH)") if older else \
+        "no CUDA version this project builds with runs on it"
+    return (f"the NVIDIA driver {driver}{supports} is too old for this Caffe, built with CUDA {build.cuda}, "
+            f"which needs driver {need} or newer",
+            f"update the NVIDIA driver to {need} or newer (on a cluster: ask its administrators), {rebuild}")
+
+
 def attempt_record(gpu: int) -> dict:
     """What a GPU training attempt logs about its device and build (attempts.jsonl); an error when
-    the build in use cannot run on a GPU, before anything is started."""
+    the build in use cannot run on a GPU, or the node's driver cannot run the build, before anything
+    is started."""
     build = require_gpu_build()
     devices, why = visible_gpus()
+    problem = driver_problem(build, devices[0].driver, driver_cuda()) if devices and build.gpu else None
+    if problem:
+        raise TransferError(f"{problem[0]}: {problem[1]}")
     rec: dict = {"cuda_build": build.cuda, "cudnn": build.cudnn, "archs": build.archs}
     if gpu < len(devices):
         d = devices[gpu]

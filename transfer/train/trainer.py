@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..caffe import cudnn_algos
 from ..caffe import gpu as gpu_info
 from ..caffe import logs
 from ..caffe import precision as precision_
@@ -66,7 +67,8 @@ def _attempt(plan: Plan, net: Net, device: Device, lock: locks.Lock, stop: Stop,
             "resumed_from": point[0] if point else None,
             "start": datetime.fromtimestamp(t0).isoformat(timespec="seconds"),
             "seconds": round(time.time() - t0, 1), "exit": ended.rc, "stopped": stop.why,
-            **({"diverged_at": ended.diverged.iteration} if ended.diverged else {})})
+            **({"diverged_at": ended.diverged.iteration} if ended.diverged else {}),
+            **cudnn_algos.record(log_path)})
         return _ended(plan, net, attempt, ended, log_path, stop, time.time() - t0)
     except OSError as exc:
         err = space_error(exc, "free space and run the same command again", where=run.attempts_file)
