@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 .PHONY: help setup deps venv test test-fast demo demo-full clean-venv
 help:
 	@echo "make demo    set up everything, then Figure 2 in miniature on the synthetic dataset (CPU, ~15 min)"
-	@echo "make demo-full   both papers in miniature, every layer, 3+ nets a point (CPU, ~1 hour)"
+	@echo "make demo-full   both papers in miniature, 3 replicates a point (CPU, under an hour)"
 	@echo "make demo-huh   the same for Huh et al. 2016 (label sets, budgets, readout, a target dataset)"
 	@echo "make test    set up everything, check that the CUDA build links, then run the tests"
 	@echo "make test-fast   the tests that need no training, Caffe binary or cluster (under a minute; builds nothing)"

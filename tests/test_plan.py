@@ -169,10 +169,11 @@ def test_replicates_multiply_every_net_and_random_splits_draw_more_splits():
     config = yaml.safe_load((Path(plan_mod.PLAN_DIR) / "full.yaml").read_text())
     config["replicates"] = 2
     small = expand_config(config)
-    assert small.net("natural-3-manmade-r1").base == "base-natural-r1"
-    assert small.net("natural-3-manmade-r1").group == "natural-3-manmade"
+    assert small.net("natural-4-manmade-r1").base == "base-natural-r1"
+    assert small.net("natural-4-manmade-r1").group == "natural-4-manmade"
     assert small.net("base-natural-r1").run.where.name == "base-natural-r1"
-    assert "half0A-3-half0B-r1" not in small.by_name and "half2A-3-half2B" in small.by_name
+    assert "half0A-3-half0B-r1" not in small.by_name and "half1A-3-half1B" in small.by_name
+    assert "half2A-3-half2B" not in small.by_name     # split 0 and 2 replicates: splits 0 and 1
     with pytest.raises(TransferError, match="replicates: 0 is out of range"):
         expand_config({**tiny_config(), "replicates": 0})
 
