@@ -95,7 +95,10 @@ def _in_moved_cache(cache: Path, script: str, tmp_path: Path) -> subprocess.Comp
         pytest.skip("no unshare here: the moved-cache test needs a mount namespace")
     wrapper = (f'mount --bind "{cache}" "{moved}" && mount -t tmpfs none "{cache}" && '
                f'[ -z "$(ls -A "{cache}")" ] && MOVED="{moved}" && {script}')
-    proc = subprocess.run(["unshare", "-rm", "sh", "-c", wrapper], capture_output=True, text=True, timeout=600)
+    # caffe's INFO lines on stderr, whatever an earlier pycaffe import in this process set
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_minloglevel"} | {"GLOG_logtostderr": "1"}
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", wrapper], capture_output=True, text=True, timeout=600,
+                          env=env)
     if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
         pytest.skip(f"mount namespaces are not permitted here: {proc.stderr.strip()}")
     return proc
