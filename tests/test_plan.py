@@ -204,6 +204,13 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
         assert f"{twice}:{second}: key 'solver' is given twice in the same block (first at line {first})" \
                in res.stderr, res.stderr
         assert "Traceback" not in res.stderr and res.stdout == ""
+    # inside a block: two `base_lr:` in one `solver:`
+    nested = tmp_path / "nested.yaml"
+    at = lines.index("solver:") + 1
+    nested.write_text("\n".join(lines[:at] + ["  base_lr: 0.5"] + lines[at:]) + "\n")
+    res = subprocess.run([sys.executable, "-m", "transfer", "plan", "show", "--plan", str(nested)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "key 'base_lr' is given twice in the same block" in res.stderr, res.stderr
     assert not (tmp_path / "runs").exists()   # nothing trained, nothing written
 
     inner = tmp_path / "inner.yaml"

@@ -287,6 +287,13 @@ def test_job_script_values_cannot_run_as_commands(tmp_path):
     assert f'#SBATCH --output="{repo}/runs/n/slurm/%j.out"' in text   # sbatch splits at blanks
     with pytest.raises(TransferError, match=r"net name 'a\\nrm -rf x' holds a control character"):
         job_script("p", "a\nrm -rf x", "j", run, opts, repo)
+    # a --transfer-cmd that is no command line is refused naming it, before a script is written
+    for cmd, why in (("python -m 'transfer", r"--transfer-cmd \"python -m 'transfer\": not a command line"),
+                     ("  ", r"--transfer-cmd is empty"),
+                     ("python\n-m transfer", r"--transfer-cmd 'python\\n-m transfer' holds a control character")):
+        with pytest.raises(TransferError, match=why):
+            job_script("p", "n", "j", run, JobOptions(plan_arg=plan_arg, run=RunOptions(cpu=True), transfer_cmd=cmd),
+                       repo)
 
 
 # ---------------------------------------------------------------------------- several nets a GPU
