@@ -65,7 +65,7 @@ class Estimate:
     def replicates(self) -> str:
         """N in words: "3 splits", "1 replicate"; a difference of parts with other units names the fewest."""
         if "/" in self.unit:   # a difference of random-split and other parts: N is the smaller one's
-            return f"{self.n} or more replicates a part ({' and '.join(u + 's' for u in self.unit.split('/'))})"
+            return f"{self.n} or more a part, counting {' and '.join(u + 's' for u in self.unit.split('/'))}"
         return f"{self.n} {self.unit}{'' if self.n == 1 else 's'}"
 
     def text(self, digits: int = 4, signed: bool = False, pct: bool = False) -> str:
