@@ -674,7 +674,9 @@ def test_a_decoding_process_that_dies_is_an_error_not_a_hang(pb2, tmp_path):
     # after the first block, images that take a while to decode: the workers are busy when killed
     noise = np.random.default_rng(1).integers(0, 255, (2500, 2500, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "img" / "slow.JPEG", quality=90)
-    lst = _write_list(tmp_path / "big.txt", ["big.JPEG 0"] * 4 + ["slow.JPEG 1"] * 30)
+    # (3,000 of them: at a draft-mode decode of ~20 ms, still a minute of work for two workers, so the
+    # build is mid-list when they are killed however fast the machine)
+    lst = _write_list(tmp_path / "big.txt", ["big.JPEG 0"] * 4 + ["slow.JPEG 1"] * 3000)
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _started(proc, tmp_path / "db.partial")
     time.sleep(1.0)   # into the slow images: both workers mid-decode (each takes a good part of a second)
