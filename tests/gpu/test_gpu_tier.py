@@ -75,8 +75,7 @@ def test_report_of_the_gpu_run(gpu_plan, tmp_path):
     plan, res = gpu_plan
     assert res.returncode == 0
     out = tmp_path / "report"
-    rep = tinyrun.run_cli("report", "--plan", str(plan.path), "--out", str(out), "--no-figures",
-                          "--resamples", "50")
+    rep = tinyrun.run_cli("report", "--plan", str(plan.path), "--out", str(out), "--no-figures")
     assert rep.returncode == 0, rep.stdout + rep.stderr
     data = json.loads((out / "report.json").read_text())
     assert data and (out / "report.md").is_file()
